@@ -1,0 +1,221 @@
+"""The worker endpoint: one websocket per worker at /ws/worker/.
+
+The consumer stays thin: it decodes a frame once (``sdk.protocol``), routes it by ``type``
+to a ``handle_<type>`` method, makes one call into a sync service, and sends what comes back.
+A malformed or unexpected frame is answered with an error frame and changes nothing; no
+frame can close the connection or stop the engine.
+
+Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
+it has sent and not seen completed; a completion may hand the run's next tasks straight back
+to this worker within the free slots (see ``workflows.services._write``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from sdk import protocol
+from workflows.errors import SchedError
+from workflows.models import ApiToken
+from workflows.services import (
+    Lessee, activity_task_complete, activity_task_fail, activity_task_heartbeat,
+    workflow_task_complete, workflow_task_fail,
+)
+
+from . import notify, services, wakeup
+from .engine import ENGINE_ID
+
+log = logging.getLogger("sched.worker_socket")
+CLOSE_UNAUTHORIZED = 4401
+
+
+def _bearer(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+    return ""
+
+
+class WorkerConsumer(AsyncWebsocketConsumer):
+    worker_id: str = ""
+    hello: protocol.Hello | None = None
+
+    async def connect(self) -> None:
+        self.held: dict[str, str] = {}  # token -> task kind, of leases this worker holds
+        self.max_workflow = 0
+        self.max_activity = 0
+        await self.accept()
+        token = await database_sync_to_async(ApiToken.verify)(_bearer(self.scope),
+                                                              scope="worker")
+        if token is None:
+            await self.send_message(protocol.Error(code="unauthenticated",
+                                                   message="a worker token is required"))
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.worker_id = uuid.uuid4().hex
+
+    async def disconnect(self, code: int) -> None:
+        if self.hello is not None:
+            await database_sync_to_async(services.worker_disconnect)(
+                worker_id=self.worker_id, now=timezone.now())
+            wakeup.wake(wakeup.DISPATCH)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.worker_id:
+            return
+        frame = text_data if text_data is not None else bytes_data or b""
+        if len(frame) > settings.SCHED.max_payload_bytes:
+            await self.send_message(protocol.Error(
+                code="payload_too_large",
+                message=f"frames are limited to {settings.SCHED.max_payload_bytes} bytes"))
+            return
+        request_id: str | None = None
+        try:
+            message = protocol.decode_worker_message(frame)
+            request_id = getattr(message, "id", None)
+            if self.hello is None and not isinstance(message, protocol.Hello):
+                raise SchedError("send hello first", code="hello_required")
+            handler = getattr(self, f"handle_{message.type}")
+            await handler(message)
+        except protocol.ProtocolError as exc:
+            await self.send_message(protocol.Error(code=exc.code, message=exc.message,
+                                                   id=exc.request_id))
+        except SchedError as exc:
+            await self.send_message(protocol.Error(code=exc.code, message=exc.message,
+                                                   id=request_id))
+        except Exception:
+            log.exception("worker %s: failed to handle a frame", self.worker_id)
+            await self.send_message(protocol.Error(code="internal_error",
+                                                   message="the engine could not handle that",
+                                                   id=request_id))
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    async def send_message(self, message: protocol.Message) -> None:
+        await self.send(text_data=message.encode())
+
+    async def send_tasks(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.held[message["token"]] = message["type"]
+            await self.send(text_data=protocol.json.dumps(message, separators=(",", ":")))
+
+    async def ack(self, request_id: str | None, **extra: Any) -> None:
+        if request_id is not None:
+            await self.send_message(protocol.Ack(id=request_id, **extra))
+
+    def lessee(self) -> Lessee:
+        assert self.hello is not None
+        workflows = sum(1 for kind in self.held.values() if kind == "workflow_task")
+        cfg = settings.SCHED
+        return Lessee(self.worker_id, self.hello.task_queue,
+                      frozenset(self.hello.workflow_types), frozenset(self.hello.activity_types),
+                      self.max_workflow - workflows,
+                      self.max_activity - (len(self.held) - workflows),
+                      cfg.lease_timeout_seconds, cfg.workflow_task_timeout_seconds)
+
+    async def after_completion(self, token: str, outcome: Any, request_id: str | None) -> None:
+        self.held.pop(token, None)
+        await self.ack(request_id)
+        if outcome is not None:
+            if outcome.deliveries:
+                await self.send_tasks(outcome.deliveries)
+            await notify.send_cancels(outcome.cancels)
+        wakeup.wake(wakeup.DISPATCH)
+
+    # ---- channel layer events --------------------------------------------------------------
+
+    async def task_deliver(self, event: dict[str, Any]) -> None:
+        await self.send_tasks(event["messages"])
+
+    async def task_cancel(self, event: dict[str, Any]) -> None:
+        if event["token"] in self.held:
+            await self.send_message(protocol.ActivityCancel(token=event["token"]))
+
+    # ---- frames from the worker ------------------------------------------------------------
+
+    async def handle_hello(self, message: protocol.Hello) -> None:
+        if self.hello is not None:
+            raise SchedError("hello was already sent", code="unexpected_message")
+        await database_sync_to_async(services.worker_register)(
+            worker_id=self.worker_id, channel_name=self.channel_name, engine_id=ENGINE_ID,
+            hello=message, now=timezone.now())
+        self.hello = message
+        self.max_workflow = message.max_workflow_tasks
+        self.max_activity = message.max_activity_tasks
+        await self.send_message(protocol.Welcome(
+            worker_id=self.worker_id, heartbeat_interval=settings.SCHED.worker_heartbeat_seconds))
+        wakeup.wake(wakeup.DISPATCH)
+
+    async def handle_credit(self, message: protocol.Credit) -> None:
+        await database_sync_to_async(services.worker_credit)(
+            worker_id=self.worker_id, max_workflow_tasks=message.max_workflow_tasks,
+            max_activity_tasks=message.max_activity_tasks, now=timezone.now())
+        self.max_workflow = message.max_workflow_tasks
+        self.max_activity = message.max_activity_tasks
+        await self.ack(message.id)
+        wakeup.wake(wakeup.DISPATCH)
+
+    async def handle_workflow_task_completed(self, message: protocol.WorkflowTaskCompleted) -> None:
+        try:
+            outcome = await database_sync_to_async(workflow_task_complete)(
+                token=message.token, commands=message.commands, worker_id=self.worker_id,
+                lessee=self.lessee())
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, outcome, message.id)
+
+    async def handle_workflow_task_failed(self, message: protocol.WorkflowTaskFailedMsg) -> None:
+        try:
+            outcome = await database_sync_to_async(workflow_task_fail)(
+                token=message.token, cause=message.cause, failure=message.failure,
+                worker_id=self.worker_id)
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, outcome, message.id)
+
+    async def handle_activity_task_completed(self, message: protocol.ActivityTaskCompleted) -> None:
+        try:
+            outcome = await database_sync_to_async(activity_task_complete)(
+                token=message.token, result=message.result, worker_id=self.worker_id,
+                lessee=self.lessee())
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, outcome, message.id)
+
+    async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
+        try:
+            outcome = await database_sync_to_async(activity_task_fail)(
+                token=message.token, failure=message.failure, canceled=message.canceled,
+                worker_id=self.worker_id, lessee=self.lessee())
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, outcome, message.id)
+
+    async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
+        cancel = await database_sync_to_async(activity_task_heartbeat)(
+            token=message.token, details=message.details, worker_id=self.worker_id)
+        await self.ack(message.id, cancel_requested=cancel)
+
+    async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
+        events = await database_sync_to_async(services.history_for)(
+            token=message.token, worker_id=self.worker_id)
+        await self.send(text_data=protocol.History(token=message.token, events=events,
+                                                   id=message.id).encode())
+
+    async def handle_ping(self, message: protocol.Ping) -> None:
+        alive = await database_sync_to_async(services.worker_ping)(
+            worker_id=self.worker_id, now=timezone.now())
+        if not alive:
+            # The engine dropped this worker as silent and handed its tasks back.
+            await self.close(code=4408)
+            return
+        await self.send_message(protocol.Pong(id=message.id))

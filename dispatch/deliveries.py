@@ -1,0 +1,56 @@
+"""The task messages sent to workers, built from task rows and history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sdk import protocol
+from workflows.core.events import Event
+from workflows.models import Execution, HistoryEvent
+
+from .models import Task
+
+
+def workflow_task_message(execution: Execution, task: Task, *, first_event_id: int,
+                          recent: Sequence[Event] = ()) -> dict[str, Any]:
+    """A workflow task with the history from ``first_event_id`` through its WorkflowTaskStarted.
+
+    ``recent`` are events this transaction just wrote (and holds in memory); older ones are
+    read from the database.
+    """
+    first_recent = recent[0].event_id if recent else execution.next_event_id
+    events: list[dict[str, Any]] = []
+    if first_event_id < first_recent:
+        events = [
+            e.to_wire()
+            for e in HistoryEvent.objects.filter(
+                execution=execution, event_id__gte=first_event_id, event_id__lt=first_recent
+            ).order_by("event_id")
+        ]
+    events.extend(e.to_wire() for e in recent if e.event_id >= first_event_id)
+    return protocol.WorkflowTask(
+        token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),
+        workflow_type=execution.workflow_type, task_queue=task.task_queue, attempt=task.attempt,
+        first_event_id=first_event_id, events=events,
+    ).to_dict()
+
+
+def activity_task_message(execution: Execution, task: Task) -> dict[str, Any]:
+    options = task.options
+    return protocol.ActivityTask(
+        token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),
+        workflow_type=execution.workflow_type, activity_id=str(task.seq),
+        activity_type=task.type_name, task_queue=task.task_queue, input=task.input,
+        attempt=task.attempt, scheduled_at=options.get("scheduled_at", ""),
+        heartbeat_details=task.heartbeat_details,
+        heartbeat_timeout=(options["heartbeat_ms"] / 1000 if options.get("heartbeat_ms")
+                           else None),
+        start_to_close_timeout=(options["start_to_close_ms"] / 1000
+                                if options.get("start_to_close_ms") else None),
+    ).to_dict()
+
+
+def full_history(execution: Execution, *, through: int) -> list[dict[str, Any]]:
+    return [e.to_wire() for e in HistoryEvent.objects.filter(
+        execution=execution, event_id__lte=through).order_by("event_id")]

@@ -1,0 +1,129 @@
+"""Leader election for the singleton loops (dispatcher, timer manager).
+
+On PostgreSQL a loop runs only while its process holds a session advisory lock, taken with
+``pg_try_advisory_lock`` on a dedicated connection that is not Django's (Django may close
+its connections under us, and a session lock belongs to one physical connection). The leader
+checks the connection every ``SCHED_LEADER_CHECK_SECONDS`` and steps down on any error.
+
+A new leader increments the loop's ``term`` in the ``Leadership`` row; every write the loop
+makes checks its term inside the same transaction. A leader that was paused (SIGSTOP, a long
+GC) and lost its lock meanwhile cannot write as leader any more: its term is stale.
+
+The dedicated connection also LISTENs for ``pg_notify`` wake-ups (see ``wakeup``), so the
+leader learns of new work committed by any engine process at once.
+
+On SQLite there is one engine process: it is always the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from . import wakeup
+from .engine import ENGINE_ID
+from .models import Leadership
+
+log = logging.getLogger("sched.leader")
+Loop = Callable[[int], Awaitable[None]]
+
+
+def lock_key(name: str) -> int:
+    return zlib.crc32(f"sched:{name}".encode())
+
+
+@database_sync_to_async
+def new_term(name: str) -> int:
+    """Take the next term of ``name``: call only while holding its lock."""
+    with transaction.atomic(durable=True):
+        row, _ = Leadership.objects.select_for_update().get_or_create(name=name)
+        row.term += 1
+        row.holder = ENGINE_ID
+        row.renewed_at = timezone.now()
+        row.save()
+        return row.term
+
+
+class LeaderElection:
+    """Runs ``loop(term)`` while this process leads ``name``; waits as a standby otherwise."""
+
+    def __init__(self, name: str, wake_name: str, loop: Loop, *,
+                 retry_seconds: float | None = None) -> None:
+        self.name = name
+        self.wake_name = wake_name
+        self.loop = loop
+        self.check_seconds = settings.SCHED.leader_check_seconds
+        self.retry_seconds = retry_seconds or self.check_seconds
+        self.is_leader = False
+
+    async def run(self) -> None:
+        if connection.vendor != "postgresql":
+            await self._lead(None)
+            return
+        while True:
+            try:
+                await self._campaign()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: leader connection failed (%s); retrying", self.name, exc)
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _campaign(self) -> None:
+        import psycopg
+
+        db = settings.DATABASES["default"]
+        conn = await psycopg.AsyncConnection.connect(
+            host=db.get("HOST") or None, port=db.get("PORT") or None, dbname=db["NAME"],
+            user=db.get("USER") or None, password=db.get("PASSWORD") or None, autocommit=True,
+            connect_timeout=5,
+        )
+        async with conn:
+            while True:
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.name)])
+                row = await cur.fetchone()
+                if row and row[0]:
+                    break
+                await asyncio.sleep(self.retry_seconds)
+            await conn.execute(f"LISTEN {wakeup.PG_CHANNEL}")
+            await self._lead(conn)
+
+    async def _lead(self, conn: object | None) -> None:
+        term = await new_term(self.name)
+        log.info("%s: leading, term %d", self.name, term)
+        self.is_leader = True
+        wakeup.local_leaders.add(self.wake_name)
+        task = asyncio.create_task(self.loop(term), name=f"sched-{self.name}")
+        try:
+            if conn is None:
+                await task
+                return
+            await self._watch(conn, task)
+        finally:
+            self.is_leader = False
+            wakeup.local_leaders.discard(self.wake_name)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            log.info("%s: stepped down from term %d", self.name, term)
+
+    async def _watch(self, conn: object, task: asyncio.Task[None]) -> None:
+        """Forward wake-ups and check the lock's connection until either fails."""
+        import psycopg
+
+        assert isinstance(conn, psycopg.AsyncConnection)
+        while not task.done():
+            async for notice in conn.notifies(timeout=self.check_seconds, stop_after=100):
+                if notice.payload == self.wake_name:
+                    wakeup.wake(self.wake_name)
+            await conn.execute("SELECT 1")
+        task.result()  # re-raise what ended the loop

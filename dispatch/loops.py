@@ -1,0 +1,45 @@
+"""Starting and stopping the singleton loops beside the ASGI server, or alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from timers.manager import run_timers
+
+from .dispatcher import run_dispatcher
+from .leader import LeaderElection
+
+log = logging.getLogger("sched.loops")
+
+
+def elections(*, dispatcher: bool = True, timers: bool = True) -> list[LeaderElection]:
+    out = []
+    if dispatcher:
+        out.append(LeaderElection("dispatcher", "dispatch", run_dispatcher))
+    if timers:
+        out.append(LeaderElection("timers", "timers", run_timers))
+    return out
+
+
+def start(loop: asyncio.AbstractEventLoop, *, dispatcher: bool = True,
+          timers: bool = True) -> list[asyncio.Task[None]]:
+    """Schedule the loops on ``loop`` (the server's event loop), restarting one that fails."""
+    return [loop.create_task(_supervise(e), name=f"sched-{e.name}-election")
+            for e in elections(dispatcher=dispatcher, timers=timers)]
+
+
+async def _supervise(election: LeaderElection) -> None:
+    while True:
+        try:
+            await election.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s loop failed; restarting in 1 s", election.name)
+        await asyncio.sleep(1.0)
+
+
+async def run_forever(*, dispatcher: bool = True, timers: bool = True) -> None:
+    await asyncio.gather(*start(asyncio.get_running_loop(), dispatcher=dispatcher,
+                                timers=timers))

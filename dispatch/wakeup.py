@@ -1,0 +1,52 @@
+"""Wake-ups for the singleton loops, sent when a transaction that gives them work commits.
+
+The dispatcher and the timer manager sleep until they have work. A transition that creates
+a ready task or a timer calls ``on_commit(DISPATCH)`` / ``on_commit(TIMERS)``: once the
+transaction commits, loops in this process are woken directly. On PostgreSQL a
+``pg_notify`` is also issued inside the transaction, which Postgres delivers on commit only,
+to the leader wherever it runs (it LISTENs on its dedicated connection) — unless the leader
+is in this process, where the direct wake-up is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from django.db import connection, transaction
+
+DISPATCH = "dispatch"
+TIMERS = "timers"
+PG_CHANNEL = "sched_wake"
+
+_lock = threading.Lock()
+_waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+# Names of the loops whose leader runs in this process.
+local_leaders: set[str] = set()
+
+
+def register(name: str, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    with _lock:
+        _waiters.setdefault(name, []).append((loop, event))
+
+
+def unregister(name: str, event: asyncio.Event) -> None:
+    with _lock:
+        _waiters[name] = [(lp, ev) for lp, ev in _waiters.get(name, []) if ev is not event]
+
+
+def wake(name: str) -> None:
+    """Wake this process's loops called ``name`` (from any thread)."""
+    with _lock:
+        waiters = list(_waiters.get(name, ()))
+    for loop, event in waiters:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+
+def on_commit(name: str) -> None:
+    """Wake the loop ``name`` once the current transaction commits."""
+    transaction.on_commit(lambda: wake(name))
+    if connection.vendor == "postgresql" and name not in local_leaders:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [PG_CHANNEL, name])

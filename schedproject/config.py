@@ -1,0 +1,101 @@
+"""sched's settings, read once from the environment.
+
+Everything an operator sets is an environment variable (12-factor); README.md lists them.
+``load()`` parses and validates them into one typed object; Django's settings module reads
+from it, and sched's own code reads ``settings.SCHED`` (this object), never ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value sched cannot use."""
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _number(name: str, default: float, *, minimum: float = 0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name) or default
+    if value.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value.lower()
+
+
+@dataclass(frozen=True)
+class SchedConfig:
+    debug: bool
+    secret_key: str | None
+    database_url: str | None
+    redis_url: str | None
+    data_dir: Path
+    log_level: str
+    log_format: str
+    max_payload_bytes: int
+    allowed_hosts: tuple[str, ...]
+    # Dispatch and timers.
+    lease_timeout_seconds: float
+    worker_heartbeat_seconds: float
+    workflow_task_timeout_seconds: float
+    dispatch_poll_seconds: float
+    leader_check_seconds: float
+    shutdown_grace_seconds: float
+    run_loops: bool
+
+    @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url) and self.database_url.startswith(("postgres", "pgsql"))
+
+
+def load() -> SchedConfig:
+    debug = _bool("SCHED_DEBUG", False)
+    return SchedConfig(
+        debug=debug,
+        secret_key=os.environ.get("SCHED_SECRET_KEY") or None,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        data_dir=Path(os.environ.get("SCHED_DATA_DIR") or BASE_DIR / "data"),
+        log_level=_choice("SCHED_LOG_LEVEL", "INFO",
+                          ("debug", "info", "warning", "error", "critical")).upper(),
+        log_format=_choice("SCHED_LOG_FORMAT", "text", ("text", "json")),
+        max_payload_bytes=int(_number("SCHED_MAX_PAYLOAD_BYTES", 2 * 1024 * 1024, minimum=1024)),
+        allowed_hosts=tuple(
+            h.strip() for h in (os.environ.get("SCHED_ALLOWED_HOSTS") or "*").split(",")
+            if h.strip()
+        ),
+        lease_timeout_seconds=_number("SCHED_LEASE_TIMEOUT_SECONDS", 30, minimum=1),
+        worker_heartbeat_seconds=_number("SCHED_WORKER_HEARTBEAT_SECONDS", 5, minimum=0.1),
+        workflow_task_timeout_seconds=_number("SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS", 10,
+                                              minimum=0.1),
+        dispatch_poll_seconds=_number("SCHED_DISPATCH_POLL_SECONDS", 1, minimum=0.01),
+        leader_check_seconds=_number("SCHED_LEADER_CHECK_SECONDS", 2, minimum=0.1),
+        shutdown_grace_seconds=_number("SCHED_SHUTDOWN_GRACE_SECONDS", 8, minimum=0),
+        run_loops=_bool("SCHED_RUN_LOOPS", True),
+    )

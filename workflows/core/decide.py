@@ -1,0 +1,269 @@
+"""Deciding transitions: from a state and an input to the events to append.
+
+Every function here is pure. It takes the current ``ExecutionState`` and returns a
+``Transition`` holding the new events (numbered from the state's ``next_event_id`` and
+stamped with ``now``) and the state after them, or raises ``Rejected`` and decides nothing.
+The engine's services lock the execution row, call one of these, and write what it returns.
+
+Rules every function keeps: nothing is appended to a closed run; event ids stay dense;
+whenever an input event reaches an open run with no workflow task, a workflow task is
+scheduled in the same transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import commands as c
+from .events import Event, EventType
+from .state import ExecutionState, apply
+
+E = EventType
+
+# A workflow task that fails is tried again after this back-off, doubling up to the cap.
+WORKFLOW_TASK_RETRY_INITIAL_MS = 200
+WORKFLOW_TASK_RETRY_MAX_MS = 30_000
+
+
+class Rejected(Exception):
+    """The transition is refused; nothing was decided. ``code`` is stable and machine-read."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Transition:
+    state: ExecutionState
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+
+    def add(self, event_type: EventType, **attributes: Any) -> Event:
+        event = Event(self.state.next_event_id, event_type, self.now, attributes)
+        self.state = apply(self.state, event)
+        self.events.append(event)
+        return event
+
+    def schedule_workflow_task_if_needed(self) -> None:
+        """Schedule a workflow task when the run has news and none is in flight."""
+        s = self.state
+        if s.is_open and s.workflow_task is None and s.workflow_task_needed:
+            self.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=s.task_queue,
+                     attempt=s.workflow_task_attempt)
+
+
+def _open(state: ExecutionState, now: datetime) -> Transition:
+    if not state.is_open:
+        raise Rejected("run_closed", f"the run is {state.status.value}")
+    return Transition(state, now)
+
+
+def _needs_task(t: Transition) -> None:
+    """After an input event: a workflow task is due unless one is already scheduled."""
+    if t.state.workflow_task is None:
+        t.state = replace(t.state, workflow_task_needed=True)
+    t.schedule_workflow_task_if_needed()
+
+
+def workflow_task_retry_delay_ms(attempt: int) -> int:
+    """Back-off before retrying a workflow task whose attempt ``attempt`` failed."""
+    return int(min(WORKFLOW_TASK_RETRY_INITIAL_MS * 2 ** min(attempt - 1, 30),
+                   WORKFLOW_TASK_RETRY_MAX_MS))
+
+
+def start(*, workflow_type: str, task_queue: str, input: Any, now: datetime,
+          execution_timeout_ms: int | None = None, parent: dict[str, Any] | None = None,
+          continued_from_run_id: str | None = None) -> Transition:
+    t = Transition(ExecutionState(), now)
+    t.add(E.WORKFLOW_EXECUTION_STARTED, workflow_type=workflow_type, task_queue=task_queue,
+          input=input, execution_timeout_ms=execution_timeout_ms, parent=parent,
+          continued_from_run_id=continued_from_run_id)
+    t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=task_queue, attempt=1)
+    return t
+
+
+def signal(state: ExecutionState, *, name: str, input: Any, now: datetime) -> Transition:
+    t = _open(state, now)
+    t.add(E.WORKFLOW_EXECUTION_SIGNALED, signal_name=name, input=input)
+    _needs_task(t)
+    return t
+
+
+def request_cancel(state: ExecutionState, *, reason: str | None, now: datetime) -> Transition:
+    t = _open(state, now)
+    if state.cancel_requested:
+        return t  # asked before: nothing new to record
+    t.add(E.WORKFLOW_EXECUTION_CANCEL_REQUESTED, reason=reason)
+    _needs_task(t)
+    return t
+
+
+def terminate(state: ExecutionState, *, reason: str | None, now: datetime) -> Transition:
+    t = _open(state, now)
+    t.add(E.WORKFLOW_EXECUTION_TERMINATED, reason=reason)
+    return t
+
+
+def time_out_workflow(state: ExecutionState, *, now: datetime) -> Transition:
+    t = _open(state, now)
+    t.add(E.WORKFLOW_EXECUTION_TIMED_OUT)
+    return t
+
+
+def _current_task(state: ExecutionState, scheduled_event_id: int, *, started: bool) -> None:
+    wt = state.workflow_task
+    if wt is None or wt.scheduled_event_id != scheduled_event_id:
+        raise Rejected("stale_task", "that workflow task is no longer current")
+    if started != (wt.started_event_id is not None):
+        raise Rejected("stale_task", "that workflow task is not in the expected state")
+
+
+def start_workflow_task(state: ExecutionState, *, scheduled_event_id: int, worker: str,
+                        now: datetime) -> Transition:
+    t = _open(state, now)
+    _current_task(state, scheduled_event_id, started=False)
+    assert state.workflow_task is not None
+    t.add(E.WORKFLOW_TASK_STARTED, scheduled_event_id=scheduled_event_id,
+          attempt=state.workflow_task.attempt, worker=worker)
+    return t
+
+
+def fail_workflow_task(state: ExecutionState, *, scheduled_event_id: int, cause: str,
+                       failure: dict[str, Any], now: datetime) -> Transition:
+    """Record a failed workflow task. Its retry is scheduled later, by a back-off timer."""
+    t = _open(state, now)
+    _current_task(state, scheduled_event_id, started=True)
+    assert state.workflow_task is not None
+    t.add(E.WORKFLOW_TASK_FAILED, scheduled_event_id=scheduled_event_id,
+          started_event_id=state.workflow_task.started_event_id, cause=cause,
+          failure=c.normalize_failure(failure))
+    return t
+
+
+def time_out_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
+                           now: datetime) -> Transition:
+    """A started workflow task whose worker went silent: record it, schedule it again now."""
+    t = _open(state, now)
+    _current_task(state, scheduled_event_id, started=True)
+    assert state.workflow_task is not None
+    t.add(E.WORKFLOW_TASK_TIMED_OUT, scheduled_event_id=scheduled_event_id,
+          started_event_id=state.workflow_task.started_event_id)
+    t.schedule_workflow_task_if_needed()
+    return t
+
+
+def retry_workflow_task(state: ExecutionState, *, now: datetime) -> Transition:
+    """The back-off after a failed workflow task is over: schedule the next attempt."""
+    t = _open(state, now)
+    t.schedule_workflow_task_if_needed()
+    return t
+
+
+def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
+                           commands: Sequence[c.Command], worker: str,
+                           now: datetime) -> Transition:
+    t = _open(state, now)
+    _current_task(state, scheduled_event_id, started=True)
+    wt = state.workflow_task
+    assert wt is not None
+    terminal = [cmd for cmd in commands if isinstance(cmd, c.TERMINAL_COMMANDS)]
+    if terminal and (len(terminal) > 1 or commands[-1] is not terminal[0]):
+        raise Rejected("invalid_command", "a closing command must be the last and only one")
+    if terminal and state.workflow_task_needed:
+        # News arrived while the workflow ran (a signal, say): closing now would drop it.
+        # Throw this task away and run the workflow again with the news.
+        t.add(E.WORKFLOW_TASK_FAILED, scheduled_event_id=scheduled_event_id,
+              started_event_id=wt.started_event_id, cause="unhandled_events",
+              failure=c.normalize_failure({"type": "UnhandledEvents", "message":
+                  "new events arrived while the workflow task ran; it runs again"}))
+        t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=state.task_queue, attempt=1)
+        return t
+    t.add(E.WORKFLOW_TASK_COMPLETED, scheduled_event_id=scheduled_event_id,
+          started_event_id=wt.started_event_id, worker=worker)
+    for cmd in commands:
+        _apply_command(t, cmd)
+    t.schedule_workflow_task_if_needed()
+    return t
+
+
+def _new_seq(t: Transition, seq: int) -> None:
+    if seq <= t.state.max_seq:
+        raise Rejected("invalid_command", f"seq {seq} is not above the last one, {t.state.max_seq}")
+
+
+def _apply_command(t: Transition, cmd: c.Command) -> None:
+    if isinstance(cmd, c.ScheduleActivity):
+        _new_seq(t, cmd.seq)
+        t.add(E.ACTIVITY_TASK_SCHEDULED, seq=cmd.seq, activity_type=cmd.activity_type,
+              task_queue=cmd.task_queue or t.state.task_queue, input=cmd.input,
+              retry_policy=cmd.retry_policy.to_dict(),
+              schedule_to_close_ms=cmd.schedule_to_close_ms,
+              schedule_to_start_ms=cmd.schedule_to_start_ms,
+              start_to_close_ms=cmd.start_to_close_ms, heartbeat_ms=cmd.heartbeat_ms)
+    elif isinstance(cmd, c.StartTimer):
+        _new_seq(t, cmd.seq)
+        fire_at = t.now + timedelta(milliseconds=cmd.duration_ms)
+        t.add(E.TIMER_STARTED, seq=cmd.seq, duration_ms=cmd.duration_ms,
+              fire_at=fire_at.isoformat())
+    elif isinstance(cmd, c.RecordMarker):
+        _new_seq(t, cmd.seq)
+        t.add(E.MARKER_RECORDED, seq=cmd.seq, marker_name=cmd.marker_name, data=cmd.data)
+    elif isinstance(cmd, c.CancelTimer):
+        timer = t.state.timers.get(cmd.seq)
+        if timer is not None:  # gone means it fired meanwhile: the workflow hears of it next
+            t.add(E.TIMER_CANCELED, started_event_id=timer.started_event_id, seq=cmd.seq)
+    elif isinstance(cmd, c.RequestCancelActivity):
+        activity = t.state.activities.get(cmd.seq)
+        if activity is not None and not activity.cancel_requested:
+            t.add(E.ACTIVITY_TASK_CANCEL_REQUESTED,
+                  scheduled_event_id=activity.scheduled_event_id, seq=cmd.seq)
+    elif isinstance(cmd, c.CompleteWorkflow):
+        t.add(E.WORKFLOW_EXECUTION_COMPLETED, result=cmd.result)
+    elif isinstance(cmd, c.FailWorkflow):
+        t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure)
+    elif isinstance(cmd, c.CancelWorkflow):
+        t.add(E.WORKFLOW_EXECUTION_CANCELED, details=cmd.details)
+    elif isinstance(cmd, c.ContinueAsNew):
+        raise Rejected("invalid_command", "continue_as_new is decided by the service")
+
+
+def _activity(state: ExecutionState, seq: int) -> int:
+    activity = state.activities.get(seq)
+    if activity is None:
+        raise Rejected("stale_task", f"activity {seq} is not pending")
+    return activity.scheduled_event_id
+
+
+def close_activity(state: ExecutionState, *, seq: int, outcome: EventType, now: datetime,
+                   attempt: int, worker: str | None, **attributes: Any) -> Transition:
+    """Record an activity's final outcome (completed, failed, timed out, canceled).
+
+    ``worker`` is the worker that ran the last attempt, or None if it never started; an
+    ``ActivityTaskStarted`` for that attempt is written just before the outcome, so retries
+    do not grow the history.
+    """
+    t = _open(state, now)
+    scheduled = _activity(state, seq)
+    if worker is not None:
+        t.add(E.ACTIVITY_TASK_STARTED, scheduled_event_id=scheduled, seq=seq,
+              attempt=attempt, worker=worker)
+    if outcome is E.ACTIVITY_TASK_FAILED or outcome is E.ACTIVITY_TASK_TIMED_OUT:
+        attributes["attempt"] = attempt
+    t.add(outcome, scheduled_event_id=scheduled, seq=seq, **attributes)
+    _needs_task(t)
+    return t
+
+
+def fire_timer(state: ExecutionState, *, seq: int, now: datetime) -> Transition:
+    t = _open(state, now)
+    timer = state.timers.get(seq)
+    if timer is None:
+        raise Rejected("stale_timer", f"timer {seq} is not pending")
+    t.add(E.TIMER_FIRED, started_event_id=timer.started_event_id, seq=seq)
+    _needs_task(t)
+    return t

@@ -1,0 +1,298 @@
+"""Writing a decided transition: events, snapshot, and the task and timer rows they imply.
+
+Every service locks the execution row, asks ``workflows.core.decide`` for a ``Transition``,
+and hands it to ``write_transition``, inside the caller's one ``atomic(durable=True)``. The
+rows a transition implies are derived from its events here, in one place: a
+WorkflowTaskScheduled makes a workflow task row, an ActivityTaskScheduled an activity task
+row and its deadline timers, a TimerStarted a timer row, a closing event removes every task
+and timer of the run. Wake-ups for the dispatcher and the timer manager are sent on commit.
+
+A worker completing a task may be handed the run's next tasks in the same transaction
+(``Lessee``): the workflow task of a run whose cache it holds, the activities it serves. That
+saves the dispatcher a round trip and a transaction per step, which is where most of a
+workflow's latency would go.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from dispatch import wakeup
+from dispatch.models import Task, TaskKind, TaskState
+from timers.models import Timer, TimerKind
+from workflows.core import decide
+from workflows.core.events import CLOSING_EVENTS, Event, EventType
+from workflows.core.state import Status
+from workflows.models import Execution, HistoryEvent
+
+E = EventType
+ACTIVITY_TIMER_KINDS = (
+    TimerKind.ACTIVITY_RETRY, TimerKind.ACTIVITY_ATTEMPT,
+    TimerKind.ACTIVITY_SCHEDULE_TO_START, TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE,
+)
+ACTIVITY_CLOSING = (E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED,
+                    E.ACTIVITY_TASK_TIMED_OUT, E.ACTIVITY_TASK_CANCELED)
+
+
+@dataclass
+class Lessee:
+    """A connected worker that may take a run's new tasks in the same transaction."""
+
+    worker_id: str
+    task_queue: str
+    workflow_types: frozenset[str]
+    activity_types: frozenset[str]
+    workflow_slots: int
+    activity_slots: int
+    lease_seconds: float
+    workflow_task_timeout_seconds: float
+
+
+@dataclass
+class Outcome:
+    execution: Execution
+    events: list[Event]
+    # Task messages for the lessee, to send once the transaction has committed.
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    # Cancel notices for activities other workers hold: (worker_id, token).
+    cancels: list[tuple[str, str]] = field(default_factory=list)
+
+
+def new_token(task_id: int) -> str:
+    return f"{task_id}.{secrets.token_hex(12)}"
+
+
+def task_id_from_token(token: str) -> int | None:
+    head, _, _ = token.partition(".")
+    return int(head) if head.isdigit() and len(head) < 19 else None
+
+
+def lock_execution(execution_id: int) -> Execution:
+    """Lock and return the execution row. Callers lock it before any task or timer row."""
+    return Execution.objects.select_for_update().get(pk=execution_id)
+
+
+def write_transition(execution: Execution, t: decide.Transition, *,
+                     lessee: Lessee | None = None) -> Outcome:
+    """Append ``t``'s events, update the snapshot, write the implied rows. In an atomic block,
+    with the execution row locked."""
+    if lessee is not None:
+        _lease_new_workflow_task(execution, t, lessee)
+    now = t.now
+    HistoryEvent.objects.bulk_create(
+        [HistoryEvent(execution=execution, event_id=e.event_id, event_type=e.event_type.value,
+                      timestamp=e.timestamp, attributes=e.attributes) for e in t.events]
+    )
+    outcome = Outcome(execution, list(t.events))
+    new_tasks: list[Task] = []
+    new_timers: list[Timer] = []
+    closed = False
+    for e in t.events:
+        a = e.attributes
+        typ = e.event_type
+        if typ is E.WORKFLOW_EXECUTION_STARTED and a.get("execution_timeout_ms"):
+            new_timers.append(Timer(execution=execution, kind=TimerKind.WORKFLOW_TIMEOUT,
+                                    fire_at=now + timedelta(milliseconds=a["execution_timeout_ms"]),
+                                    created_at=now))
+        elif typ is E.WORKFLOW_TASK_SCHEDULED:
+            new_tasks.append(Task(execution=execution, kind=TaskKind.WORKFLOW,
+                                  task_queue=a["task_queue"], type_name=execution.workflow_type,
+                                  scheduled_event_id=e.event_id, attempt=a["attempt"],
+                                  created_at=now))
+        elif typ is E.WORKFLOW_TASK_STARTED:
+            _mark_workflow_task_started(execution, new_tasks, e, lessee, outcome)
+        elif typ in (E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT):
+            Task.objects.filter(execution=execution, kind=TaskKind.WORKFLOW,
+                                scheduled_event_id=a["scheduled_event_id"]).delete()
+            if typ is E.WORKFLOW_TASK_FAILED and a["cause"] != "unhandled_events":
+                delay = decide.workflow_task_retry_delay_ms(t.state.workflow_task_attempt - 1)
+                new_timers.append(Timer(execution=execution, kind=TimerKind.WORKFLOW_TASK_RETRY,
+                                        fire_at=now + timedelta(milliseconds=delay),
+                                        created_at=now))
+        elif typ is E.ACTIVITY_TASK_SCHEDULED:
+            _schedule_activity(execution, e, new_tasks, new_timers, now)
+        elif typ in ACTIVITY_CLOSING:
+            Task.objects.filter(execution=execution, kind=TaskKind.ACTIVITY,
+                                scheduled_event_id=a["scheduled_event_id"]).delete()
+            Timer.objects.filter(execution=execution, kind__in=ACTIVITY_TIMER_KINDS,
+                                 seq=a["seq"]).delete()
+        elif typ is E.TIMER_STARTED:
+            new_timers.append(Timer(execution=execution, kind=TimerKind.USER, seq=a["seq"],
+                                    fire_at=datetime.fromisoformat(a["fire_at"]),
+                                    created_at=now))
+        elif typ is E.TIMER_CANCELED:
+            Timer.objects.filter(execution=execution, kind=TimerKind.USER, seq=a["seq"]).delete()
+        elif typ in CLOSING_EVENTS:
+            closed = True
+            _close(execution, e, outcome)
+    if new_tasks:
+        Task.objects.bulk_create([task for task in new_tasks if task.pk is None])
+        if lessee is not None:
+            _lease_new_activities(execution, new_tasks, lessee, outcome, now)
+        if any(task.state == TaskState.READY for task in new_tasks):
+            wakeup.on_commit(wakeup.DISPATCH)
+    if new_timers:
+        Timer.objects.bulk_create(new_timers)
+        wakeup.on_commit(wakeup.TIMERS)
+    _save_snapshot(execution, t, closed=closed)
+    return outcome
+
+
+def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) -> None:
+    execution.state = t.state.to_dict()
+    execution.next_event_id = t.state.next_event_id
+    execution.status = t.state.status.value
+    fields = ["state", "next_event_id", "status", "sticky_worker", "sticky_next_event_id",
+              "last_task_failure"]
+    if closed:
+        fields += ["result", "failure", "closed_at"]
+        execution.sticky_worker = ""
+    execution.save(update_fields=fields)
+
+
+def _close(execution: Execution, event: Event, outcome: Outcome) -> None:
+    a = event.attributes
+    execution.closed_at = event.timestamp
+    if event.event_type is E.WORKFLOW_EXECUTION_COMPLETED:
+        execution.result = a["result"]
+    elif event.event_type is E.WORKFLOW_EXECUTION_FAILED:
+        execution.failure = a["failure"]
+    elif event.event_type is E.WORKFLOW_EXECUTION_CANCELED:
+        execution.failure = {"type": "Canceled", "message": "the workflow was canceled",
+                             "details": a.get("details")}
+    elif event.event_type is E.WORKFLOW_EXECUTION_TERMINATED:
+        execution.failure = {"type": "Terminated", "message": a.get("reason") or "terminated"}
+    elif event.event_type is E.WORKFLOW_EXECUTION_TIMED_OUT:
+        execution.failure = {"type": "TimedOut", "message": "the workflow execution timed out"}
+    held = Task.objects.filter(execution=execution, kind=TaskKind.ACTIVITY,
+                               state=TaskState.LEASED).values_list("lease_owner", "token")
+    outcome.cancels.extend((owner, token) for owner, token in held)
+    Task.objects.filter(execution=execution).delete()
+    Timer.objects.filter(execution=execution).delete()
+
+
+def _schedule_activity(execution: Execution, e: Event, new_tasks: list[Task],
+                       new_timers: list[Timer], now: datetime) -> None:
+    a = e.attributes
+    options = {k: a[k] for k in ("retry_policy", "schedule_to_close_ms", "schedule_to_start_ms",
+                                 "start_to_close_ms", "heartbeat_ms")}
+    options["scheduled_at"] = now.isoformat()
+    new_tasks.append(Task(execution=execution, kind=TaskKind.ACTIVITY, task_queue=a["task_queue"],
+                          type_name=a["activity_type"], scheduled_event_id=e.event_id,
+                          seq=a["seq"], input=a["input"], options=options, created_at=now))
+    for key, kind in (("schedule_to_start_ms", TimerKind.ACTIVITY_SCHEDULE_TO_START),
+                      ("schedule_to_close_ms", TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE)):
+        if a.get(key):
+            new_timers.append(Timer(execution=execution, kind=kind, seq=a["seq"],
+                                    fire_at=now + timedelta(milliseconds=a[key]),
+                                    created_at=now))
+
+
+# ---- handing new tasks to the worker that completed the last one ---------------------------
+
+
+def _lease_new_workflow_task(execution: Execution, t: decide.Transition, lessee: Lessee) -> None:
+    """Start the run's newly scheduled workflow task on the lessee, if it caches the run."""
+    wt = t.state.workflow_task
+    if (wt is None or wt.started_event_id is not None or lessee.workflow_slots <= 0
+            or execution.sticky_worker != lessee.worker_id
+            or wt.scheduled_event_id < t.events[0].event_id):
+        return
+    if execution.workflow_type not in lessee.workflow_types:
+        return
+    step = decide.start_workflow_task(t.state, scheduled_event_id=wt.scheduled_event_id,
+                                      worker=lessee.worker_id, now=t.now)
+    t.events.extend(step.events)
+    t.state = step.state
+    lessee.workflow_slots -= 1
+
+
+def _mark_workflow_task_started(execution: Execution, new_tasks: list[Task], e: Event,
+                                lessee: Lessee | None, outcome: Outcome) -> None:
+    """Lease the workflow task just started to the lessee and build its message."""
+    from dispatch.deliveries import workflow_task_message  # deliveries imports this module
+
+    assert lessee is not None, "a workflow task is started only for a lessee"
+    scheduled = e.attributes["scheduled_event_id"]
+    task = next((task for task in new_tasks if task.kind == TaskKind.WORKFLOW
+                 and task.scheduled_event_id == scheduled), None)
+    if task is None:
+        task = Task.objects.select_for_update().get(
+            execution=execution, kind=TaskKind.WORKFLOW, scheduled_event_id=scheduled)
+    elif task.pk is None:
+        task.save()  # it needs an id for its token
+    lease(task, lessee.worker_id, e.timestamp, lessee.workflow_task_timeout_seconds)
+    task.save()
+    sticky = execution.sticky_worker == lessee.worker_id and execution.sticky_next_event_id > 1
+    first = execution.sticky_next_event_id if sticky else 1
+    execution.sticky_worker = lessee.worker_id
+    execution.sticky_next_event_id = e.event_id + 1
+    outcome.deliveries.append(
+        workflow_task_message(execution, task, first_event_id=first, recent=outcome.events)
+    )
+
+
+def _lease_new_activities(execution: Execution, new_tasks: list[Task], lessee: Lessee,
+                          outcome: Outcome, now: datetime) -> None:
+    from dispatch.deliveries import activity_task_message
+
+    taken: list[Task] = []
+    for task in new_tasks:
+        if lessee.activity_slots <= 0:
+            break
+        if (task.kind == TaskKind.ACTIVITY and task.task_queue == lessee.task_queue
+                and task.type_name in lessee.activity_types):
+            lease(task, lessee.worker_id, now, lessee.lease_seconds)
+            lessee.activity_slots -= 1
+            taken.append(task)
+    if not taken:
+        return
+    Task.objects.bulk_update(taken, ["state", "token", "lease_owner", "leased_at",
+                                     "lease_expires_at"])
+    attempt_timers = [timer for task in taken if (timer := attempt_timer(task, now))]
+    if attempt_timers:
+        Timer.objects.bulk_create(attempt_timers)
+    outcome.deliveries.extend(activity_task_message(execution, task) for task in taken)
+
+
+def lease(task: Task, worker_id: str, now: datetime, seconds: float) -> None:
+    """Lease ``task`` to ``worker_id`` (the caller saves it)."""
+    task.state = TaskState.LEASED
+    task.token = new_token(task.pk)
+    task.lease_owner = worker_id
+    task.leased_at = now
+    task.lease_expires_at = now + timedelta(seconds=seconds)
+
+
+def attempt_timer(task: Task, now: datetime) -> Timer | None:
+    """The start-to-close / heartbeat deadline of a just-leased activity attempt, if any."""
+    deadline = attempt_deadline(task, now, last_heartbeat=now)
+    if deadline is None:
+        return None
+    return Timer(execution_id=task.execution_id, kind=TimerKind.ACTIVITY_ATTEMPT, seq=task.seq,
+                 fire_at=deadline, payload={"task_id": task.pk, "token": task.token},
+                 created_at=now)
+
+
+def attempt_deadline(task: Task, now: datetime, *, last_heartbeat: datetime) -> datetime | None:
+    options = task.options
+    deadlines = []
+    if options.get("start_to_close_ms") and task.leased_at is not None:
+        deadlines.append(task.leased_at + timedelta(milliseconds=options["start_to_close_ms"]))
+    if options.get("heartbeat_ms"):
+        deadlines.append(last_heartbeat + timedelta(milliseconds=options["heartbeat_ms"]))
+    return min(deadlines) if deadlines else None
+
+
+def is_open(execution: Execution) -> bool:
+    return execution.status == Status.RUNNING.value
+
+
+def atomic() -> transaction.Atomic:
+    """The one transaction of a service."""
+    return transaction.atomic(durable=True)

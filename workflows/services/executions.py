@@ -1,0 +1,110 @@
+"""Services that act on a run from outside: start, signal, cancel, terminate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from workflows.core import decide
+from workflows.errors import Conflict, NotFound
+from workflows.models import Execution
+
+from ._write import atomic, lock_execution, write_transition
+
+
+def _open_run(workflow_id: str) -> Execution | None:
+    return Execution.objects.filter(workflow_id=workflow_id, status="running").first()
+
+
+def _already_started(run: Execution) -> Conflict:
+    return Conflict(f"workflow {run.workflow_id!r} already has an open run",
+                    code="workflow_already_started", run_id=str(run.run_id))
+
+
+def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | None = None,
+                   task_queue: str = "default", execution_timeout_ms: int | None = None,
+                   parent: Execution | None = None) -> Execution:
+    """Start a run. A ``workflow_id`` with an open run is refused (Conflict naming it)."""
+    workflow_id = workflow_id or str(uuid.uuid4())
+    try:
+        with atomic():
+            open_run = _open_run(workflow_id)
+            if open_run is not None:
+                raise _already_started(open_run)
+            return _create_run(workflow_id=workflow_id, workflow_type=workflow_type, input=input,
+                               task_queue=task_queue, execution_timeout_ms=execution_timeout_ms,
+                               parent=parent)
+    except IntegrityError:
+        # Another start of the same id committed between our check and our insert.
+        open_run = _open_run(workflow_id)
+        if open_run is None:
+            raise
+        raise _already_started(open_run) from None
+
+
+def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue: str,
+                execution_timeout_ms: int | None, parent: Execution | None,
+                continued_from: Execution | None = None,
+                run_id: uuid.UUID | None = None) -> Execution:
+    now = timezone.now()
+    t = decide.start(
+        workflow_type=workflow_type, task_queue=task_queue, input=input, now=now,
+        execution_timeout_ms=execution_timeout_ms,
+        parent=None if parent is None else {"workflow_id": parent.workflow_id,
+                                            "run_id": str(parent.run_id)},
+        continued_from_run_id=None if continued_from is None else str(continued_from.run_id),
+    )
+    execution = Execution.objects.create(
+        workflow_id=workflow_id, workflow_type=workflow_type, task_queue=task_queue,
+        input=input, created_at=now, parent=parent, state={}, run_id=run_id or uuid.uuid4(),
+    )
+    write_transition(execution, t)
+    return execution
+
+
+def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
+    """The run ``run_id`` of ``workflow_id``, or its latest run."""
+    runs = Execution.objects.filter(workflow_id=workflow_id)
+    if run_id is not None:
+        try:
+            run = runs.filter(run_id=uuid.UUID(run_id)).first()
+        except ValueError:
+            run = None
+    else:
+        run = runs.order_by("-created_at", "-id").first()
+    if run is None:
+        raise NotFound(f"no workflow {workflow_id!r}" + (f" run {run_id!r}" if run_id else ""))
+    return run
+
+
+def _transition_run(workflow_id: str, run_id: str | None, step: Any) -> Execution:
+    with atomic():
+        run = lock_execution(get_run(workflow_id, run_id).pk)
+        try:
+            t = step(run.core_state(), timezone.now())
+        except decide.Rejected as exc:
+            raise Conflict(f"workflow {workflow_id!r}: {exc.message}", code=exc.code,
+                           status=run.status, run_id=str(run.run_id)) from None
+        write_transition(run, t)
+        return run
+
+
+def workflow_signal(*, workflow_id: str, name: str, input: Any = None,
+                    run_id: str | None = None) -> Execution:
+    return _transition_run(workflow_id, run_id,
+                           lambda s, now: decide.signal(s, name=name, input=input, now=now))
+
+
+def workflow_request_cancel(*, workflow_id: str, reason: str | None = None,
+                            run_id: str | None = None) -> Execution:
+    return _transition_run(workflow_id, run_id,
+                           lambda s, now: decide.request_cancel(s, reason=reason, now=now))
+
+
+def workflow_terminate(*, workflow_id: str, reason: str | None = None,
+                       run_id: str | None = None) -> Execution:
+    return _transition_run(workflow_id, run_id,
+                           lambda s, now: decide.terminate(s, reason=reason, now=now))
