@@ -25,8 +25,12 @@ from sdk import protocol
 from workflows.errors import SchedError
 from workflows.models import ApiToken
 from workflows.services import (
-    Lessee, activity_task_complete, activity_task_fail, activity_task_heartbeat,
-    workflow_task_complete, workflow_task_fail,
+    Lessee,
+    activity_task_complete,
+    activity_task_fail,
+    activity_task_heartbeat,
+    workflow_task_complete,
+    workflow_task_fail,
 )
 
 from . import notify, services, wakeup

@@ -17,13 +17,19 @@ from timers.models import Timer, TimerKind
 from workflows.core import decide
 from workflows.models import Execution
 from workflows.services._write import (
-    Lessee, Outcome, attempt_timer, lease, lock_execution, task_id_from_token, write_transition,
+    Lessee,
+    Outcome,
+    create_attempt_timers,
+    lease,
+    lock_execution,
+    task_id_from_token,
+    write_transition,
 )
 from workflows.services.tasks import stale, workflow_task_time_out
 
 from . import wakeup
 from .deliveries import activity_task_message, full_history
-from .fencing import NotLeader, check_term
+from .fencing import check_term
 from .models import Task, TaskKind, TaskState, WorkerSession
 
 log = logging.getLogger("sched.dispatch")
@@ -202,8 +208,7 @@ def dispatch_tick(*, now: datetime, term: int, batch: int = 200) -> list[Deliver
         if leased_activities:
             Task.objects.bulk_update(leased_activities, ["state", "token", "lease_owner",
                                                          "leased_at", "lease_expires_at"])
-            timers = [timer for task in leased_activities if (timer := attempt_timer(task, now))]
-            Timer.objects.bulk_create(timers)
+            create_attempt_timers(leased_activities, now)
             executions = Execution.objects.in_bulk({t.execution_id for t in leased_activities})
             by_worker = {s.session.worker_id: s.session.channel_name for s in slots}
             deliveries.extend(

@@ -174,9 +174,9 @@ class ActivityTask(Message):
     activity_id: str
     activity_type: str
     task_queue: str
-    input: Any
     attempt: int
     scheduled_at: str
+    input: Any = None
     heartbeat_details: Any = None
     heartbeat_timeout: float | None = None
     start_to_close_timeout: float | None = None
@@ -264,7 +264,7 @@ def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -
         ):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} must hold names",
                                 request_id)
-        if base == "int" and not 0 <= value <= 1_000_000:
+        if base == "int" and not 0 <= value <= 2**31 - 1:
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} is out of range",
                                 request_id)
         if base == "str" and len(value) > (MAX_NAME_LENGTH if f.name != "message" else 65_536):

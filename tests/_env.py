@@ -5,4 +5,5 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("SCHED_SECRET_KEY", "test-only-secret-" + "x" * 40)
-os.environ.setdefault("SCHED_DATA_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "test"))
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("SCHED_DATA_DIR", os.path.join(_ROOT, "data", "test"))

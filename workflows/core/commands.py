@@ -8,6 +8,7 @@ records in the command's event so replay matches calls to history by kind, seq a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +68,10 @@ class RetryPolicy:
     def backoff_ms(self, attempt: int) -> int:
         """The wait before attempt ``attempt + 1``, after attempt ``attempt`` failed."""
         cap = self.maximum_interval_ms or self.initial_interval_ms * 100
-        delay = self.initial_interval_ms * (self.backoff_coefficient ** (attempt - 1))
-        return int(min(delay, cap))
+        growth = (attempt - 1) * math.log(self.backoff_coefficient)
+        if growth >= math.log(cap / self.initial_interval_ms):
+            return cap  # past the cap (and never computing a power that overflows)
+        return int(min(self.initial_interval_ms * self.backoff_coefficient ** (attempt - 1), cap))
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         return replace(s, activities=activities, max_seq=max(s.max_seq, seq))
     if t is E.ACTIVITY_TASK_CANCEL_REQUESTED:
         activities = dict(s.activities)
+        if a["seq"] not in activities:
+            raise FoldError(f"{t} for activity seq {a['seq']} that is not pending")
         activities[a["seq"]] = replace(activities[a["seq"]], cancel_requested=True)
         return replace(s, activities=activities)
     if t in (E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED, E.ACTIVITY_TASK_TIMED_OUT,

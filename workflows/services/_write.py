@@ -25,6 +25,7 @@ from django.db import transaction
 from dispatch import wakeup
 from dispatch.models import Task, TaskKind, TaskState
 from timers.models import Timer, TimerKind
+from workflows import changes
 from workflows.core import decide
 from workflows.core.events import CLOSING_EVENTS, Event, EventType
 from workflows.core.state import Status
@@ -81,6 +82,10 @@ def write_transition(execution: Execution, t: decide.Transition, *,
                      lessee: Lessee | None = None) -> Outcome:
     """Append ``t``'s events, update the snapshot, write the implied rows. In an atomic block,
     with the execution row locked."""
+    if any(e.event_type in (E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT)
+           for e in t.events):
+        # The cached copy ran a task that did not count: the next task replays from scratch.
+        execution.sticky_worker = ""
     if lessee is not None:
         _lease_new_workflow_task(execution, t, lessee)
     now = t.now
@@ -140,6 +145,7 @@ def write_transition(execution: Execution, t: decide.Transition, *,
         Timer.objects.bulk_create(new_timers)
         wakeup.on_commit(wakeup.TIMERS)
     _save_snapshot(execution, t, closed=closed)
+    changes.on_commit_changed()
     return outcome
 
 
@@ -254,9 +260,7 @@ def _lease_new_activities(execution: Execution, new_tasks: list[Task], lessee: L
         return
     Task.objects.bulk_update(taken, ["state", "token", "lease_owner", "leased_at",
                                      "lease_expires_at"])
-    attempt_timers = [timer for task in taken if (timer := attempt_timer(task, now))]
-    if attempt_timers:
-        Timer.objects.bulk_create(attempt_timers)
+    create_attempt_timers(taken, now)
     outcome.deliveries.extend(activity_task_message(execution, task) for task in taken)
 
 
@@ -267,6 +271,14 @@ def lease(task: Task, worker_id: str, now: datetime, seconds: float) -> None:
     task.lease_owner = worker_id
     task.leased_at = now
     task.lease_expires_at = now + timedelta(seconds=seconds)
+
+
+def create_attempt_timers(tasks: list[Task], now: datetime) -> None:
+    """The start-to-close / heartbeat deadlines of just-leased activity attempts."""
+    timers = [timer for task in tasks if (timer := attempt_timer(task, now))]
+    if timers:
+        Timer.objects.bulk_create(timers)
+        wakeup.on_commit(wakeup.TIMERS)
 
 
 def attempt_timer(task: Task, now: datetime) -> Timer | None:

@@ -26,7 +26,12 @@ from workflows.errors import Conflict, InvalidInput
 from workflows.models import Execution
 
 from ._write import (
-    Lessee, Outcome, atomic, attempt_deadline, lock_execution, task_id_from_token,
+    Lessee,
+    Outcome,
+    atomic,
+    attempt_deadline,
+    lock_execution,
+    task_id_from_token,
     write_transition,
 )
 from .executions import _create_run
@@ -146,7 +151,6 @@ def workflow_task_fail(*, token: str, cause: str, failure: dict[str, Any],
                 cause=cause[:64], failure=failure, now=timezone.now())
         except decide.Rejected as exc:
             raise _rejected(exc) from None
-        execution.sticky_worker = ""
         execution.last_task_failure = t.events[-1].attributes["failure"] | {
             "cause": cause[:64], "attempt": task.attempt}
         return write_transition(execution, t)
@@ -160,7 +164,6 @@ def workflow_task_time_out(execution: Execution, task: Task, now: datetime) -> O
     except decide.Rejected:
         task.delete()
         return None
-    execution.sticky_worker = ""
     return write_transition(execution, t)
 
 
@@ -189,7 +192,8 @@ def _close_activity(execution: Execution, task: Task, outcome: EventType, *,
 
 
 def activity_task_fail(*, token: str, failure: dict[str, Any], canceled: bool = False,
-                       worker_id: str | None = None, lessee: Lessee | None = None) -> Outcome | None:
+                       worker_id: str | None = None,
+                       lessee: Lessee | None = None) -> Outcome | None:
     """An attempt failed: retry it after its back-off, or record the activity's failure.
 
     Returns None when the activity will be retried (nothing is appended to history).

@@ -1,0 +1,430 @@
+"""Clients for the engine's REST API: ``Client`` (sync, httpx) and ``AsyncClient``.
+
+Both are thin: each method builds one request (the shared ``_*_request`` helpers below), and
+one function (``_raise_for_error``) maps every HTTP error to ``SchedAPIError`` with the
+engine's machine-readable ``code``. ``result()`` long-polls the result endpoint, at most 60 s
+per request, and follows continue-as-new chains to the latest run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sdk._errors import SchedError, WorkflowFailureError
+
+__all__ = [
+    "AsyncClient",
+    "AsyncWorkflowHandle",
+    "Client",
+    "SchedAPIError",
+    "WorkflowAlreadyStartedError",
+    "WorkflowHandle",
+]
+
+MAX_WAIT_PER_REQUEST = 60.0
+FAILED_STATUSES = frozenset({"failed", "canceled", "terminated", "timed_out"})
+
+
+class SchedAPIError(SchedError):
+    """The engine answered an API call with an HTTP error."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+class WorkflowAlreadyStartedError(SchedAPIError):
+    """A workflow with this id is already running (``run_id`` is the open run)."""
+
+    def __init__(self, status_code: int, code: str, message: str, run_id: str | None) -> None:
+        super().__init__(status_code, code, message)
+        self.run_id = run_id
+
+
+# ---- request building and response parsing (shared by both clients) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    timeout: float | None = None  # overrides the client's timeout (long polls)
+
+
+def _path(workflow_id: str, suffix: str = "") -> str:
+    return f"/api/workflows/{quote(workflow_id, safe='')}{suffix}"
+
+
+def _workflow_type_name(workflow_type: Any) -> str:
+    if isinstance(workflow_type, str):
+        return workflow_type
+    definition = getattr(workflow_type, "__sched_workflow__", None)
+    name = getattr(definition, "name", None)
+    if isinstance(name, str):
+        return name
+    name = getattr(workflow_type, "name", None)  # a WorkflowDefinition itself
+    if isinstance(name, str):
+        return name
+    raise TypeError(f"{workflow_type!r} is not a workflow type: pass a name or a @workflow")
+
+
+def _start_request(
+    workflow_type: Any,
+    input: Any,
+    workflow_id: str | None,
+    task_queue: str,
+    execution_timeout: float | None,
+) -> _Request:
+    body: dict[str, Any] = {
+        "workflow_type": _workflow_type_name(workflow_type),
+        "input": input,
+        "task_queue": task_queue,
+    }
+    if workflow_id is not None:
+        body["workflow_id"] = workflow_id
+    if execution_timeout is not None:
+        body["execution_timeout"] = execution_timeout
+    return _Request("POST", "/api/workflows", json=body)
+
+
+def _run_params(run_id: str | None) -> dict[str, Any]:
+    return {"run_id": run_id} if run_id else {}
+
+
+def _result_request(workflow_id: str, run_id: str | None, wait: float, timeout: float) -> _Request:
+    params = {"wait": _fmt_seconds(wait), **_run_params(run_id)}
+    return _Request("GET", _path(workflow_id, "/result"), params=params, timeout=wait + timeout)
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def _reason_body(reason: str | None) -> dict[str, Any]:
+    return {"reason": reason} if reason is not None else {}
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    body = _json_or_none(response)
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, Mapping):
+        code = str(error.get("code") or f"http_{response.status_code}")
+        message = str(error.get("message") or response.reason_phrase)
+    else:
+        code = f"http_{response.status_code}"
+        message = response.text[:500] or response.reason_phrase
+    if code == "workflow_already_started":
+        run_id = error.get("run_id") if isinstance(error, Mapping) else None
+        raise WorkflowAlreadyStartedError(
+            response.status_code, code, message, run_id if isinstance(run_id, str) else None
+        )
+    raise SchedAPIError(response.status_code, code, message)
+
+
+def _body(response: httpx.Response) -> Any:
+    _raise_for_error(response)
+    if not response.content:
+        return None
+    body = _json_or_none(response)
+    if body is None:
+        raise SchedAPIError(response.status_code, "invalid_response", "the body is not JSON")
+    return body
+
+
+def _object(response: httpx.Response) -> dict[str, Any]:
+    body = _body(response)
+    if not isinstance(body, dict):
+        raise SchedAPIError(response.status_code, "invalid_response", "expected a JSON object")
+    return body
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+def _base_url(engine_url: str) -> str:
+    return engine_url.rstrip("/")
+
+
+@dataclass(slots=True)
+class _ResultPoll:
+    """The state of one ``result()`` call: which run, until when. Pure, no I/O."""
+
+    workflow_id: str
+    run_id: str | None
+    deadline: float | None
+
+    def next_wait(self) -> float:
+        if self.deadline is None:
+            return MAX_WAIT_PER_REQUEST
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"workflow {self.workflow_id!r} did not close in time")
+        return min(MAX_WAIT_PER_REQUEST, remaining)
+
+    def outcome(self, body: Mapping[str, Any]) -> tuple[bool, Any]:
+        """``(True, result)`` once closed; ``(False, None)`` to poll again. Raises failures."""
+        status = body.get("status")
+        if status == "completed":
+            return True, body.get("result")
+        if status in FAILED_STATUSES:
+            failure = body.get("failure")
+            raise WorkflowFailureError(str(status), failure if isinstance(failure, dict) else {})
+        return False, None
+
+    def follow(self, described: Mapping[str, Any]) -> None:
+        """Move to the latest run after a continue-as-new."""
+        latest = described.get("run_id")
+        if not isinstance(latest, str) or latest == self.run_id:
+            raise SchedAPIError(200, "invalid_response",
+                                "the run continued as new but no newer run is visible")
+        self.run_id = latest
+
+
+# ---- sync ---------------------------------------------------------------------------
+
+
+class Client:
+    """A synchronous client for the engine's REST API."""
+
+    def __init__(
+        self,
+        engine_url: str,
+        *,
+        token: str,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=_base_url(engine_url), headers=_headers(token), timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, req: _Request) -> httpx.Response:
+        timeout = req.timeout if req.timeout is not None else self.timeout
+        return self._http.request(req.method, req.path, params=req.params or None,
+                                  json=req.json, timeout=timeout)
+
+    def start_workflow(
+        self,
+        workflow_type: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+    ) -> WorkflowHandle:
+        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open."""
+        req = _start_request(workflow_type, input, workflow_id, task_queue, execution_timeout)
+        body = _object(self._call(req))
+        return WorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]))
+
+    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        return WorkflowHandle(self, workflow_id, run_id)
+
+
+class WorkflowHandle:
+    """One workflow (and, if ``run_id`` is set, one of its runs)."""
+
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to close; its result, or ``WorkflowFailureError``/``TimeoutError``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = _ResultPoll(self.workflow_id, self.run_id, deadline)
+        while True:
+            wait = poll.next_wait()
+            req = _result_request(self.workflow_id, poll.run_id, wait, self.client.timeout)
+            body = _object(self.client._call(req))
+            closed, result = poll.outcome(body)
+            if closed:
+                return result
+            if body.get("status") == "continued_as_new":
+                poll.follow(self._describe(None))
+
+    def signal(self, name: str, input: Any = None) -> None:
+        _body(self.client._call(_Request("POST", _path(self.workflow_id, "/signals"),
+                                         json={"name": name, "input": input})))
+
+    def cancel(self, reason: str | None = None) -> None:
+        _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
+                                         json=_reason_body(reason))))
+
+    def terminate(self, reason: str | None = None) -> None:
+        _body(self.client._call(_Request("POST", _path(self.workflow_id, "/terminate"),
+                                         json=_reason_body(reason))))
+
+    def describe(self) -> dict[str, Any]:
+        return self._describe(self.run_id)
+
+    def _describe(self, run_id: str | None) -> dict[str, Any]:
+        return _object(self.client._call(
+            _Request("GET", _path(self.workflow_id), params=_run_params(run_id))
+        ))
+
+    def history(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        after: int | None = None
+        while True:
+            params = _run_params(self.run_id)
+            if after is not None:
+                params["after"] = after
+            body = _object(self.client._call(
+                _Request("GET", _path(self.workflow_id, "/history"), params=params)
+            ))
+            events.extend(body.get("events") or [])
+            next_after = body.get("next_after")
+            if next_after is None or next_after == after:
+                return events
+            after = int(next_after)
+
+
+# ---- async --------------------------------------------------------------------------
+
+
+class AsyncClient:
+    """The asynchronous twin of ``Client`` (same methods, awaitable)."""
+
+    def __init__(
+        self,
+        engine_url: str,
+        *,
+        token: str,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=_base_url(engine_url), headers=_headers(token), timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _call(self, req: _Request) -> httpx.Response:
+        timeout = req.timeout if req.timeout is not None else self.timeout
+        return await self._http.request(req.method, req.path, params=req.params or None,
+                                        json=req.json, timeout=timeout)
+
+    async def start_workflow(
+        self,
+        workflow_type: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+    ) -> AsyncWorkflowHandle:
+        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open."""
+        req = _start_request(workflow_type, input, workflow_id, task_queue, execution_timeout)
+        body = _object(await self._call(req))
+        return AsyncWorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]))
+
+    def get_workflow_handle(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> AsyncWorkflowHandle:
+        return AsyncWorkflowHandle(self, workflow_id, run_id)
+
+
+class AsyncWorkflowHandle:
+    """The asynchronous twin of ``WorkflowHandle``."""
+
+    def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None) -> None:
+        self.client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"AsyncWorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"
+
+    async def result(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (= sync API)
+        """Wait for the run to close; its result, or ``WorkflowFailureError``/``TimeoutError``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poll = _ResultPoll(self.workflow_id, self.run_id, deadline)
+        while True:
+            wait = poll.next_wait()
+            req = _result_request(self.workflow_id, poll.run_id, wait, self.client.timeout)
+            body = _object(await self.client._call(req))
+            closed, result = poll.outcome(body)
+            if closed:
+                return result
+            if body.get("status") == "continued_as_new":
+                poll.follow(await self._describe(None))
+
+    async def signal(self, name: str, input: Any = None) -> None:
+        _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/signals"),
+                                               json={"name": name, "input": input})))
+
+    async def cancel(self, reason: str | None = None) -> None:
+        _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
+                                               json=_reason_body(reason))))
+
+    async def terminate(self, reason: str | None = None) -> None:
+        _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/terminate"),
+                                               json=_reason_body(reason))))
+
+    async def describe(self) -> dict[str, Any]:
+        return await self._describe(self.run_id)
+
+    async def _describe(self, run_id: str | None) -> dict[str, Any]:
+        return _object(await self.client._call(
+            _Request("GET", _path(self.workflow_id), params=_run_params(run_id))
+        ))
+
+    async def history(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        after: int | None = None
+        while True:
+            params = _run_params(self.run_id)
+            if after is not None:
+                params["after"] = after
+            body = _object(await self.client._call(
+                _Request("GET", _path(self.workflow_id, "/history"), params=params)
+            ))
+            events.extend(body.get("events") or [])
+            next_after = body.get("next_after")
+            if next_after is None or next_after == after:
+                return events
+            after = int(next_after)

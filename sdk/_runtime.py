@@ -1,0 +1,690 @@
+"""The deterministic workflow runtime: replay a run's history, run its next workflow task.
+
+Design (Temporal's model, as in temporalio/sdk-python's ``_WorkflowInstanceImpl``):
+
+* A ``WorkflowInstance`` *is* an event loop. ``_Loop`` subclasses ``asyncio.AbstractEventLoop``
+  with nothing but a FIFO ready queue: no clock, no I/O, no threads. Workflow code runs only
+  while ``activate`` drains that queue, so the order of every step is a function of the history
+  alone. ``asyncio.gather``/``wait``/``shield``/``create_task`` work because they need nothing
+  but ``call_soon`` and futures; anything that needs a clock (``asyncio.sleep(1)``,
+  ``wait_for``) fails loudly via ``call_later`` instead of hanging, pointing at ``ctx.sleep``.
+  Rejected: running workflows on the worker's own loop with patched time (one stray await on a
+  socket breaks determinism silently), and a hand-written coroutine trampoline (re-implements
+  asyncio and breaks ``gather``).
+* Replay walks the events once, in order. Input events (activity outcomes, timers, signals,
+  cancel requests) are queued as jobs; each ``WorkflowTaskStarted`` whose task completed in
+  history is an *activation* replayed with ``is_replaying``: jobs are applied, the loop runs
+  until nothing is ready, and the commands the code issued must equal the command events that
+  follow the task's ``WorkflowTaskCompleted`` (kind, seq, name) - else ``NonDeterminismError``.
+  A task that failed or timed out in history is skipped (its output was thrown away; its jobs
+  wait for the next one). The last ``WorkflowTaskStarted`` of the batch is the current task,
+  whose commands are returned.
+* Sticky execution costs O(new events): the instance keeps its loop, futures and pending
+  command matches between activations, and the next batch starts right after the events it
+  has seen (its first events are the command events of the task it just ran, matched then).
+  Results are routed by ``seq`` (every result event carries it), so no history is kept.
+* ``activate`` never raises: a failed match is ``cause="nondeterminism"``, anything else that
+  goes wrong outside workflow code is ``cause="worker_error"``. After either the instance is
+  broken and must be dropped. Exceptions *in* workflow code fail the workflow instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import logging
+import random
+import sys
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from sdk._errors import (
+    ActivityError,
+    NonDeterminismError,
+    SchedError,
+    failure_from_exception,
+)
+from sdk._workflow import (
+    ActivityHandle,
+    DurableFuture,
+    Signal,
+    WorkflowContext,
+    WorkflowDefinition,
+    WorkflowInfo,
+)
+
+__all__ = ["ActivationResult", "ReplayResult", "WorkflowInstance", "replay_history"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# History events that record a seq-creating command, and the command kind each answers.
+_COMMAND_EVENTS: dict[str, tuple[str, str | None]] = {
+    "ActivityTaskScheduled": ("schedule_activity", "activity_type"),
+    "TimerStarted": ("start_timer", None),
+    "MarkerRecorded": ("record_marker", "marker_name"),
+    "WorkflowExecutionCompleted": ("complete_workflow", None),
+    "WorkflowExecutionFailed": ("fail_workflow", None),
+    "WorkflowExecutionCanceled": ("cancel_workflow", None),
+}
+# Events a completed task's commands produce that are not matched (cancels are best effort:
+# the engine drops one whose target already finished).
+_UNMATCHED_COMMAND_EVENTS = frozenset({"ActivityTaskCancelRequested", "TimerCanceled"})
+_TASK_OUTCOMES = frozenset(
+    {"WorkflowTaskCompleted", "WorkflowTaskFailed", "WorkflowTaskTimedOut"}
+)
+_JOB_EVENTS = frozenset(
+    {
+        "ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut",
+        "ActivityTaskCanceled", "TimerFired", "WorkflowExecutionSignaled",
+        "WorkflowExecutionCancelRequested",
+    }
+)
+# Events with nothing for the workflow code (child workflows are not supported yet).
+_IGNORED_EVENTS = frozenset(
+    {
+        "WorkflowTaskScheduled", "ActivityTaskStarted", "WorkflowExecutionTerminated",
+        "WorkflowExecutionTimedOut", "WorkflowExecutionContinuedAsNew",
+        "StartChildWorkflowExecutionInitiated", "ChildWorkflowExecutionStarted",
+        "ChildWorkflowExecutionCompleted", "ChildWorkflowExecutionFailed",
+    }
+)
+
+_swap_current_task: Callable[[asyncio.AbstractEventLoop, Any], Any] | None = (
+    getattr(asyncio.tasks, "_swap_current_task", None) if sys.version_info >= (3, 14) else None
+)
+
+# A command this code issued, as matched against history: (kind, seq, name).
+_Key = tuple[str, int, str]
+
+
+class _WorkerError(SchedError):
+    """Something went wrong that is not the workflow code's doing."""
+
+
+@dataclass(slots=True)
+class ActivationResult:
+    """``commands`` to complete the workflow task with, or ``failure`` + ``cause`` to fail it
+    (``cause`` is ``"nondeterminism"`` or ``"worker_error"``; the instance must be dropped)."""
+
+    commands: list[dict[str, Any]] | None = None
+    failure: dict[str, Any] | None = None
+    cause: str | None = None
+
+
+_NO_TIMERS = (
+    "workflow code cannot use the event loop's clock (asyncio.sleep, wait_for, timeouts): "
+    "use `await ctx.sleep(seconds)` or `ctx.wait_for_signal(timeout=...)`, which are durable"
+)
+
+
+class _Loop(asyncio.AbstractEventLoop):
+    """A deterministic event loop: a FIFO of ready callbacks and nothing else."""
+
+    def __init__(self) -> None:
+        self._ready: deque[asyncio.Handle] = deque()
+        self._time = 0.0
+        self._running = False
+        # Strong references: asyncio holds tasks weakly, and a task collected half-way would
+        # run its ``finally`` blocks (and issue commands) at a moment replay cannot reproduce.
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # An exception that escaped a callback (not a task: tasks keep theirs).
+        self.callback_error: BaseException | None = None
+
+    def run_ready(self) -> None:
+        """Run callbacks until none is ready, with this loop as the thread's running loop."""
+        previous = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self)
+        # Python 3.14 keeps one running task per thread, not per loop: park the worker's task
+        # (the caller) while ours run. Earlier versions key it by loop: nothing to do.
+        outer_task = _swap_current_task(self, None) if _swap_current_task else None
+        self._running = True
+        try:
+            ready = self._ready
+            while ready:
+                handle = ready.popleft()
+                if not handle.cancelled():
+                    handle._run()
+        finally:
+            self._running = False
+            if _swap_current_task:
+                _swap_current_task(self, outer_task)
+            asyncio.events._set_running_loop(previous)
+
+    # ---- what asyncio's futures, tasks, gather, wait and shield use --------------------
+
+    def call_soon(  # type: ignore[override]
+        self, callback: Callable[..., object], *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        handle = asyncio.Handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)
+
+    def create_task(
+        self, coro: Coroutine[Any, Any, T] | Generator[Any, None, T], *,
+        name: str | None = None, context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def time(self) -> float:
+        return self._time
+
+    def get_debug(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def is_closed(self) -> bool:
+        return False
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if "handle" in context and isinstance(exc, BaseException):
+            if self.callback_error is None:
+                self.callback_error = exc
+            return
+        # Unretrieved exceptions of abandoned futures, tasks destroyed while pending: these
+        # are the workflow's business and change nothing; keep them out of the worker's log.
+        logger.debug("workflow event loop: %s", context.get("message"))
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.call_exception_handler(context)
+
+    # ---- what a workflow may not use ----------------------------------------------------
+
+    def call_later(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        raise RuntimeError(_NO_TIMERS)
+
+    def call_at(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        raise RuntimeError(_NO_TIMERS)
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        raise RuntimeError("workflow code cannot be woken from another thread")
+
+    def run_in_executor(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+        raise RuntimeError("workflow code cannot run threads: do the work in an activity")
+
+
+@dataclass(eq=False, slots=True)
+class _SignalWaiter:
+    name: str | None
+    future: asyncio.Future[Signal]
+
+
+@dataclass(slots=True)
+class _Placeholder:
+    """A side-effect marker command whose value is still being computed."""
+
+    command: dict[str, Any]
+    key: _Key
+    filled: bool = False
+
+
+class WorkflowInstance:
+    """One run of one workflow, rebuilt from its history and kept for its next tasks."""
+
+    def __init__(self, definition: WorkflowDefinition, *, workflow_id: str, run_id: str,
+                 workflow_type: str, task_queue: str) -> None:
+        self.definition = definition
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.workflow_type = workflow_type
+        self.task_queue = task_queue
+        self.next_event_id = 1
+        self._loop = _Loop()  # type: ignore[abstract]  # only what asyncio uses
+        self._ctx = WorkflowContext(self)
+        self._main: asyncio.Task[Any] | None = None
+        self._seq = 0
+        # Commands issued by the activation being run (returned if it is the current one).
+        self._commands: list[dict[str, Any]] = []
+        # Seq-creating and closing commands issued but not yet seen in history, in order.
+        self._unmatched: deque[_Key] = deque()
+        self._in_block = False  # inside the command events after a WorkflowTaskCompleted
+        self._jobs: list[dict[str, Any]] = []
+        self._pending: dict[int, DurableFuture] = {}
+        self._signals: deque[Signal] = deque()
+        self._waiters: list[_SignalWaiter] = []
+        self._timer_waiters: dict[int, _SignalWaiter] = {}
+        self._markers: dict[int, Any] = {}
+        self._placeholders: list[_Placeholder] = []
+        self._now = _EPOCH
+        self._attempt = 1
+        self._replaying = False
+        self._cancel_requested = False
+        self._finished = False
+        self._broken: str | None = None
+        self._last_run_started_id: int | None = None
+        self._random = random.Random(run_id)
+        # Set by ``replay_history``: every activation's commands, replayed ones included.
+        self._record: list[list[dict[str, Any]]] | None = None
+
+    # ---- the worker's side ---------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """The workflow code returned (or raised); its closing command has been issued."""
+        return self._finished
+
+    def activate(self, events: list[dict[str, Any]]) -> ActivationResult:
+        """Apply the events of one workflow task and run the workflow as far as it can go."""
+        try:
+            if self._broken is not None:
+                raise _WorkerError(f"this workflow instance is unusable: {self._broken}")
+            commands = self._activate(events)
+        except KeyboardInterrupt:
+            raise
+        except NonDeterminismError as exc:
+            self._broken = f"non-determinism: {exc}"
+            return ActivationResult(failure=failure_from_exception(exc), cause="nondeterminism")
+        except BaseException as exc:
+            self._broken = f"{type(exc).__name__}: {exc}"
+            logger.debug("workflow activation failed", exc_info=True)
+            return ActivationResult(failure=failure_from_exception(exc), cause="worker_error")
+        return ActivationResult(commands=commands)
+
+    def _activate(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not events:
+            raise _WorkerError("an activation needs the events of its workflow task")
+        if self._finished:
+            raise _WorkerError("the workflow already finished; drop its instance")
+        current: list[dict[str, Any]] = []
+        for i, event in enumerate(events):
+            event_id = event["event_id"]
+            if event_id != self.next_event_id:
+                raise _WorkerError(
+                    f"event {event_id} where event {self.next_event_id} was expected"
+                )
+            self.next_event_id = event_id + 1
+            event_type = event["event_type"]
+            if event_type == "WorkflowTaskStarted":
+                if self._on_task_started(events, i):
+                    current = self._commands
+            elif event_type in _JOB_EVENTS:
+                self._end_block(event)
+                self._jobs.append(event)
+            elif event_type in _COMMAND_EVENTS:
+                self._match(event)
+            elif event_type in _UNMATCHED_COMMAND_EVENTS:
+                pass
+            elif event_type == "WorkflowTaskCompleted":
+                self._end_block(event)
+                self._in_block = True
+            elif event_type in ("WorkflowTaskFailed", "WorkflowTaskTimedOut"):
+                self._end_block(event)
+                if event["attributes"].get("started_event_id") == self._last_run_started_id:
+                    raise _WorkerError(
+                        "the workflow task this instance ran last was "
+                        f"{'failed' if event_type == 'WorkflowTaskFailed' else 'timed out'} "
+                        "by the engine and its commands discarded; replay the full history"
+                    )
+            elif event_type == "WorkflowExecutionStarted":
+                self._on_execution_started(event)
+            elif event_type in _IGNORED_EVENTS:
+                self._end_block(event)
+            else:
+                raise _WorkerError(f"unknown event type {event_type!r}")
+        if self._in_block:
+            self._end_block(None)
+        return current
+
+    # ---- history ---------------------------------------------------------------------------
+
+    def _on_execution_started(self, event: dict[str, Any]) -> None:
+        self._end_block(event)
+        if self._main is not None:
+            raise _WorkerError("a second WorkflowExecutionStarted")
+        self._main = self._loop.create_task(self._run_main(event["attributes"].get("input")))
+
+    async def _run_main(self, input: Any) -> Any:
+        return await self.definition.fn(self._ctx, input)
+
+    def _on_task_started(self, events: list[dict[str, Any]], i: int) -> bool:
+        """Run the activation of the task started at ``events[i]``; True if it is current."""
+        event = events[i]
+        self._end_block(event)
+        if self._main is None:
+            raise _WorkerError("a workflow task before WorkflowExecutionStarted")
+        outcome = None
+        for j in range(i + 1, len(events)):
+            if events[j]["event_type"] in _TASK_OUTCOMES:
+                outcome = j
+                break
+        if outcome is not None and events[outcome]["event_type"] != "WorkflowTaskCompleted":
+            return False  # failed or timed out: the engine threw its commands away
+        if outcome is not None:
+            for k in range(outcome + 1, len(events)):
+                later = events[k]
+                if later["event_type"] == "MarkerRecorded":
+                    attributes = later["attributes"]
+                    self._markers[attributes["seq"]] = attributes.get("data")
+                elif (later["event_type"] not in _COMMAND_EVENTS
+                      and later["event_type"] not in _UNMATCHED_COMMAND_EVENTS):
+                    break
+        self._run_activation(event, replaying=outcome is not None)
+        self._last_run_started_id = event["event_id"]
+        return outcome is None
+
+    def _match(self, event: dict[str, Any]) -> None:
+        kind, name_key = _COMMAND_EVENTS[event["event_type"]]
+        attributes = event["attributes"]
+        seq = int(attributes.get("seq") or 0)
+        name = str(attributes.get(name_key) or "") if name_key else ""
+        had = f"{event['event_type']}{_describe(seq, name)} (event {event['event_id']})"
+        if not self._unmatched:
+            raise NonDeterminismError(
+                f"history has {had}, but the workflow code issued no such command"
+            )
+        issued = self._unmatched.popleft()
+        if issued != (kind, seq, name):
+            raise NonDeterminismError(
+                f"history has {had}, but the workflow code issued "
+                f"{issued[0]}{_describe(issued[1], issued[2])}"
+            )
+
+    def _end_block(self, event: dict[str, Any] | None) -> None:
+        """The command events of a completed task are over: all its commands must be there."""
+        if not self._in_block:
+            return
+        self._in_block = False
+        if self._unmatched:
+            kind, seq, name = self._unmatched[0]
+            where = ("the end of the history" if event is None
+                     else f"{event['event_type']} (event {event['event_id']})")
+            raise NonDeterminismError(
+                f"the workflow code issued {kind}{_describe(seq, name)}, but history does not "
+                f"hold it: that workflow task's commands end before {where}"
+            )
+
+    # ---- activations -----------------------------------------------------------------------
+
+    def _run_activation(self, event: dict[str, Any], *, replaying: bool) -> None:
+        self._replaying = replaying
+        self._now = _parse_time(event["timestamp"])
+        self._loop._time = self._now.timestamp()
+        self._attempt = int(event["attributes"].get("attempt") or 1)
+        self._commands = []
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            self._apply_job(job)
+        self._loop.run_ready()
+        error = self._loop.callback_error
+        if error is not None:
+            raise _WorkerError(f"a workflow event-loop callback raised: {error!r}") from error
+        if self._placeholders:
+            if any(not p.filled for p in self._placeholders):
+                raise _WorkerError(
+                    "a side_effect function was still running when the workflow task ended: "
+                    "side effects must not wait on durable calls"
+                )
+            self._placeholders.clear()
+        main = self._main
+        if main is not None and main.done() and not self._finished:
+            self._finish(main)
+        self._markers.clear()
+        if self._record is not None:
+            self._record.append(self._commands)
+
+    def _apply_job(self, event: dict[str, Any]) -> None:
+        event_type = event["event_type"]
+        attributes = event["attributes"]
+        if event_type == "WorkflowExecutionSignaled":
+            self._deliver(Signal(attributes["signal_name"], attributes.get("input")))
+            return
+        if event_type == "WorkflowExecutionCancelRequested":
+            self._cancel_requested = True
+            if self._main is not None and not self._main.done():
+                self._main.cancel("the workflow was asked to cancel")
+            return
+        seq = attributes["seq"]
+        future = self._pending.pop(seq, None)
+        if event_type == "TimerFired":
+            waiter = self._timer_waiters.pop(seq, None)
+            if waiter is not None and not waiter.future.done():
+                self._waiters.remove(waiter)
+                waiter.future.set_exception(TimeoutError("no matching signal before the timeout"))
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if future is None or future.done():
+            return  # cancelled by the workflow: the outcome no longer matters
+        activity_type = getattr(future, "activity_type", None)
+        if event_type == "ActivityTaskCompleted":
+            future.set_result(attributes.get("result"))
+        elif event_type == "ActivityTaskFailed":
+            future.set_exception(ActivityError(
+                attributes.get("failure") or {"type": "Error", "message": "activity failed"},
+                attempt=attributes.get("attempt"), activity_type=activity_type, seq=seq,
+            ))
+        elif event_type == "ActivityTaskTimedOut":
+            timeout_type = attributes.get("timeout_type")
+            failure = attributes.get("failure") or {
+                "type": "ActivityTimeout", "message": f"activity timed out ({timeout_type})",
+            }
+            future.set_exception(ActivityError(
+                failure, attempt=attributes.get("attempt"), timeout_type=timeout_type,
+                activity_type=activity_type, seq=seq,
+            ))
+        else:  # ActivityTaskCanceled without the workflow asking (it cancels handles itself)
+            future.set_exception(ActivityError(
+                {"type": "ActivityCanceled", "message": "the activity was canceled",
+                 "details": attributes.get("details")},
+                activity_type=activity_type, seq=seq,
+            ))
+
+    def _finish(self, main: asyncio.Task[Any]) -> None:
+        command: dict[str, Any]
+        if main.cancelled():
+            if self._cancel_requested:
+                command = {"kind": "cancel_workflow", "details": None}
+            else:
+                command = {"kind": "fail_workflow", "failure": {
+                    "type": "CancelledError", "message": "the workflow's main task was "
+                    "cancelled, but no cancel was requested", "stack": "", "details": None,
+                    "non_retryable": False,
+                }}
+        elif (exc := main.exception()) is not None:
+            command = {"kind": "fail_workflow", "failure": failure_from_exception(exc)}
+        else:
+            result = main.result()
+            try:
+                json.dumps(result)
+            except (TypeError, ValueError) as err:
+                bad = TypeError(f"the workflow's result is not JSON-serializable: {err}")
+                command = {"kind": "fail_workflow", "failure": failure_from_exception(bad)}
+            else:
+                command = {"kind": "complete_workflow", "result": result}
+        self._issue(command, (command["kind"], 0, ""))
+        self._finished = True
+
+    # ---- the runtime side of WorkflowContext ---------------------------------------------
+
+    @property
+    def info(self) -> WorkflowInfo:
+        return WorkflowInfo(self.workflow_id, self.run_id, self.workflow_type, self.task_queue,
+                            self._attempt)
+
+    @property
+    def is_replaying(self) -> bool:
+        return self._replaying
+
+    def now(self) -> datetime:
+        return self._now
+
+    def random(self) -> random.Random:
+        return self._random
+
+    def _issue(self, command: dict[str, Any], key: _Key | None) -> None:
+        self._commands.append(command)
+        if key is not None:
+            self._unmatched.append(key)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def schedule_activity(self, command: dict[str, Any]) -> ActivityHandle:
+        _check_json(command.get("input"), "the activity input")
+        seq = self._next_seq()
+        command["seq"] = seq
+        activity_type = command["activity_type"]
+        handle = ActivityHandle(loop=self._loop, seq=seq, activity_type=activity_type,
+                                on_cancel=self._cancel_activity)
+        self._pending[seq] = handle
+        self._issue(command, ("schedule_activity", seq, activity_type))
+        return handle
+
+    def _cancel_activity(self, future: DurableFuture) -> None:
+        self._pending.pop(future.seq, None)
+        self._issue({"kind": "request_cancel_activity", "seq": future.seq}, None)
+
+    def start_timer(self, duration_ms: int) -> DurableFuture:
+        seq = self._next_seq()
+        timer = DurableFuture(loop=self._loop, seq=seq, on_cancel=self._cancel_timer)
+        self._pending[seq] = timer
+        self._issue({"kind": "start_timer", "seq": seq, "duration_ms": duration_ms},
+                    ("start_timer", seq, ""))
+        return timer
+
+    def _cancel_timer(self, future: DurableFuture) -> None:
+        self._pending.pop(future.seq, None)
+        self._timer_waiters.pop(future.seq, None)
+        self._issue({"kind": "cancel_timer", "seq": future.seq}, None)
+
+    def _deliver(self, signal: Signal) -> None:
+        for i, waiter in enumerate(self._waiters):
+            if waiter.name is None or waiter.name == signal.name:
+                del self._waiters[i]
+                waiter.future.set_result(signal)
+                return
+        self._signals.append(signal)
+
+    async def wait_for_signal(self, name: str | None, timeout_ms: int | None) -> Signal:
+        for i, signal in enumerate(self._signals):
+            if name is None or signal.name == name:
+                del self._signals[i]
+                return signal
+        future: asyncio.Future[Signal] = self._loop.create_future()
+        waiter = _SignalWaiter(name, future)
+        self._waiters.append(waiter)
+        timer = None
+        if timeout_ms is not None:
+            timer = self.start_timer(timeout_ms)
+            self._timer_waiters[timer.seq] = waiter
+        try:
+            return await future
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if timer is not None:
+                self._timer_waiters.pop(timer.seq, None)
+                if not timer.done():
+                    timer.cancel()
+
+    async def side_effect(self, fn: Callable[[], Any]) -> Any:
+        seq = self._next_seq()
+        key: _Key = ("record_marker", seq, "side_effect")
+        if self._replaying and seq in self._markers:
+            value = self._markers[seq]
+            self._issue({"kind": "record_marker", "seq": seq, "marker_name": "side_effect",
+                         "data": value}, key)
+            return value
+        # First run (or a replay of a side effect that raised): call fn. The command takes
+        # its place in order now, so commands stay in seq order even if fn awaits.
+        placeholder = _Placeholder(
+            {"kind": "record_marker", "seq": seq, "marker_name": "side_effect", "data": None},
+            key,
+        )
+        self._placeholders.append(placeholder)
+        self._issue(placeholder.command, key)
+        try:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            value = json.loads(json.dumps(value))
+        except BaseException:
+            # No value, no marker: take the command back (seq gaps are allowed).
+            self._placeholders.remove(placeholder)
+            _remove_identical(self._commands, placeholder.command)
+            if key in self._unmatched:
+                self._unmatched.remove(key)
+            raise
+        placeholder.command["data"] = value
+        placeholder.filled = True
+        return value
+
+
+def _remove_identical(items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    for i in range(len(items) - 1, -1, -1):
+        if items[i] is item:
+            del items[i]
+            return
+
+
+def _describe(seq: int, name: str) -> str:
+    if seq == 0:
+        return ""
+    return f"(seq={seq}, {name!r})" if name else f"(seq={seq})"
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} is not JSON-serializable: {err}") from None
+
+
+def _parse_time(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What replaying a history produced: each activation's commands, or the failure."""
+
+    commands: list[list[dict[str, Any]]] = field(default_factory=list)
+    failure: dict[str, Any] | None = None
+    cause: str | None = None
+
+    @property
+    def final_command(self) -> dict[str, Any] | None:
+        """The last command the code issued (a closing one if the run ended in history)."""
+        for batch in reversed(self.commands):
+            if batch:
+                return batch[-1]
+        return None
+
+
+def replay_history(definition: WorkflowDefinition, events: list[dict[str, Any]], *,
+                   workflow_id: str, run_id: str, task_queue: str | None = None
+                   ) -> ReplayResult:
+    """Replay a whole history (open or closed) in a fresh instance, e.g. to check that new
+    workflow code still matches old runs."""
+    started = events[0]["attributes"] if events else {}
+    instance = WorkflowInstance(
+        definition, workflow_id=workflow_id, run_id=run_id,
+        workflow_type=str(started.get("workflow_type") or definition.name),
+        task_queue=task_queue or str(started.get("task_queue") or ""),
+    )
+    record: list[list[dict[str, Any]]] = []
+    instance._record = record
+    result = instance.activate(events)
+    return ReplayResult(commands=record, failure=result.failure, cause=result.cause)

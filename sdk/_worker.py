@@ -1,0 +1,714 @@
+"""The worker: one websocket to the engine, workflow tasks and activities over it.
+
+Design notes (what was weighed and why it is this way):
+
+* One reader and one writer per connection. The reader decodes each frame once, routes it by
+  ``type`` to a ``_handle_<type>`` method and never awaits user code; the writer task drains
+  an ``asyncio.Queue`` of encoded frames, so every send is serialized and a slow socket
+  backs up the queue instead of the event loop.
+* Workflow activations run synchronously on the loop: they are CPU-bound and short, and the
+  runtime's ``activate`` never raises. A sticky task (``first_event_id > 1``) reuses the
+  cached ``WorkflowInstance`` only if it expects exactly that event id; otherwise the worker
+  asks for the whole history (``history_request``) and replays from scratch. The cache is an
+  LRU of ``max_cached_workflows`` runs.
+* Completions carry an ``id`` and stay in ``_unacked`` until the engine answers ``ack`` or
+  ``error``. If the connection drops first they are sent again on the next connection: a
+  duplicate is rejected by the engine (token + attempt), while a lost activity result would
+  cost a whole retry. Heartbeats and history requests are not re-sent (a new heartbeat
+  supersedes them; a task waiting for history is abandoned and re-delivered by the engine
+  when its lease expires).
+* Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
+  shuts down. Tasks that arrive beyond capacity (an engine bug) wait on a semaphore.
+* Nothing a task or a frame does can stop the worker: every handler is guarded and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from sdk._activity import (
+    ActivityCancelledError,
+    ActivityContext,
+    ActivityDefinition,
+    ActivityInfo,
+    activity_definition,
+    parse_timestamp,
+)
+from sdk._errors import ApplicationError, SchedError, failure_from_exception
+from sdk._runtime import WorkflowInstance
+from sdk._workflow import WorkflowDefinition, workflow_registry
+from sdk.protocol import (
+    MAX_NAME_LENGTH,
+    PROTOCOL_VERSION,
+    Ack,
+    ActivityCancel,
+    ActivityHeartbeat,
+    ActivityTask,
+    ActivityTaskCompleted,
+    ActivityTaskFailedMsg,
+    Credit,
+    Error,
+    Hello,
+    History,
+    HistoryRequest,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Welcome,
+    WorkflowTask,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailedMsg,
+    decode_engine_message,
+)
+
+__all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
+
+logger = logging.getLogger("sched.worker")
+
+AUTH_FAILED_CLOSE_CODE = 4401
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+WELCOME_TIMEOUT = 10.0
+FLUSH_TIMEOUT = 2.0
+RECONNECT_BASE_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+STABLE_CONNECTION = 2.0  # seconds a connection must last to reset the back-off
+CLOSING_COMMANDS = frozenset(
+    {"complete_workflow", "fail_workflow", "cancel_workflow", "continue_as_new"}
+)
+
+
+class WorkerAuthenticationError(SchedError):
+    """The engine refused the worker's token (close code 4401, or HTTP 401/403)."""
+
+
+def websocket_url(engine_url: str) -> str:
+    """``http://host:port/...`` -> ``ws://host:port/ws/worker/`` (``https`` -> ``wss``)."""
+    parts = urlsplit(engine_url)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"engine_url must be an http(s) URL, not {engine_url!r}")
+    return urlunsplit((scheme, parts.netloc, "/ws/worker/", "", ""))
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A sent message waiting for ``ack``/``error``."""
+
+    frame: str
+    on_reply: Callable[[Ack | Error], None] | None = None
+    resend: bool = False  # send it again on the next connection if still unanswered
+
+
+@dataclass(slots=True)
+class _RunningActivity:
+    ctx: ActivityContext
+    task: asyncio.Task[None] | None = None
+    inner: asyncio.Future[Any] | None = None  # an async activity's own task
+
+
+@dataclass(slots=True)
+class _Connection:
+    ws: ClientConnection
+    outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    welcomed: bool = False
+
+
+class Worker:
+    """Runs workflows and activities for one task queue. ``await run()``; ``shutdown()``."""
+
+    def __init__(
+        self,
+        engine_url: str,
+        *,
+        token: str,
+        task_queue: str = "default",
+        workflows: Iterable[Any] = (),
+        activities: Iterable[Any] = (),
+        max_concurrent_activities: int = 100,
+        max_concurrent_workflow_tasks: int = 100,
+        max_cached_workflows: int = 1000,
+        identity: str | None = None,
+    ) -> None:
+        if max_concurrent_activities < 1 or max_concurrent_workflow_tasks < 1:
+            raise ValueError("the concurrency limits must be at least 1")
+        self.engine_url = engine_url
+        self.ws_url = websocket_url(engine_url)
+        self.task_queue = task_queue
+        self.identity = (identity or f"{socket.gethostname()}:{os.getpid()}")[:MAX_NAME_LENGTH]
+        self.worker_id: str | None = None
+        self._token = token
+        self._max_activities = max_concurrent_activities
+        self._max_workflow_tasks = max_concurrent_workflow_tasks
+        self._max_cached = max(0, max_cached_workflows)
+        self._workflows: dict[str, WorkflowDefinition] = workflow_registry(workflows)
+        self._activities: dict[str, ActivityDefinition] = {}
+        for obj in activities:
+            act = activity_definition(obj)
+            known = self._activities.get(act.name)
+            if known is not None and known.fn is not act.fn:
+                raise ValueError(f"two activities are named {act.name!r}")
+            self._activities[act.name] = act
+        if not self._workflows and not self._activities:
+            raise ValueError("a worker needs at least one workflow or activity")
+
+        self._ids = itertools.count(1)
+        self._cache: OrderedDict[str, WorkflowInstance] = OrderedDict()
+        self._unacked: dict[str, _Pending] = {}
+        self._running: dict[str, _RunningActivity] = {}
+        self._awaiting_history: dict[str, WorkflowTask] = {}
+        self._conn: _Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._stop: asyncio.Event | None = None
+        self._draining = False
+        self._shutdown_done: asyncio.Event | None = None
+        self._progress = asyncio.Event()  # set whenever in-flight work finishes
+
+    # ---- public API --------------------------------------------------------------------
+
+    @property
+    def workflow_types(self) -> list[str]:
+        return sorted(self._workflows)
+
+    @property
+    def activity_types(self) -> list[str]:
+        return sorted(self._activities)
+
+    async def run(self) -> None:
+        """Connect and serve until ``shutdown()``; reconnect whenever the engine goes away.
+
+        Raises ``WorkerAuthenticationError`` if the engine refuses the token.
+        """
+        self._setup()
+        assert self._stop is not None
+        loop = asyncio.get_running_loop()
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                started = loop.time()
+                try:
+                    welcomed = await self._connect_once()
+                except WorkerAuthenticationError:
+                    raise
+                except Exception as exc:  # the engine is away or broke the protocol
+                    welcomed = False
+                    logger.warning("worker connection to %s failed: %r", self.ws_url, exc)
+                if self._stop.is_set():
+                    break
+                # A connection that lived a while resets the back-off; an engine that
+                # welcomes and drops at once (a crash loop) is backed off like a refusal.
+                stable = welcomed and loop.time() - started >= STABLE_CONNECTION
+                failures = 0 if stable else failures + 1
+                delay = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
+                delay *= random.uniform(0.5, 1.0)
+                logger.info("reconnecting in %.2f s", delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        finally:
+            self._stop.set()
+            self._abandon_activities()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop taking tasks, let in-flight ones finish within ``grace`` seconds, then close."""
+        if self._stop is None:  # never ran
+            self._setup()
+        assert self._stop is not None and self._shutdown_done is not None
+        if self._draining:
+            await self._shutdown_done.wait()
+            return
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        try:
+            self._send(Credit(max_workflow_tasks=0, max_activity_tasks=0))
+            while self._busy() and not self._stop.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._progress.clear()
+                try:
+                    await asyncio.wait_for(self._progress.wait(), timeout=remaining)
+                except TimeoutError:
+                    break
+            if self._running:
+                logger.warning("shutdown: %d activities still running after %.1f s; "
+                               "cancelling them", len(self._running), grace)
+            self._abandon_activities()
+        finally:
+            conn = self._conn
+            if conn is not None:
+                try:  # let the writer send what is queued (the credit, late answers)
+                    await asyncio.wait_for(conn.outbox.join(), timeout=FLUSH_TIMEOUT)
+                except TimeoutError:
+                    pass
+            self._stop.set()
+            if conn is not None:
+                await conn.ws.close()
+            self._shutdown_done.set()
+
+    def _busy(self) -> bool:
+        return bool(self._running or self._unacked or self._awaiting_history)
+
+    # ---- connection --------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._max_activities)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._max_activities, thread_name_prefix="sched-activity"
+        )
+
+    async def _connect_once(self) -> bool:
+        """One connection's lifetime. Returns whether the engine welcomed the worker."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        ws: ClientConnection | None = None
+        conn: _Connection | None = None
+        try:
+            async with connect(
+                self.ws_url,
+                additional_headers=headers,
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=WELCOME_TIMEOUT,
+            ) as ws:
+                conn = _Connection(ws)
+                await self._serve(conn)
+        except InvalidStatus as exc:
+            if exc.response.status_code in (401, 403):
+                raise WorkerAuthenticationError(
+                    f"the engine refused the worker token (HTTP {exc.response.status_code})"
+                ) from None
+            raise
+        except ConnectionClosed:
+            pass
+        finally:
+            self._on_disconnect()
+        if ws is not None and ws.close_code == AUTH_FAILED_CLOSE_CODE:
+            raise WorkerAuthenticationError("the engine refused the worker token (4401)")
+        if ws is not None and not (self._stop is not None and self._stop.is_set()):
+            logger.warning("disconnected from the engine (code %s %s)", ws.close_code,
+                           ws.close_reason or "")
+        return conn is not None and conn.welcomed
+
+    async def _serve(self, conn: _Connection) -> None:
+        ws = conn.ws
+        hello = Hello(
+            task_queue=self.task_queue,
+            workflow_types=self.workflow_types,
+            activity_types=self.activity_types,
+            max_workflow_tasks=0 if self._draining else self._max_workflow_tasks,
+            max_activity_tasks=0 if self._draining else self._max_activities,
+            identity=self.identity,
+        )
+        await ws.send(hello.encode())
+        frame = await asyncio.wait_for(ws.recv(), timeout=WELCOME_TIMEOUT)
+        welcome = decode_engine_message(frame)
+        if isinstance(welcome, Error):
+            raise SchedError(f"the engine refused hello: {welcome.code}: {welcome.message}")
+        if not isinstance(welcome, Welcome):
+            raise ProtocolError("unexpected_message", f"expected welcome, got {welcome.type}")
+        conn.welcomed = True
+        if welcome.protocol_version != PROTOCOL_VERSION:
+            logger.warning("the engine speaks protocol version %s, this worker %s",
+                           welcome.protocol_version, PROTOCOL_VERSION)
+        self.worker_id = welcome.worker_id
+        logger.info("connected to %s as worker %s (task queue %r)", self.ws_url,
+                    welcome.worker_id, self.task_queue)
+        for pending in self._unacked.values():  # answers that the last connection lost
+            conn.outbox.put_nowait(pending.frame)
+        self._conn = conn
+        writer = asyncio.create_task(self._writer(conn))
+        pinger = asyncio.create_task(self._pinger(welcome.heartbeat_interval))
+        try:
+            async for raw in ws:
+                if self._stop is not None and self._stop.is_set():
+                    break
+                self._on_frame(raw)
+        finally:
+            self._conn = None
+            writer.cancel()
+            pinger.cancel()
+            await asyncio.gather(writer, pinger, return_exceptions=True)
+
+    async def _writer(self, conn: _Connection) -> None:
+        try:
+            while True:
+                frame = await conn.outbox.get()
+                try:
+                    await conn.ws.send(frame)
+                finally:
+                    conn.outbox.task_done()
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("worker writer failed; closing the connection")
+            await conn.ws.close()
+
+    async def _pinger(self, interval: float) -> None:
+        interval = max(0.05, interval)
+        while True:
+            await asyncio.sleep(interval)
+            self._send(Ping())
+
+    def _on_disconnect(self) -> None:
+        self._conn = None
+        for msg_id in [k for k, p in self._unacked.items() if not p.resend]:
+            del self._unacked[msg_id]
+        if self._awaiting_history:
+            logger.info("dropping %d workflow tasks waiting for history",
+                        len(self._awaiting_history))
+            self._awaiting_history.clear()
+        self._progress.set()
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return f"w{next(self._ids)}"
+
+    def _send(self, msg: Message) -> None:
+        """Queue one frame on the current connection (dropped if there is none)."""
+        self._send_frame(msg.encode())
+
+    def _send_frame(self, frame: str) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.outbox.put_nowait(frame)
+
+    def _send_tracked(
+        self,
+        frame: str,
+        msg_id: str,
+        on_reply: Callable[[Ack | Error], None] | None = None,
+        *,
+        resend: bool = False,
+    ) -> None:
+        if self._conn is None and not resend:
+            return
+        self._unacked[msg_id] = _Pending(frame, on_reply, resend)
+        self._send_frame(frame)
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        try:
+            msg = decode_engine_message(raw)
+        except ProtocolError as exc:
+            logger.warning("ignoring a bad frame from the engine: %s", exc.message)
+            return
+        except Exception as exc:  # a decoder bug must not kill the worker either
+            logger.warning("ignoring an undecodable frame from the engine: %r", exc)
+            return
+        handler = getattr(self, f"_handle_{msg.type}", None)
+        if handler is None:
+            logger.warning("ignoring unexpected %r message", msg.type)
+            return
+        try:
+            handler(msg)
+        except Exception:
+            logger.exception("error handling a %r message", msg.type)
+        self._progress.set()
+
+    def _handle_ack(self, msg: Ack) -> None:
+        pending = self._unacked.pop(msg.id, None)
+        if pending is not None and pending.on_reply is not None:
+            pending.on_reply(msg)
+
+    def _handle_error(self, msg: Error) -> None:
+        pending = self._unacked.pop(msg.id, None) if msg.id is not None else None
+        if pending is None:
+            logger.warning("engine error: %s: %s", msg.code, msg.message)
+            return
+        if pending.on_reply is not None:
+            pending.on_reply(msg)
+        else:
+            logger.warning("engine rejected message %s: %s: %s", msg.id, msg.code, msg.message)
+
+    def _handle_pong(self, msg: Pong) -> None:
+        pass
+
+    def _handle_welcome(self, msg: Welcome) -> None:
+        logger.warning("ignoring a second welcome")
+
+    # ---- workflow tasks ----------------------------------------------------------------
+
+    def _handle_workflow_task(self, msg: WorkflowTask) -> None:
+        definition = self._workflows.get(msg.workflow_type)
+        if definition is None:
+            self._fail_workflow_task(
+                msg.token,
+                "unknown_workflow_type",
+                ApplicationError(
+                    f"workflow type {msg.workflow_type!r} is not registered on this worker",
+                    type="WorkflowNotRegisteredError",
+                ),
+            )
+            return
+        if msg.first_event_id == 1:
+            self._evict(msg.run_id)
+            self._activate(msg, self._new_instance(msg, definition), msg.events)
+            return
+        cached = self._cache.get(msg.run_id)
+        if cached is not None and cached.next_event_id == msg.first_event_id:
+            self._cache.move_to_end(msg.run_id)
+            self._activate(msg, cached, msg.events)
+            return
+        # A sticky task for a run this worker has not cached (or has out of step): replay.
+        self._evict(msg.run_id)
+        self._awaiting_history[msg.token] = msg
+        msg_id = self._next_id()
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                logger.warning("history request for %s failed: %s: %s", msg.workflow_id,
+                               reply.code, reply.message)
+                self._awaiting_history.pop(msg.token, None)
+
+        self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
+
+    def _handle_history(self, msg: History) -> None:
+        if msg.id is not None:
+            self._unacked.pop(msg.id, None)
+        task = self._awaiting_history.pop(msg.token, None)
+        if task is None:
+            logger.warning("ignoring history for a task the worker is not waiting for")
+            return
+        definition = self._workflows[task.workflow_type]
+        self._activate(task, self._new_instance(task, definition), msg.events)
+
+    def _new_instance(self, msg: WorkflowTask, definition: WorkflowDefinition) -> WorkflowInstance:
+        return WorkflowInstance(
+            definition,
+            workflow_id=msg.workflow_id,
+            run_id=msg.run_id,
+            workflow_type=msg.workflow_type,
+            task_queue=msg.task_queue,
+        )
+
+    def _activate(
+        self, msg: WorkflowTask, inst: WorkflowInstance, events: list[dict[str, Any]]
+    ) -> None:
+        try:
+            res = inst.activate(events)
+            commands, failure, cause = res.commands, res.failure, res.cause
+        except Exception as exc:  # activate() should never raise; guard anyway
+            logger.exception("workflow activation raised for %s", msg.workflow_id)
+            commands, failure, cause = None, failure_from_exception(exc), "worker_error"
+        if failure is not None or commands is None:
+            self._evict(msg.run_id)
+            self._send_workflow_failure(msg.token, cause or "workflow_task_failed",
+                                        failure or {"type": "Error", "message": "no commands"})
+            return
+        msg_id = self._next_id()
+        try:
+            frame = WorkflowTaskCompleted(token=msg.token, commands=commands, id=msg_id).encode()
+        except Exception as exc:
+            self._evict(msg.run_id)
+            self._fail_workflow_task(msg.token, "unserializable_commands", exc)
+            return
+        if any(isinstance(c, dict) and c.get("kind") in CLOSING_COMMANDS for c in commands):
+            self._evict(msg.run_id)
+        else:
+            self._remember(msg.run_id, inst)
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                logger.warning("engine rejected the completion of a workflow task of %s: %s: %s",
+                               msg.workflow_id, reply.code, reply.message)
+                if self._cache.get(msg.run_id) is inst:
+                    self._evict(msg.run_id)
+
+        self._send_tracked(frame, msg_id, on_reply, resend=True)
+
+    def _fail_workflow_task(self, token: str, cause: str, exc: BaseException) -> None:
+        self._send_workflow_failure(token, cause, failure_from_exception(exc))
+
+    def _send_workflow_failure(self, token: str, cause: str, failure: dict[str, Any]) -> None:
+        msg_id = self._next_id()
+        frame = WorkflowTaskFailedMsg(
+            token=token, cause=cause[:255], failure=failure, id=msg_id
+        ).encode()
+        self._send_tracked(frame, msg_id, resend=True)
+
+    def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
+        if self._max_cached == 0:
+            return
+        self._cache[run_id] = inst
+        self._cache.move_to_end(run_id)
+        while len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
+
+    def _evict(self, run_id: str) -> None:
+        self._cache.pop(run_id, None)
+
+    # ---- activities --------------------------------------------------------------------
+
+    def _handle_activity_task(self, msg: ActivityTask) -> None:
+        if msg.token in self._running:
+            logger.warning("ignoring a duplicate activity task for %s", msg.activity_id)
+            return
+        assert self._loop is not None
+        info = ActivityInfo(
+            workflow_id=msg.workflow_id,
+            run_id=msg.run_id,
+            workflow_type=msg.workflow_type,
+            activity_id=msg.activity_id,
+            activity_type=msg.activity_type,
+            task_queue=msg.task_queue,
+            attempt=msg.attempt,
+            scheduled_at=parse_timestamp(msg.scheduled_at),
+            heartbeat_timeout=msg.heartbeat_timeout,
+            start_to_close_timeout=msg.start_to_close_timeout,
+        )
+        token = msg.token
+        ctx = ActivityContext(
+            info,
+            heartbeat_details=msg.heartbeat_details,
+            loop=self._loop,
+            send=lambda details: self._send_heartbeat(token, details),
+        )
+        running = _RunningActivity(ctx)
+        self._running[token] = running
+        running.task = asyncio.create_task(self._run_activity(msg, running))
+        running.task.add_done_callback(lambda _t: self._activity_done(token))
+
+    def _activity_done(self, token: str) -> None:
+        self._running.pop(token, None)
+        self._progress.set()
+
+    def _handle_activity_cancel(self, msg: ActivityCancel) -> None:
+        running = self._running.get(msg.token)
+        if running is None:
+            return
+        self._cancel_activity(running)
+
+    def _cancel_activity(self, running: _RunningActivity) -> None:
+        running.ctx._cancel()
+        if running.inner is not None:
+            running.inner.cancel()
+
+    def _send_heartbeat(self, token: str, details: Any) -> None:
+        running = self._running.get(token)
+        if running is None or self._conn is None:
+            return
+        msg_id = self._next_id()
+        try:
+            frame = ActivityHeartbeat(token=token, details=details, id=msg_id).encode()
+        except Exception as exc:
+            logger.warning("dropping a heartbeat whose details are not JSON: %r", exc)
+            return
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Ack) and reply.cancel_requested:
+                self._cancel_activity(running)
+            elif isinstance(reply, Error):
+                logger.warning("engine rejected a heartbeat: %s: %s", reply.code, reply.message)
+
+        self._send_tracked(frame, msg_id, on_reply)
+
+    async def _run_activity(self, msg: ActivityTask, running: _RunningActivity) -> None:
+        assert self._slots is not None and self._loop is not None
+        ctx = running.ctx
+        async with self._slots:
+            definition = self._activities.get(msg.activity_type)
+            if definition is None:
+                exc = ApplicationError(
+                    f"activity type {msg.activity_type!r} is not registered on this worker",
+                    type="ActivityNotRegisteredError",
+                )
+                self._finish_activity(msg.token, ctx, failure=failure_from_exception(exc))
+                return
+            try:
+                if definition.is_async:
+                    result = await self._run_async_activity(definition, msg, running)
+                else:
+                    result = await self._loop.run_in_executor(
+                        self._executor, definition.fn, ctx, msg.input
+                    )
+            except asyncio.CancelledError:
+                ctx._flush()
+                raise  # the worker itself is stopping: the engine re-delivers the task
+            except Exception as exc:
+                self._finish_activity(
+                    msg.token, ctx, failure=failure_from_exception(exc),
+                    canceled=isinstance(exc, ActivityCancelledError),
+                )
+            else:
+                self._finish_activity(msg.token, ctx, result=result)
+
+    async def _run_async_activity(
+        self, definition: ActivityDefinition, msg: ActivityTask, running: _RunningActivity
+    ) -> Any:
+        inner = asyncio.ensure_future(definition.fn(running.ctx, msg.input))
+        running.inner = inner
+        if running.ctx.is_cancelled():
+            inner.cancel()
+        try:
+            await asyncio.wait({inner})
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        if inner.cancelled():
+            raise ActivityCancelledError("the activity was cancelled")
+        return inner.result()
+
+    def _finish_activity(
+        self,
+        token: str,
+        ctx: ActivityContext,
+        *,
+        result: Any = None,
+        failure: dict[str, Any] | None = None,
+        canceled: bool = False,
+    ) -> None:
+        ctx._flush()  # the last heartbeat's details go out before the completion
+        msg_id = self._next_id()
+        frame: str | None = None
+        if failure is None:
+            try:
+                frame = ActivityTaskCompleted(token=token, result=result, id=msg_id).encode()
+            except Exception as exc:
+                failure = failure_from_exception(
+                    ApplicationError(f"the activity's result is not JSON-serializable: {exc}",
+                                     type="SerializationError", non_retryable=True)
+                )
+        if frame is None:
+            assert failure is not None
+            frame = ActivityTaskFailedMsg(
+                token=token, failure=failure, canceled=canceled, id=msg_id
+            ).encode()
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                logger.warning("engine rejected an activity completion (%s): %s: %s",
+                               ctx.info.activity_id, reply.code, reply.message)
+
+        self._send_tracked(frame, msg_id, on_reply, resend=True)
+
+    def _abandon_activities(self) -> None:
+        for running in list(self._running.values()):
+            self._cancel_activity(running)
+            if running.task is not None:
+                running.task.cancel()

@@ -1,0 +1,277 @@
+"""What workflow code sees: the ``workflow`` decorator and ``WorkflowContext``.
+
+A workflow is ``async def fn(ctx: WorkflowContext, input)``. Everything it may do that is not
+pure computation goes through ``ctx``: durable calls (activities, timers, signals, side effects)
+become commands with a sequence number, and time, randomness and ids come from the history so a
+replay sees exactly what the first run saw. The context is a thin, argument-checking facade;
+the deterministic machinery behind it lives in ``sdk._runtime``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar, overload
+
+from sdk._retry import RetryPolicy, to_ms
+
+__all__ = [
+    "ActivityHandle",
+    "Signal",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowInfo",
+    "workflow",
+    "workflow_definition",
+    "workflow_registry",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+Duration = float | timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """A registered workflow: the type name it is started by, and its function."""
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+
+
+@overload
+def workflow(fn: F, /) -> F: ...
+@overload
+def workflow(fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def workflow(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Mark ``async def fn(ctx, input)`` as a workflow, named ``name`` or ``fn.__name__``."""
+
+    def mark(f: F) -> F:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(f"a workflow must be an async function: {f!r}")
+        workflow_name = name if name is not None else f.__name__
+        if not isinstance(workflow_name, str) or not workflow_name or len(workflow_name) > 255:
+            raise ValueError("a workflow name must be a non-empty string of at most 255")
+        f.__sched_workflow__ = WorkflowDefinition(workflow_name, f)  # type: ignore[attr-defined]
+        return f
+
+    return mark if fn is None else mark(fn)
+
+
+def workflow_definition(obj: Any) -> WorkflowDefinition:
+    """The definition of a decorated workflow (or a ``WorkflowDefinition`` itself).
+
+    Raises ``TypeError`` for anything else.
+    """
+    if isinstance(obj, WorkflowDefinition):
+        return obj
+    definition = getattr(obj, "__sched_workflow__", None)
+    if not isinstance(definition, WorkflowDefinition):
+        raise TypeError(f"{obj!r} is not a workflow: decorate it with @sdk.workflow")
+    return definition
+
+
+def workflow_registry(workflows: Iterable[Any]) -> dict[str, WorkflowDefinition]:
+    """Workflow definitions by name; two different workflows with one name are an error."""
+    registry: dict[str, WorkflowDefinition] = {}
+    for obj in workflows:
+        definition = workflow_definition(obj)
+        known = registry.get(definition.name)
+        if known is not None and known.fn is not definition.fn:
+            raise ValueError(f"two workflows are named {definition.name!r}")
+        registry[definition.name] = definition
+    return registry
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    name: str
+    input: Any = None
+
+
+class DurableFuture(asyncio.Future[Any]):
+    """A future for one durable call (``seq``). Cancelling it first runs ``on_cancel``, which
+    emits the call's cancel command (``request_cancel_activity`` / ``cancel_timer``)."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, seq: int,
+                 on_cancel: Callable[[DurableFuture], None] | None = None) -> None:
+        super().__init__(loop=loop)
+        self.seq = seq
+        self._on_cancel = on_cancel
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.done():
+            return False
+        hook, self._on_cancel = self._on_cancel, None
+        if hook is not None:
+            hook(self)
+        return super().cancel(msg)
+
+
+class ActivityHandle(DurableFuture):
+    """A scheduled activity: await it for the result (or ``ActivityError``), cancel it to ask
+    the engine to cancel the activity (the handle is cancelled at once)."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, seq: int, activity_type: str,
+                 on_cancel: Callable[[DurableFuture], None] | None = None) -> None:
+        super().__init__(loop=loop, seq=seq, on_cancel=on_cancel)
+        self.activity_type = activity_type
+
+
+class WorkflowRuntime(Protocol):
+    """What ``WorkflowContext`` needs from the runtime (``sdk._runtime.WorkflowInstance``)."""
+
+    @property
+    def info(self) -> WorkflowInfo: ...
+    @property
+    def is_replaying(self) -> bool: ...
+    def now(self) -> datetime: ...
+    def random(self) -> random.Random: ...
+    def schedule_activity(self, command: dict[str, Any]) -> ActivityHandle: ...
+    def start_timer(self, duration_ms: int) -> DurableFuture: ...
+    async def wait_for_signal(self, name: str | None, timeout_ms: int | None) -> Signal: ...
+    async def side_effect(self, fn: Callable[[], Any]) -> Any: ...
+
+
+def activity_name(activity: Any) -> str:
+    """The type name of an activity given as a decorated function or a string."""
+    if isinstance(activity, str):
+        if not activity or len(activity) > 255:
+            raise ValueError("an activity name must be a non-empty string of at most 255")
+        return activity
+    # A decorated function, or its ActivityDefinition itself.
+    definition = getattr(activity, "__sched_activity__", None)
+    if definition is None and callable(getattr(activity, "fn", None)):
+        definition = activity
+    name = getattr(definition, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{activity!r} is not an activity: decorate it with @sdk.activity or pass its name"
+        )
+    return name
+
+
+def _optional_ms(value: Duration | None, what: str) -> int | None:
+    return None if value is None else to_ms(value, what)
+
+
+class WorkflowContext:
+    """The workflow's window on the world; the first argument of every workflow function."""
+
+    __slots__ = ("_rt",)
+
+    def __init__(self, runtime: WorkflowRuntime) -> None:
+        self._rt = runtime
+
+    @property
+    def info(self) -> WorkflowInfo:
+        return self._rt.info
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the code re-runs a part of its history (its commands are not sent)."""
+        return self._rt.is_replaying
+
+    def now(self) -> datetime:
+        """The current workflow time (UTC): when the running workflow task started."""
+        return self._rt.now()
+
+    def random(self) -> random.Random:
+        """A random generator seeded from the run id: the same numbers on every replay."""
+        return self._rt.random()
+
+    def uuid4(self) -> uuid.UUID:
+        """A version-4 UUID drawn from ``random()``: the same on every replay."""
+        return uuid.UUID(int=self._rt.random().getrandbits(128), version=4)
+
+    def start_activity(
+        self,
+        activity: Any,
+        input: Any = None,
+        *,
+        task_queue: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        start_to_close_timeout: Duration | None = None,
+        schedule_to_close_timeout: Duration | None = None,
+        schedule_to_start_timeout: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
+    ) -> ActivityHandle:
+        """Schedule an activity now; await the handle for its result."""
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be an sdk.RetryPolicy")
+        if task_queue is not None and (not isinstance(task_queue, str) or not task_queue):
+            raise ValueError("task_queue must be a non-empty string")
+        command: dict[str, Any] = {
+            "kind": "schedule_activity",
+            "activity_type": activity_name(activity),
+            "input": input,
+            "task_queue": task_queue,
+            "retry_policy": None if retry_policy is None else retry_policy.to_dict(),
+            "schedule_to_close_ms": _optional_ms(schedule_to_close_timeout,
+                                                 "schedule_to_close_timeout"),
+            "schedule_to_start_ms": _optional_ms(schedule_to_start_timeout,
+                                                 "schedule_to_start_timeout"),
+            "start_to_close_ms": _optional_ms(start_to_close_timeout, "start_to_close_timeout"),
+            "heartbeat_ms": _optional_ms(heartbeat_timeout, "heartbeat_timeout"),
+        }
+        return self._rt.schedule_activity(command)
+
+    async def execute_activity(
+        self,
+        activity: Any,
+        input: Any = None,
+        *,
+        task_queue: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        start_to_close_timeout: Duration | None = None,
+        schedule_to_close_timeout: Duration | None = None,
+        schedule_to_start_timeout: Duration | None = None,
+        heartbeat_timeout: Duration | None = None,
+    ) -> Any:
+        """Run an activity and return its result; raises ``ActivityError`` if it failed."""
+        return await self.start_activity(
+            activity, input, task_queue=task_queue, retry_policy=retry_policy,
+            start_to_close_timeout=start_to_close_timeout,
+            schedule_to_close_timeout=schedule_to_close_timeout,
+            schedule_to_start_timeout=schedule_to_start_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+
+    async def sleep(self, duration: Duration) -> None:
+        """A durable timer. A negative duration sleeps zero (the engine fires it at once)."""
+        await self._rt.start_timer(to_ms(duration, "duration", minimum=0))
+
+    async def wait_for_signal(
+        self, name: str | None = None, *, timeout: Duration | None = None  # noqa: ASYNC109
+    ) -> Signal:
+        """The next signal (named ``name``, if given), oldest first.
+
+        Signals that arrived earlier wait in a buffer and are never lost. Raises
+        ``TimeoutError`` when ``timeout`` passes first.
+        """
+        if name is not None and not isinstance(name, str):
+            raise TypeError("the signal name must be a string")
+        timeout_ms = None if timeout is None else to_ms(timeout, "timeout", minimum=0)
+        return await self._rt.wait_for_signal(name, timeout_ms)
+
+    async def side_effect(self, fn: Callable[[], T | Awaitable[T]]) -> T:
+        """Run ``fn`` once and record its (JSON) value; a replay returns the recorded value."""
+        result: T = await self._rt.side_effect(fn)
+        return result
