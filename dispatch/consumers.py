@@ -12,6 +12,7 @@ to this worker within the free slots (see ``workflows.services._write``).
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -45,11 +46,11 @@ def _bearer(scope: dict[str, Any]) -> str:
         if name == b"authorization":
             text = value.decode("latin-1")
             if text[:7].lower() == "bearer ":
-                return text[7:].strip()
+                return str(text[7:].strip())
     return ""
 
 
-class WorkerConsumer(AsyncWebsocketConsumer):
+class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     worker_id: str = ""
     hello: protocol.Hello | None = None
 
@@ -110,7 +111,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):
     async def send_tasks(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self.held[message["token"]] = message["type"]
-            await self.send(text_data=protocol.json.dumps(message, separators=(",", ":")))
+            await self.send(text_data=json.dumps(message, separators=(",", ":")))
 
     async def ack(self, request_id: str | None, **extra: Any) -> None:
         if request_id is not None:

@@ -12,16 +12,20 @@ GC) and lost its lock meanwhile cannot write as leader any more: its term is sta
 The dedicated connection also LISTENs for ``pg_notify`` wake-ups (see ``wakeup``), so the
 leader learns of new work committed by any engine process at once.
 
-On SQLite there is one engine process: it is always the leader.
+On SQLite there is one engine process per database: the lock is an exclusive ``flock`` on a
+file beside the database, so a second engine started by mistake waits as a standby instead
+of running the loops twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -33,15 +37,14 @@ from .engine import ENGINE_ID
 from .models import Leadership
 
 log = logging.getLogger("sched.leader")
-Loop = Callable[[int], Awaitable[None]]
+Loop = Callable[[int], Coroutine[Any, Any, None]]
 
 
 def lock_key(name: str) -> int:
     return zlib.crc32(f"sched:{name}".encode())
 
 
-@database_sync_to_async
-def new_term(name: str) -> int:
+def _new_term(name: str) -> int:
     """Take the next term of ``name``: call only while holding its lock."""
     with transaction.atomic(durable=True):
         row, _ = Leadership.objects.select_for_update().get_or_create(name=name)
@@ -50,6 +53,9 @@ def new_term(name: str) -> int:
         row.renewed_at = timezone.now()
         row.save()
         return row.term
+
+
+new_term = database_sync_to_async(_new_term)
 
 
 class LeaderElection:
@@ -66,7 +72,7 @@ class LeaderElection:
 
     async def run(self) -> None:
         if connection.vendor != "postgresql":
-            await self._lead(None)
+            await self._run_on_file_lock()
             return
         while True:
             try:
@@ -77,14 +83,30 @@ class LeaderElection:
                 log.warning("%s: leader connection failed (%s); retrying", self.name, exc)
             await asyncio.sleep(self.retry_seconds)
 
+    async def _run_on_file_lock(self) -> None:
+        path = settings.SCHED.data_dir / f"{self.name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = await asyncio.to_thread(path.open, "a+")
+        with handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(self.retry_seconds)
+            try:
+                await self._lead(None)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     async def _campaign(self) -> None:
         import psycopg
 
         db = settings.DATABASES["default"]
         conn = await psycopg.AsyncConnection.connect(
-            host=db.get("HOST") or None, port=db.get("PORT") or None, dbname=db["NAME"],
-            user=db.get("USER") or None, password=db.get("PASSWORD") or None, autocommit=True,
-            connect_timeout=5,
+            host=str(db.get("HOST") or "") or None, port=str(db.get("PORT") or "") or None,
+            dbname=str(db["NAME"]), user=str(db.get("USER") or "") or None,
+            password=str(db.get("PASSWORD") or "") or None, autocommit=True, connect_timeout=5,
         )
         async with conn:
             while True:

@@ -26,10 +26,12 @@ async def deliver(deliveries: Iterable[tuple[str, dict[str, Any]]]) -> None:
         await layer.send(channel, {"type": DELIVER, "messages": messages})
 
 
-@database_sync_to_async
-def _channels(worker_ids: list[str]) -> dict[str, str]:
+def _channels_sync(worker_ids: list[str]) -> dict[str, str]:
     return dict(WorkerSession.objects.filter(worker_id__in=worker_ids)
                 .values_list("worker_id", "channel_name"))
+
+
+_channels = database_sync_to_async(_channels_sync)
 
 
 async def send_cancels(cancels: list[tuple[str, str]]) -> None:

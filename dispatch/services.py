@@ -138,6 +138,8 @@ def reclaim(*, now: datetime) -> int:
 def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
     """The whole history of the run of a workflow task the worker holds."""
     task_id = task_id_from_token(token)
+    if task_id is None:
+        raise stale()
     task = Task.objects.filter(pk=task_id, token=token, lease_owner=worker_id,
                                kind=TaskKind.WORKFLOW).select_related("execution").first()
     if task is None:

@@ -71,7 +71,8 @@ class SchedConfig:
 
     @property
     def uses_postgres(self) -> bool:
-        return bool(self.database_url) and self.database_url.startswith(("postgres", "pgsql"))
+        url = self.database_url or ""
+        return url.startswith(("postgres", "pgsql"))
 
 
 def load() -> SchedConfig:

@@ -7,3 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("workflows.urls")),
 ]
+
+handler404 = "workflows.api.errors.not_found_view"
+handler500 = "workflows.api.errors.server_error_view"

@@ -485,7 +485,7 @@ async def effects(ctx: WorkflowContext, _: Any) -> list[Any]:
 
     a = await ctx.side_effect(draw)
     await ctx.sleep(1)
-    b = await ctx.side_effect(draw_async)
+    b: Any = await ctx.side_effect(draw_async)
     return [a, b]
 
 

@@ -255,7 +255,7 @@ def parse_commands(raw: Any) -> list[Command]:
 def command_to_dict(command: Command) -> dict[str, Any]:
     """The wire form of a command (what the SDK sends)."""
     out: dict[str, Any] = {}
-    for name in command.__slots__:  # type: ignore[union-attr]
+    for name in command.__slots__:
         value = getattr(command, name)
         out[name] = value.to_dict() if isinstance(value, RetryPolicy) else value
     return out

@@ -49,7 +49,9 @@ def check_lease(token: str, *, kind: str, worker_id: str | None) -> tuple[Execut
     Must run inside the service's atomic block.
     """
     task_id = task_id_from_token(token)
-    row = Task.objects.filter(pk=task_id).values("execution_id").first() if task_id else None
+    if task_id is None:
+        raise stale()
+    row = Task.objects.filter(pk=task_id).values("execution_id").first()
     if row is None:
         raise stale()
     execution = lock_execution(row["execution_id"])
@@ -251,7 +253,8 @@ def activity_task_heartbeat(*, token: str, details: Any,
     been asked to cancel."""
     task_id = task_id_from_token(token)
     with atomic():
-        task = Task.objects.select_for_update().filter(pk=task_id).first() if task_id else None
+        task = (Task.objects.select_for_update().filter(pk=task_id).first()
+                if task_id is not None else None)
         if (task is None or task.token != token or task.state != TaskState.LEASED
                 or task.kind != TaskKind.ACTIVITY
                 or (worker_id is not None and task.lease_owner != worker_id)):

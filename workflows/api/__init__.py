@@ -1,0 +1,1 @@
+"""sched's REST API (Django REST framework): views, serializers, auth and error mapping."""

@@ -1,0 +1,63 @@
+"""Bearer-token authentication for the REST API.
+
+``Authorization: Bearer <token>``. Tokens of scope ``admin`` or ``api`` may use the API; a
+valid token of another scope (``worker``) is refused with 403, an unknown, revoked or
+malformed one with 401.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from workflows.models import ApiToken, TokenScope
+
+from .tokens import token_mark_used
+
+
+@dataclass(frozen=True)
+class TokenUser:
+    """``request.user`` for a token-authenticated request."""
+
+    token: ApiToken
+    is_authenticated: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def username(self) -> str:
+        return f"token:{self.token.name}"
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[TokenUser, ApiToken] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None  # not ours: answered 401 by the permission check
+        raw = raw.strip()
+        if not raw or " " in raw:
+            raise exceptions.AuthenticationFailed("malformed bearer token")
+        token = ApiToken.verify(raw, scope=TokenScope.API)
+        if token is None:
+            if ApiToken.verify(raw, scope=TokenScope.WORKER) is not None:
+                raise exceptions.PermissionDenied("this token's scope does not allow the API")
+            raise exceptions.AuthenticationFailed("invalid or revoked token")
+        token_mark_used(token)
+        return TokenUser(token), token
+
+    def authenticate_header(self, request: Request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    target_class = BearerTokenAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer"}

@@ -1,0 +1,44 @@
+"""The API's one parser: strict JSON, with the body size capped before it is read.
+
+DRF's ``JSONParser`` reads the stream without Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check
+and lets a ``RecursionError`` (a deeply nested body) escape as a 500; this one refuses a
+declared or actual body larger than ``settings.SCHED.max_payload_bytes`` (413) and answers
+any undecodable body with 400 ``malformed_json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import IO, Any
+
+from django.conf import settings
+from rest_framework import exceptions, parsers
+
+from .errors import PayloadTooLarge
+
+
+def max_payload_bytes() -> int:
+    return int(settings.SCHED.max_payload_bytes)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class LimitedJSONParser(parsers.JSONParser):
+    def parse(self, stream: IO[Any], media_type: str | None = None,
+              parser_context: Mapping[str, Any] | None = None) -> Any:
+        limit = max_payload_bytes()
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and str(declared).isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+            return json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise exceptions.ParseError(f"malformed JSON: {exc}") from None

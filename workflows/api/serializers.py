@@ -1,0 +1,175 @@
+"""Fields and base classes the API's nested input/output serializers are built from.
+
+Input is strict: a string field takes only JSON strings (no silent ``123 -> "123"``), a
+number field only JSON numbers, unknown keys are refused, and every string that reaches the
+database is free of NUL characters and lone surrogates (Postgres refuses both, SQLite cannot
+encode the second). JSON payloads (``input``) are checked the same way, all the way down.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+from workflows.models import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+
+MAX_JSON_DEPTH = 64
+MAX_REASON_LENGTH = 4096
+MAX_WAIT_SECONDS = 60.0
+
+
+def _bad_text(value: str) -> str | None:
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain unpaired surrogate characters"
+    return None
+
+
+def check_json_value(value: Any) -> None:
+    """Raise ``ValidationError`` unless ``value`` can be stored as JSON by every backend."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise serializers.ValidationError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, str):
+            problem = _bad_text(item)
+            if problem:
+                raise serializers.ValidationError(f"strings {problem}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise serializers.ValidationError("numbers must be finite")
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                stack.append((key, depth + 1))
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
+class JSONValueField(serializers.JSONField):
+    """Any JSON value (including null), checked with ``check_json_value``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("default", None)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        check_json_value(data)
+        return data
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only; kept as sent (no trimming); no NUL, no lone surrogates."""
+
+    default_error_messages = {"not_a_string": "must be a string."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        problem = _bad_text(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return data
+
+
+def name_field(**kwargs: Any) -> StrictCharField:
+    """A workflow type, task queue or signal name."""
+    return StrictCharField(max_length=MAX_NAME_LENGTH, **kwargs)
+
+
+def workflow_id_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(max_length=MAX_WORKFLOW_ID_LENGTH, **kwargs)
+
+
+class StrictNumberField(serializers.FloatField):
+    """A JSON number only (no strings, no booleans), finite."""
+
+    default_error_messages = {"not_a_number": "must be a number."}
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("not_a_number")
+        if not math.isfinite(data):
+            self.fail("not_a_number")
+        return super().to_internal_value(data)
+
+
+class RunIdField(serializers.UUIDField):
+    """A run id: a UUID, given back as its canonical string."""
+
+    def to_internal_value(self, data: Any) -> str:  # type: ignore[override]
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        value: uuid.UUID = super().to_internal_value(data)
+        return str(value)
+
+
+class InputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """A request body or query: unknown keys are refused, each one named."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(self.initial_data, Mapping):
+            unknown = [k for k in self.initial_data if k not in self.fields]
+            if unknown:
+                raise serializers.ValidationError({k: ["unknown field."] for k in unknown})
+        return attrs
+
+
+class QuerySerializer(InputSerializer):
+    """Query parameters: one value each (the last, as Django gives it)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "dict"):
+            data = data.dict()
+        return super().to_internal_value(data)
+
+
+class WaitField(serializers.FloatField):
+    """``wait``: seconds to long-poll, 0 to answer at once; above the cap it is clamped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", 0.0)
+        kwargs.setdefault("min_value", 0.0)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return min(value, MAX_WAIT_SECONDS)
+
+
+class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The ``error`` object (documentation only; ``fields`` would shadow ``Serializer.fields``
+    as a class attribute, hence ``get_fields``)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+        return {
+            "code": serializers.CharField(help_text="A stable machine code, e.g. `not_found`."),
+            "message": serializers.CharField(),
+            "fields": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField()), required=False,
+                help_text="With `invalid_input`: the messages for each bad field."),
+            "run_id": serializers.CharField(
+                required=False, help_text="With a conflict: the run it is about."),
+        }
+
+
+class ErrorSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The body of every error answer (documentation only)."""
+
+    error = ErrorDetailSerializer()

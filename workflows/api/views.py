@@ -1,0 +1,336 @@
+"""The REST API: one view per use case, each with its nested input and output serializers.
+
+Views only decode (validate the body or query), make one call into a service or selector,
+and encode the answer. Errors raised anywhere end in ``workflows.api.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workflows import selectors, services
+from workflows.core.state import Status
+
+from .health import health_checks
+from .parsers import LimitedJSONParser
+from .serializers import (
+    MAX_REASON_LENGTH,
+    ErrorSerializer,
+    InputSerializer,
+    JSONValueField,
+    QuerySerializer,
+    RunIdField,
+    StrictCharField,
+    StrictNumberField,
+    WaitField,
+    name_field,
+    workflow_id_field,
+)
+
+MAX_EXECUTION_TIMEOUT_SECONDS = 3653 * 24 * 3600  # ten years, leap days included
+MAX_PAGE_SIZE = 1000
+MAX_HISTORY_LIMIT = 10_000
+STATUSES = [s.value for s in Status]
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    texts = {400: "Malformed JSON.", 401: "Missing, unknown or revoked token.",
+             403: "The token's scope does not allow the API.", 404: "No such workflow or run.",
+             409: "The run's state does not allow this (e.g. `run_closed`).",
+             413: "The body is larger than the configured limit.",
+             422: "Invalid input; `fields` names each bad field."}
+    return {code: OpenApiResponse(ErrorSerializer, description=texts[code]) for code in codes}
+
+
+def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _run_path(workflow_id: str) -> str:
+    return f"/api/workflows/{quote(workflow_id, safe='')}"
+
+
+WORKFLOW_ID = OpenApiParameter("workflow_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                               description="The workflow id (URL-encoded; may contain `/`).")
+
+
+class ApiView(APIView):
+    parser_classes = [LimitedJSONParser]
+
+
+class RunRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    workflow_id = serializers.CharField()
+    run_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=STATUSES)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return {"workflow_id": instance.workflow_id, "run_id": str(instance.run_id),
+                "status": instance.status}
+
+
+class RunQuerySerializer(QuerySerializer):
+    run_id = RunIdField(required=False, help_text="A run of the workflow; default the latest.")
+
+
+class WorkflowListItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    workflow_id = serializers.CharField()
+    run_id = serializers.UUIDField()
+    workflow_type = serializers.CharField()
+    task_queue = serializers.CharField()
+    status = serializers.ChoiceField(choices=STATUSES)
+    created_at = serializers.DateTimeField()
+    closed_at = serializers.DateTimeField(allow_null=True)
+
+
+class WorkflowListSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    items = WorkflowListItemSerializer(many=True)
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as `cursor` for the next page; null on the last page.")
+
+
+# ---- /api/workflows ------------------------------------------------------------------------
+
+
+class WorkflowsApi(ApiView):
+    """Start a workflow (POST) and list runs (GET)."""
+
+    class StartInputSerializer(InputSerializer):
+        workflow_type = name_field()
+        input = JSONValueField(help_text="Any JSON value, handed to the workflow.")
+        workflow_id = workflow_id_field(
+            required=False, help_text="Your id for the workflow (an idempotency key); "
+                                      "default a new UUID.")
+        task_queue = name_field(required=False, default="default")
+        execution_timeout = StrictNumberField(
+            required=False, allow_null=True, default=None, min_value=0.001,
+            max_value=MAX_EXECUTION_TIMEOUT_SECONDS,
+            help_text="Seconds the whole run may take; it times out after that.")
+
+    class ListQuerySerializer(QuerySerializer):
+        status = serializers.ChoiceField(choices=STATUSES, required=False)
+        workflow_type = name_field(required=False)
+        task_queue = name_field(required=False)
+        workflow_id = workflow_id_field(required=False)
+        cursor = StrictCharField(required=False, max_length=200,
+                                 help_text="`next_cursor` of the previous page.")
+        page_size = serializers.IntegerField(required=False, default=100, min_value=1,
+                                             max_value=MAX_PAGE_SIZE)
+
+    @extend_schema(operation_id="workflow_start", request=StartInputSerializer,
+                   responses={201: RunRefSerializer, **_errors(400, 401, 403, 409, 413, 422)},
+                   description="Start a run. A `workflow_id` with an open run is refused "
+                               "(409 `workflow_already_started`, naming its `run_id`).")
+    def post(self, request: Request) -> Response:
+        data = _validated(self.StartInputSerializer, request.data)
+        timeout = data.pop("execution_timeout")
+        run = services.workflow_start(
+            **data, execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)))
+        return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"{_run_path(run.workflow_id)}?run_id={run.run_id}"})
+
+    @extend_schema(operation_id="workflow_list", parameters=[ListQuerySerializer],
+                   responses={200: WorkflowListSerializer, **_errors(401, 403, 422)},
+                   description="Runs, newest first. Pass `next_cursor` as `cursor` for the "
+                               "next page; it is null on the last page.")
+    def get(self, request: Request) -> Response:
+        query = _validated(self.ListQuerySerializer, request.query_params)
+        cursor = query.pop("cursor", None)
+        page_size = query.pop("page_size")
+        page, next_cursor = selectors.execution_list(filters=query, cursor=cursor,
+                                                     page_size=page_size)
+        return Response(WorkflowListSerializer({"items": page, "next_cursor": next_cursor}).data)
+
+
+# ---- /api/workflows/{workflow_id} ----------------------------------------------------------
+
+
+class PendingActivitySerializer(serializers.Serializer):  # type: ignore[type-arg]
+    seq = serializers.IntegerField()
+    activity_type = serializers.CharField()
+    scheduled_event_id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=["scheduled", "started", "backoff", "cancel_requested"])
+    attempt = serializers.IntegerField()
+    last_failure = serializers.JSONField(allow_null=True)
+    heartbeat_details = serializers.JSONField(allow_null=True)
+    last_heartbeat_at = serializers.DateTimeField(allow_null=True)
+
+
+class PendingTimerSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    seq = serializers.IntegerField()
+    fire_at = serializers.CharField()
+
+
+class RunParentSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    workflow_id = serializers.CharField()
+    run_id = serializers.UUIDField()
+
+
+class WorkflowDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    workflow_id = serializers.CharField(source="execution.workflow_id")
+    run_id = serializers.UUIDField(source="execution.run_id")
+    workflow_type = serializers.CharField(source="execution.workflow_type")
+    task_queue = serializers.CharField(source="execution.task_queue")
+    status = serializers.ChoiceField(choices=STATUSES, source="execution.status")
+    input = serializers.JSONField(source="execution.input")
+    result = serializers.JSONField(source="execution.result")
+    failure = serializers.JSONField(source="execution.failure")
+    created_at = serializers.DateTimeField(source="execution.created_at")
+    closed_at = serializers.DateTimeField(source="execution.closed_at", allow_null=True)
+    history_length = serializers.IntegerField(source="execution.history_length")
+    cancel_requested = serializers.BooleanField()
+    pending_activities = PendingActivitySerializer(many=True)
+    pending_timers = PendingTimerSerializer(many=True)
+    last_task_failure = serializers.JSONField(
+        source="execution.last_task_failure", allow_null=True,
+        help_text="While the workflow task keeps failing (the run is stuck): the last failure, "
+                  "with its `cause` and `attempt`.")
+    parent = RunParentSerializer(source="execution.parent", allow_null=True)
+
+
+class WorkflowDetailApi(ApiView):
+    @extend_schema(operation_id="workflow_describe", parameters=[WORKFLOW_ID, RunQuerySerializer],
+                   responses={200: WorkflowDetailSerializer, **_errors(401, 403, 404, 422)})
+    def get(self, request: Request, workflow_id: str) -> Response:
+        query = _validated(RunQuerySerializer, request.query_params)
+        described = selectors.execution_describe(workflow_id=workflow_id, **query)
+        return Response(WorkflowDetailSerializer(described).data)
+
+
+# ---- history and result --------------------------------------------------------------------
+
+
+class HistoryEventSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    event_id = serializers.IntegerField()
+    event_type = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    attributes = serializers.JSONField()
+
+
+class HistoryPageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    events = HistoryEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True, help_text="Pass as `after` for the next page; null when this page "
+                                   "reaches the end of the history so far.")
+    run_id = serializers.UUIDField(source="execution.run_id")
+    status = serializers.ChoiceField(choices=STATUSES, source="execution.status")
+
+
+class WorkflowHistoryApi(ApiView):
+    class HistoryQuerySerializer(RunQuerySerializer):
+        after = serializers.IntegerField(required=False, default=0, min_value=0,
+                                         help_text="Only events with a larger `event_id`.")
+        limit = serializers.IntegerField(required=False, default=1000, min_value=1,
+                                         max_value=MAX_HISTORY_LIMIT)
+        wait = WaitField(help_text="Seconds (at most 60) to wait for events after `after` "
+                                   "while the run is open.")
+
+    @extend_schema(operation_id="workflow_history",
+                   parameters=[WORKFLOW_ID, HistoryQuerySerializer],
+                   responses={200: HistoryPageSerializer, **_errors(401, 403, 404, 422)})
+    def get(self, request: Request, workflow_id: str) -> Response:
+        query = _validated(self.HistoryQuerySerializer, request.query_params)
+        page = selectors.history_page(workflow_id=workflow_id, **query)
+        return Response(HistoryPageSerializer(page).data)
+
+
+class WorkflowResultApi(ApiView):
+    class ResultQuerySerializer(RunQuerySerializer):
+        wait = WaitField(help_text="Seconds (at most 60) to wait for the run to close.")
+
+    class ResultOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        workflow_id = serializers.CharField()
+        run_id = serializers.UUIDField()
+        status = serializers.ChoiceField(choices=STATUSES)
+        result = serializers.JSONField(allow_null=True, help_text="Once completed.")
+        failure = serializers.JSONField(allow_null=True, help_text="Once failed, canceled, "
+                                                                   "terminated or timed out.")
+        closed_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(operation_id="workflow_result", parameters=[WORKFLOW_ID, ResultQuerySerializer],
+                   responses={200: ResultOutputSerializer, **_errors(401, 403, 404, 422)},
+                   description="Answers when the run closes or `wait` ends; `status` says "
+                               "which (`running` if the wait ended first).")
+    def get(self, request: Request, workflow_id: str) -> Response:
+        query = _validated(self.ResultQuerySerializer, request.query_params)
+        run = selectors.execution_result(workflow_id=workflow_id, **query)
+        return Response(self.ResultOutputSerializer(run).data)
+
+
+# ---- signal, cancel, terminate -------------------------------------------------------------
+
+
+class WorkflowSignalApi(ApiView):
+    class SignalInputSerializer(InputSerializer):
+        name = name_field()
+        input = JSONValueField()
+        run_id = RunIdField(required=False)
+
+    @extend_schema(operation_id="workflow_signal", parameters=[WORKFLOW_ID],
+                   request=SignalInputSerializer,
+                   responses={202: RunRefSerializer,
+                              **_errors(400, 401, 403, 404, 409, 413, 422)})
+    def post(self, request: Request, workflow_id: str) -> Response:
+        data = _validated(self.SignalInputSerializer, request.data)
+        run = services.workflow_signal(workflow_id=workflow_id, **data)
+        return Response(RunRefSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ReasonInputSerializer(InputSerializer):
+    reason = StrictCharField(required=False, allow_null=True, allow_blank=True,
+                             max_length=MAX_REASON_LENGTH)
+    run_id = RunIdField(required=False)
+
+
+class WorkflowCancelApi(ApiView):
+    @extend_schema(operation_id="workflow_cancel", parameters=[WORKFLOW_ID],
+                   request=ReasonInputSerializer,
+                   responses={202: RunRefSerializer,
+                              **_errors(400, 401, 403, 404, 409, 413, 422)},
+                   description="Ask the run to cancel; the workflow sees it and decides.")
+    def post(self, request: Request, workflow_id: str) -> Response:
+        data = _validated(ReasonInputSerializer, request.data)
+        run = services.workflow_request_cancel(workflow_id=workflow_id, **data)
+        return Response(RunRefSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkflowTerminateApi(ApiView):
+    @extend_schema(operation_id="workflow_terminate", parameters=[WORKFLOW_ID],
+                   request=ReasonInputSerializer,
+                   responses={202: RunRefSerializer,
+                              **_errors(400, 401, 403, 404, 409, 413, 422)},
+                   description="Close the run now, without running workflow code.")
+    def post(self, request: Request, workflow_id: str) -> Response:
+        data = _validated(ReasonInputSerializer, request.data)
+        run = services.workflow_terminate(workflow_id=workflow_id, **data)
+        return Response(RunRefSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+# ---- health --------------------------------------------------------------------------------
+
+
+class HealthApi(ApiView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    class HealthOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        status = serializers.CharField(help_text="`ok` or `failing`.")
+        checks = serializers.DictField(child=serializers.CharField())
+
+    @extend_schema(operation_id="healthz", auth=[],
+                   responses={200: HealthOutputSerializer, 503: HealthOutputSerializer})
+    def get(self, request: Request) -> Response:
+        healthy, checks = health_checks()
+        return Response({"status": "ok" if healthy else "failing", "checks": checks},
+                        status=status.HTTP_200_OK if healthy else
+                        status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -1,0 +1,37 @@
+"""URLs of the REST API, its schema and docs, and the health check.
+
+Workflow ids may contain ``/`` (clients send it as ``%2F``, which arrives decoded), so the id
+is a ``path`` segment and the sub-resources are routed before the bare id: a workflow whose id
+itself ends in ``/history`` (and the like) can be described with ``?run_id=`` only through
+the list endpoint's ``workflow_id`` filter.
+"""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+
+from .api import views
+
+_public = {"authentication_classes": [], "permission_classes": [AllowAny]}
+
+urlpatterns: list[URLPattern] = [
+    path("healthz", views.HealthApi.as_view(), name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(**_public), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **_public),
+         name="api-docs"),
+    path("api/workflows", views.WorkflowsApi.as_view(), name="workflows"),
+    path("api/workflows/<path:workflow_id>/history", views.WorkflowHistoryApi.as_view(),
+         name="workflow-history"),
+    path("api/workflows/<path:workflow_id>/result", views.WorkflowResultApi.as_view(),
+         name="workflow-result"),
+    path("api/workflows/<path:workflow_id>/signals", views.WorkflowSignalApi.as_view(),
+         name="workflow-signals"),
+    path("api/workflows/<path:workflow_id>/cancel", views.WorkflowCancelApi.as_view(),
+         name="workflow-cancel"),
+    path("api/workflows/<path:workflow_id>/terminate", views.WorkflowTerminateApi.as_view(),
+         name="workflow-terminate"),
+    path("api/workflows/<path:workflow_id>", views.WorkflowDetailApi.as_view(),
+         name="workflow-detail"),
+]
