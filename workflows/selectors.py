@@ -61,7 +61,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, pk = json.loads(raw)
         at = datetime.fromisoformat(created)
-        if at.tzinfo is None or isinstance(pk, bool) or not isinstance(pk, int):
+        if (at.tzinfo is None or isinstance(pk, bool) or not isinstance(pk, int)
+                or not 0 < pk < 2**63):
             raise ValueError
         return at, pk
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):

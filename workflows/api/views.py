@@ -39,6 +39,7 @@ from .serializers import (
 MAX_EXECUTION_TIMEOUT_SECONDS = 3653 * 24 * 3600  # ten years, leap days included
 MAX_PAGE_SIZE = 1000
 MAX_HISTORY_LIMIT = 10_000
+MAX_EVENT_ID = 2**31 - 1
 STATUSES = [s.value for s in Status]
 
 
@@ -69,14 +70,23 @@ class ApiView(APIView):
     parser_classes = [LimitedJSONParser]
 
 
+class PathSerializer(InputSerializer):
+    workflow_id = workflow_id_field()
+
+
+class RunApiView(ApiView):
+    """A view of one workflow: its id (from the path) is checked like any input, once the
+    caller is authenticated (an id that cannot exist, e.g. with NUL, is a 422, not a 500)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        _validated(PathSerializer, {"workflow_id": kwargs["workflow_id"]})
+
+
 class RunRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
     workflow_id = serializers.CharField()
-    run_id = serializers.CharField()
+    run_id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=STATUSES)
-
-    def to_representation(self, instance: Any) -> dict[str, Any]:
-        return {"workflow_id": instance.workflow_id, "run_id": str(instance.run_id),
-                "status": instance.status}
 
 
 class RunQuerySerializer(QuerySerializer):
@@ -198,7 +208,7 @@ class WorkflowDetailSerializer(serializers.Serializer):  # type: ignore[type-arg
     parent = RunParentSerializer(source="execution.parent", allow_null=True)
 
 
-class WorkflowDetailApi(ApiView):
+class WorkflowDetailApi(RunApiView):
     @extend_schema(operation_id="workflow_describe", parameters=[WORKFLOW_ID, RunQuerySerializer],
                    responses={200: WorkflowDetailSerializer, **_errors(401, 403, 404, 422)})
     def get(self, request: Request, workflow_id: str) -> Response:
@@ -226,9 +236,10 @@ class HistoryPageSerializer(serializers.Serializer):  # type: ignore[type-arg]
     status = serializers.ChoiceField(choices=STATUSES, source="execution.status")
 
 
-class WorkflowHistoryApi(ApiView):
+class WorkflowHistoryApi(RunApiView):
     class HistoryQuerySerializer(RunQuerySerializer):
         after = serializers.IntegerField(required=False, default=0, min_value=0,
+                                         max_value=MAX_EVENT_ID,
                                          help_text="Only events with a larger `event_id`.")
         limit = serializers.IntegerField(required=False, default=1000, min_value=1,
                                          max_value=MAX_HISTORY_LIMIT)
@@ -244,7 +255,7 @@ class WorkflowHistoryApi(ApiView):
         return Response(HistoryPageSerializer(page).data)
 
 
-class WorkflowResultApi(ApiView):
+class WorkflowResultApi(RunApiView):
     class ResultQuerySerializer(RunQuerySerializer):
         wait = WaitField(help_text="Seconds (at most 60) to wait for the run to close.")
 
@@ -270,7 +281,7 @@ class WorkflowResultApi(ApiView):
 # ---- signal, cancel, terminate -------------------------------------------------------------
 
 
-class WorkflowSignalApi(ApiView):
+class WorkflowSignalApi(RunApiView):
     class SignalInputSerializer(InputSerializer):
         name = name_field()
         input = JSONValueField()
@@ -292,7 +303,7 @@ class ReasonInputSerializer(InputSerializer):
     run_id = RunIdField(required=False)
 
 
-class WorkflowCancelApi(ApiView):
+class WorkflowCancelApi(RunApiView):
     @extend_schema(operation_id="workflow_cancel", parameters=[WORKFLOW_ID],
                    request=ReasonInputSerializer,
                    responses={202: RunRefSerializer,
@@ -304,7 +315,7 @@ class WorkflowCancelApi(ApiView):
         return Response(RunRefSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class WorkflowTerminateApi(ApiView):
+class WorkflowTerminateApi(RunApiView):
     @extend_schema(operation_id="workflow_terminate", parameters=[WORKFLOW_ID],
                    request=ReasonInputSerializer,
                    responses={202: RunRefSerializer,

@@ -94,59 +94,80 @@ def write_transition(execution: Execution, t: decide.Transition, *,
                       timestamp=e.timestamp, attributes=e.attributes) for e in t.events]
     )
     outcome = Outcome(execution, list(t.events))
-    new_tasks: list[Task] = []
-    new_timers: list[Timer] = []
+    rows = _Rows(execution)
     closed = False
     for e in t.events:
         a = e.attributes
         typ = e.event_type
         if typ is E.WORKFLOW_EXECUTION_STARTED and a.get("execution_timeout_ms"):
-            new_timers.append(Timer(execution=execution, kind=TimerKind.WORKFLOW_TIMEOUT,
-                                    fire_at=now + timedelta(milliseconds=a["execution_timeout_ms"]),
-                                    created_at=now))
+            rows.timers.append(Timer(
+                execution=execution, kind=TimerKind.WORKFLOW_TIMEOUT, created_at=now,
+                fire_at=now + timedelta(milliseconds=a["execution_timeout_ms"])))
         elif typ is E.WORKFLOW_TASK_SCHEDULED:
-            new_tasks.append(Task(execution=execution, kind=TaskKind.WORKFLOW,
-                                  task_queue=a["task_queue"], type_name=execution.workflow_type,
-                                  scheduled_event_id=e.event_id, attempt=a["attempt"],
-                                  created_at=now))
+            rows.tasks.append(Task(execution=execution, kind=TaskKind.WORKFLOW,
+                                   task_queue=a["task_queue"], type_name=execution.workflow_type,
+                                   scheduled_event_id=e.event_id, attempt=a["attempt"],
+                                   created_at=now))
         elif typ is E.WORKFLOW_TASK_STARTED:
-            _mark_workflow_task_started(execution, new_tasks, e, lessee, outcome)
+            _mark_workflow_task_started(execution, rows.tasks, e, lessee, outcome)
         elif typ in (E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT):
-            Task.objects.filter(execution=execution, kind=TaskKind.WORKFLOW,
-                                scheduled_event_id=a["scheduled_event_id"]).delete()
+            rows.drop_task(TaskKind.WORKFLOW, a["scheduled_event_id"])
             if typ is E.WORKFLOW_TASK_FAILED and a["cause"] != "unhandled_events":
                 delay = decide.workflow_task_retry_delay_ms(t.state.workflow_task_attempt - 1)
-                new_timers.append(Timer(execution=execution, kind=TimerKind.WORKFLOW_TASK_RETRY,
-                                        fire_at=now + timedelta(milliseconds=delay),
-                                        created_at=now))
+                rows.timers.append(Timer(execution=execution, kind=TimerKind.WORKFLOW_TASK_RETRY,
+                                         fire_at=now + timedelta(milliseconds=delay),
+                                         created_at=now))
         elif typ is E.ACTIVITY_TASK_SCHEDULED:
-            _schedule_activity(execution, e, new_tasks, new_timers, now)
+            _schedule_activity(execution, e, rows.tasks, rows.timers, now)
         elif typ in ACTIVITY_CLOSING:
-            Task.objects.filter(execution=execution, kind=TaskKind.ACTIVITY,
-                                scheduled_event_id=a["scheduled_event_id"]).delete()
-            Timer.objects.filter(execution=execution, kind__in=ACTIVITY_TIMER_KINDS,
-                                 seq=a["seq"]).delete()
+            rows.drop_task(TaskKind.ACTIVITY, a["scheduled_event_id"])
+            rows.drop_timers(ACTIVITY_TIMER_KINDS, a["seq"])
         elif typ is E.TIMER_STARTED:
-            new_timers.append(Timer(execution=execution, kind=TimerKind.USER, seq=a["seq"],
-                                    fire_at=datetime.fromisoformat(a["fire_at"]),
-                                    created_at=now))
+            rows.timers.append(Timer(execution=execution, kind=TimerKind.USER, seq=a["seq"],
+                                     fire_at=datetime.fromisoformat(a["fire_at"]),
+                                     created_at=now))
         elif typ is E.TIMER_CANCELED:
-            Timer.objects.filter(execution=execution, kind=TimerKind.USER, seq=a["seq"]).delete()
+            rows.drop_timers((TimerKind.USER,), a["seq"])
         elif typ in CLOSING_EVENTS:
             closed = True
             _close(execution, e, outcome)
-    if new_tasks:
-        Task.objects.bulk_create([task for task in new_tasks if task.pk is None])
+            rows.tasks.clear()
+            rows.timers.clear()
+    if rows.tasks:
+        Task.objects.bulk_create([task for task in rows.tasks if task.pk is None])
         if lessee is not None:
-            _lease_new_activities(execution, new_tasks, lessee, outcome, now)
-        if any(task.state == TaskState.READY for task in new_tasks):
+            _lease_new_activities(execution, rows.tasks, lessee, outcome, now)
+        if any(task.state == TaskState.READY for task in rows.tasks):
             wakeup.on_commit(wakeup.DISPATCH)
-    if new_timers:
-        Timer.objects.bulk_create(new_timers)
+    if rows.timers:
+        Timer.objects.bulk_create(rows.timers)
         wakeup.on_commit(wakeup.TIMERS)
     _save_snapshot(execution, t, closed=closed)
     changes.on_commit_changed()
     return outcome
+
+
+class _Rows:
+    """The task and timer rows a transition creates, net of those it also closes."""
+
+    def __init__(self, execution: Execution) -> None:
+        self.execution = execution
+        self.tasks: list[Task] = []
+        self.timers: list[Timer] = []
+
+    def drop_task(self, kind: str, scheduled_event_id: int) -> None:
+        before = len(self.tasks)
+        self.tasks = [task for task in self.tasks if not (
+            task.kind == kind and task.scheduled_event_id == scheduled_event_id
+            and task.pk is None)]
+        if len(self.tasks) == before:
+            Task.objects.filter(execution=self.execution, kind=kind,
+                                scheduled_event_id=scheduled_event_id).delete()
+
+    def drop_timers(self, kinds: tuple[str, ...], seq: int) -> None:
+        self.timers = [timer for timer in self.timers
+                       if not (timer.kind in kinds and timer.seq == seq)]
+        Timer.objects.filter(execution=self.execution, kind__in=kinds, seq=seq).delete()
 
 
 def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) -> None:

@@ -23,7 +23,7 @@ from workflows.core import decide
 from workflows.core.events import EventType
 from workflows.core.retry import retry_delay_ms
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import Execution
+from workflows.models import Execution, HistoryEvent
 
 from ._write import (
     Lessee,
@@ -78,6 +78,9 @@ def workflow_task_complete(*, token: str, commands: list[Any], worker_id: str | 
     continue_as_new = parsed[-1] if parsed and isinstance(parsed[-1], c.ContinueAsNew) else None
     if continue_as_new is not None:
         parsed = parsed[:-1]
+        if any(isinstance(cmd, c.TERMINAL_COMMANDS) for cmd in parsed):
+            raise Conflict("a closing command must be the last and only one",
+                           code="invalid_command")
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.WORKFLOW, worker_id=worker_id)
         now = timezone.now()
@@ -103,6 +106,8 @@ def _cancel_activities(execution: Execution, t: decide.Transition) -> list[tuple
     """For each activity the workflow asked to cancel: one not running is canceled at once;
     the worker running one is told, and the activity sees it at its next heartbeat."""
     notices: list[tuple[str, str]] = []
+    if not t.state.is_open:
+        return notices  # the same task closed the run: every task of it is dropped
     for e in list(t.events):
         if e.event_type is not E.ACTIVITY_TASK_CANCEL_REQUESTED:
             continue
@@ -133,9 +138,13 @@ def _continue_as_new(execution: Execution, t: decide.Transition,
     t.add(E.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, new_run_id=str(new_run_id),
           workflow_type=workflow_type, task_queue=task_queue, input=cmd.input)
 
+    started = HistoryEvent.objects.get(execution=execution, event_id=1)
+
     def start_successor() -> None:
+        # Each run of the chain gets the execution timeout the first was started with.
         _create_run(workflow_id=execution.workflow_id, workflow_type=workflow_type,
-                    input=cmd.input, task_queue=task_queue, execution_timeout_ms=None,
+                    input=cmd.input, task_queue=task_queue,
+                    execution_timeout_ms=started.attributes.get("execution_timeout_ms"),
                     parent=execution.parent, continued_from=execution, run_id=new_run_id)
 
     return start_successor
@@ -252,9 +261,14 @@ def activity_task_heartbeat(*, token: str, details: Any,
     """Record a heartbeat; push the heartbeat deadline out. Returns whether the activity has
     been asked to cancel."""
     task_id = task_id_from_token(token)
+    if task_id is None:
+        raise stale()
+    row = Task.objects.filter(pk=task_id).values("execution_id").first()
+    if row is None:
+        raise stale()
     with atomic():
-        task = (Task.objects.select_for_update().filter(pk=task_id).first()
-                if task_id is not None else None)
+        lock_execution(row["execution_id"])  # the execution first, as every transition does
+        task = Task.objects.select_for_update().filter(pk=task_id).first()
         if (task is None or task.token != token or task.state != TaskState.LEASED
                 or task.kind != TaskKind.ACTIVITY
                 or (worker_id is not None and task.lease_owner != worker_id)):

@@ -1,0 +1,89 @@
+"""GET /api/workflows/{id}/result: answers when the run closes or the wait ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from tests.api.conftest import Engine
+
+
+def start(client: APIClient, workflow_id: str = "w") -> dict[str, Any]:
+    r = client.post("/api/workflows", {"workflow_type": "T", "workflow_id": workflow_id},
+                    format="json")
+    assert r.status_code == 201, r.content
+    return dict(r.json())
+
+
+@pytest.mark.django_db
+def test_running_run_without_wait(api_client: APIClient) -> None:
+    started = start(api_client)
+    body = api_client.get("/api/workflows/w/result").json()
+    assert body["status"] == "running" and body["run_id"] == started["run_id"]
+    assert body["result"] is None and body["failure"] is None
+
+
+@pytest.mark.django_db
+def test_wait_times_out_with_status_running(api_client: APIClient) -> None:
+    start(api_client)
+    began = time.monotonic()
+    r = api_client.get("/api/workflows/w/result", {"wait": 0.4})
+    assert r.status_code == 200
+    assert 0.35 <= time.monotonic() - began < 2
+    assert r.json()["status"] == "running"
+
+
+@pytest.mark.django_db
+def test_completed_result(api_client: APIClient, engine: Engine) -> None:
+    start(api_client)
+    engine.complete_workflow("w", ["done", 1])
+    began = time.monotonic()
+    body = api_client.get("/api/workflows/w/result", {"wait": 30}).json()
+    assert time.monotonic() - began < 1
+    assert body["status"] == "completed" and body["result"] == ["done", 1]
+    assert body["failure"] is None and body["closed_at"]
+
+
+@pytest.mark.django_db
+def test_failed_result(api_client: APIClient, engine: Engine) -> None:
+    start(api_client)
+    engine.complete_task("w", [{"kind": "fail_workflow",
+                                "failure": {"type": "ValueError", "message": "bad"}}])
+    body = api_client.get("/api/workflows/w/result").json()
+    assert body["status"] == "failed"
+    assert body["failure"]["type"] == "ValueError" and body["failure"]["message"] == "bad"
+
+
+@pytest.mark.django_db
+def test_result_of_a_given_run(api_client: APIClient) -> None:
+    first = start(api_client)
+    api_client.post("/api/workflows/w/terminate", {}, format="json")
+    start(api_client)
+    body = api_client.get("/api/workflows/w/result", {"run_id": first["run_id"]}).json()
+    assert body["status"] == "terminated" and body["run_id"] == first["run_id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait_returns_when_the_run_closes(api_client: APIClient, engine: Engine) -> None:
+    start(api_client)
+
+    def finish() -> None:
+        try:
+            time.sleep(0.3)
+            engine.complete_workflow("w", "ok")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    began = time.monotonic()
+    body = api_client.get("/api/workflows/w/result", {"wait": 10}).json()
+    elapsed = time.monotonic() - began
+    thread.join()
+    assert 0.25 <= elapsed < 3
+    assert body["status"] == "completed" and body["result"] == "ok"

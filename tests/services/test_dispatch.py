@@ -1,0 +1,299 @@
+"""The dispatcher's services: worker sessions, dispatch ticks, hand-offs and lease loss."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from dispatch import services as dispatch
+from dispatch.fencing import NotLeader
+from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
+from timers.models import Timer, TimerKind
+from workflows.core.events import EventType
+from workflows.errors import Conflict
+from workflows.models import Execution
+from workflows.services import (
+    activity_task_complete,
+    workflow_signal,
+    workflow_start,
+    workflow_task_complete,
+)
+
+from .conftest import (
+    QUEUE,
+    TERM,
+    WORKFLOW,
+    Worker,
+    activity,
+    activity_tasks,
+    assert_consistent,
+    count_events,
+    event_types,
+    messages,
+    refresh,
+    register,
+    tick,
+    workflow_task,
+)
+
+E = EventType
+pytestmark = pytest.mark.django_db
+
+
+def start(workflow_id: str = "wf", task_queue: str = QUEUE) -> Execution:
+    return workflow_start(workflow_type=WORKFLOW, task_queue=task_queue, workflow_id=workflow_id)
+
+
+def wire_ids(msg: dict[str, Any]) -> list[int]:
+    return [e["event_id"] for e in msg["events"]]
+
+
+# ---- sessions and ticks --------------------------------------------------------------------
+
+
+def test_worker_register_creates_then_updates_its_session(leader: int) -> None:
+    register("w1", max_tasks=5)
+    register("w1", max_tasks=7)
+    [session] = WorkerSession.objects.all()
+    assert (session.worker_id, session.channel_name, session.task_queue) == (
+        "w1", "chan.w1", QUEUE)
+    assert session.max_workflow_tasks == 7
+    assert session.workflow_types == [WORKFLOW]
+    assert session.activity_types == ["charge", "ship"]
+
+
+def test_dispatch_sends_ready_tasks_once(worker: Worker) -> None:
+    run = start()
+    deliveries = tick()
+    assert [(ch, m["type"]) for ch, m in deliveries] == [(worker.channel, "workflow_task")]
+    msg = deliveries[0][1]
+    assert msg["workflow_type"] == WORKFLOW and msg["run_id"] == str(run.run_id)
+    assert tick() == []
+    task = Task.objects.get(execution=run)
+    assert (task.state, task.lease_owner, task.token) == (
+        TaskState.LEASED, worker.worker_id, msg["token"])
+    assert event_types(run)[-1] is E.WORKFLOW_TASK_STARTED
+    assert_consistent(run)
+
+
+def test_dispatch_with_a_stale_term_is_refused_and_leases_nothing(worker: Worker) -> None:
+    run = start()
+    Leadership.objects.filter(name="dispatcher").update(term=TERM + 1)  # a new leader
+    before = count_events()
+    with pytest.raises(NotLeader):
+        dispatch.dispatch_tick(now=timezone.now(), term=TERM)
+    assert Task.objects.get(execution=run).state == TaskState.READY
+    assert count_events() == before
+    assert len(dispatch.dispatch_tick(now=timezone.now(), term=TERM + 1)) == 1
+
+
+def test_dispatch_respects_queue_types_and_capacity(leader: int) -> None:
+    register("small", max_tasks=1)
+    register("elsewhere", task_queue="other")
+    for n in range(3):
+        start(f"wf-{n}")
+    first = tick()
+    assert [ch for ch, _ in first] == ["chan.small"]
+    assert tick() == []  # no room left, and the other worker serves another queue
+    assert Task.objects.filter(state=TaskState.READY).count() == 2
+    run = start("far", task_queue="other")
+    [(channel, msg)] = tick()
+    assert channel == "chan.elsewhere" and msg["run_id"] == str(run.run_id)
+
+
+def test_no_live_worker_no_delivery(leader: int) -> None:
+    register("old", now=timezone.now() - timedelta(minutes=5))
+    start()
+    assert tick() == []
+
+
+def test_worker_ping_keeps_activity_leases(worker: Worker) -> None:
+    run = start()
+    workflow_task_complete(token=workflow_task(run)["token"], commands=[activity(1)])
+    activity_tasks(run)
+    later = timezone.now() + timedelta(seconds=20)
+    assert dispatch.worker_ping(worker_id=worker.worker_id, now=later) is True
+    task = Task.objects.get(execution=run, kind=TaskKind.ACTIVITY)
+    assert task.lease_expires_at is not None and task.lease_expires_at > later
+    assert dispatch.worker_ping(worker_id="nobody", now=later) is False
+
+
+def test_history_for_a_held_workflow_task(worker: Worker) -> None:
+    run = start()
+    msg = workflow_task(run)
+    events = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id)
+    assert [e["event_id"] for e in events] == [1, 2, 3]
+    with pytest.raises(Conflict):
+        dispatch.history_for(token=msg["token"], worker_id="w-other")
+
+
+# ---- direct hand-off -----------------------------------------------------------------------
+
+
+def test_sticky_worker_gets_the_next_workflow_task_with_only_new_events(worker: Worker) -> None:
+    run = start()
+    msg = workflow_task(run)
+    assert msg["first_event_id"] == 1
+    outcome = workflow_task_complete(token=msg["token"], commands=[activity(1)],
+                                     worker_id=worker.worker_id, lessee=worker.lessee())
+    [act] = outcome.deliveries  # the activity comes straight back, no dispatcher involved
+    assert act["type"] == "activity_task" and act["activity_type"] == "charge"
+    assert Task.objects.get(execution=run, kind=TaskKind.ACTIVITY).state == TaskState.LEASED
+    outcome = activity_task_complete(token=act["token"], result=5, worker_id=worker.worker_id,
+                                     lessee=worker.lessee())
+    [wt] = outcome.deliveries
+    assert wt["type"] == "workflow_task"
+    assert wt["first_event_id"] == 4 > 1
+    assert wire_ids(wt) == list(range(4, refresh(run).next_event_id))
+    assert [e["event_type"] for e in wt["events"]] == [
+        "WorkflowTaskCompleted", "ActivityTaskScheduled", "ActivityTaskStarted",
+        "ActivityTaskCompleted", "WorkflowTaskScheduled", "WorkflowTaskStarted"]
+    assert tick() == []  # already leased
+    # The next hand-off starts where this one ended.
+    outcome = workflow_task_complete(token=wt["token"], commands=[activity(2)],
+                                     worker_id=worker.worker_id, lessee=worker.lessee())
+    [act2] = outcome.deliveries
+    outcome = activity_task_complete(token=act2["token"], result=None,
+                                     worker_id=worker.worker_id, lessee=worker.lessee())
+    [wt2] = outcome.deliveries
+    assert wt2["first_event_id"] == wire_ids(wt)[-1] + 1
+    assert_consistent(run)
+
+
+def test_a_worker_that_is_not_sticky_gets_no_workflow_task_handed_off(worker: Worker) -> None:
+    other = register("w2")
+    run = start()
+    msg = workflow_task(run)
+    assert messages(tick(), "workflow_task") == []
+    holder = worker if msg["token"] in {t.token for t in Task.objects.filter(
+        lease_owner=worker.worker_id)} else other
+    stranger = other if holder is worker else worker
+    workflow_task_complete(token=msg["token"], commands=[activity(1, "ship")])
+    [act] = activity_tasks(run)
+    owner = Task.objects.get(execution=run, kind=TaskKind.ACTIVITY).lease_owner
+    completer = holder if owner == holder.worker_id else stranger
+    if completer is holder:  # make the activity's worker the one not caching the run
+        dispatch.release_task(Task.objects.get(token=act["token"]).pk, now=timezone.now())
+        dispatch.worker_disconnect(worker_id=holder.worker_id, now=timezone.now())
+        [act] = activity_tasks(run)
+        register(holder.worker_id)
+        completer = stranger
+    outcome = activity_task_complete(token=act["token"], result=None,
+                                     worker_id=completer.worker_id,
+                                     lessee=completer.lessee())
+    assert outcome.deliveries == []
+    assert Task.objects.get(execution=run, kind=TaskKind.WORKFLOW).state == TaskState.READY
+    # The dispatcher prefers the sticky worker, which gets only the new events...
+    [(channel, wt)] = tick()
+    assert channel == holder.channel and wt["first_event_id"] == 4
+    # ...and a worker without the run cached gets the whole history.
+    dispatch.worker_disconnect(worker_id=holder.worker_id, now=timezone.now())
+    [(channel, wt)] = tick()
+    assert channel == completer.channel
+    assert wt["first_event_id"] == 1 and wire_ids(wt)[0] == 1
+    assert wire_ids(wt) == list(range(1, refresh(run).next_event_id))
+    assert_consistent(run)
+
+
+def test_a_lessee_without_room_gets_nothing(worker: Worker) -> None:
+    run = start()
+    msg = workflow_task(run)
+    outcome = workflow_task_complete(token=msg["token"], commands=[activity(1), activity(2)],
+                                     lessee=worker.lessee(activity_slots=1))
+    assert [m["activity_id"] for m in outcome.deliveries] == ["1"]
+    states = dict(Task.objects.filter(execution=run, kind=TaskKind.ACTIVITY)
+                  .values_list("seq", "state"))
+    assert states == {1: TaskState.LEASED, 2: TaskState.READY}
+
+
+def test_signal_during_a_sticky_task_is_handed_back_at_once(worker: Worker) -> None:
+    run = start()
+    msg = workflow_task(run)
+    workflow_signal(workflow_id="wf", name="go")
+    outcome = workflow_task_complete(token=msg["token"], commands=[],
+                                     worker_id=worker.worker_id, lessee=worker.lessee())
+    [wt] = outcome.deliveries
+    assert wt["first_event_id"] == 4
+    assert [e["event_type"] for e in wt["events"]] == [
+        "WorkflowExecutionSignaled", "WorkflowTaskCompleted", "WorkflowTaskScheduled",
+        "WorkflowTaskStarted"]
+    assert_consistent(run)
+
+
+# ---- lease loss ----------------------------------------------------------------------------
+
+
+def test_disconnect_hands_back_activities_and_times_out_workflow_tasks(worker: Worker) -> None:
+    run_a = start("a")
+    run_b = start("b")
+    first = tick()
+    [msg_a] = messages(first, "workflow_task", run_a)
+    [msg_b] = messages(first, "workflow_task", run_b)
+    workflow_task_complete(token=msg_a["token"],
+                           commands=[activity(1, start_to_close_ms=10_000)])
+    [act] = activity_tasks(run_a)
+    assert Timer.objects.filter(execution=run_a, kind=TimerKind.ACTIVITY_ATTEMPT).exists()
+    assert dispatch.worker_disconnect(worker_id=worker.worker_id, now=timezone.now()) == 2
+    assert not WorkerSession.objects.filter(worker_id=worker.worker_id).exists()
+    task = Task.objects.get(execution=run_a, kind=TaskKind.ACTIVITY)
+    assert (task.state, task.attempt, task.input, task.token, task.lease_owner) == (
+        TaskState.READY, 1, {"seq": 1}, "", "")
+    assert not Timer.objects.filter(execution=run_a, kind=TimerKind.ACTIVITY_ATTEMPT).exists()
+    assert event_types(run_b)[-2:] == [E.WORKFLOW_TASK_TIMED_OUT, E.WORKFLOW_TASK_SCHEDULED]
+    assert refresh(run_b).sticky_worker == ""
+    before = count_events()
+    for token in (act["token"], msg_b["token"]):
+        with pytest.raises(Conflict):
+            activity_task_complete(token=token, result=None)
+        with pytest.raises(Conflict):
+            workflow_task_complete(token=token, commands=[])
+    assert count_events() == before
+    assert_consistent(run_a)
+    assert_consistent(run_b)
+    # Back on a new session: the same attempt and input, the retried workflow task in full.
+    w2 = register("w2")
+    deliveries = tick()
+    [again] = messages(deliveries, "activity_task")
+    assert (again["attempt"], again["input"]) == (1, {"seq": 1})
+    [wt] = messages(deliveries, "workflow_task", run_b)
+    assert wt["attempt"] == 2 and wt["first_event_id"] == 1
+    assert {ch for ch, _ in deliveries} == {w2.channel}
+
+
+def test_release_task_only_by_its_owner_and_only_once(worker: Worker) -> None:
+    run = start()
+    workflow_task(run)
+    task = Task.objects.get(execution=run)
+    assert dispatch.release_task(task.pk, now=timezone.now(), owner="someone-else") is None
+    assert Task.objects.get(pk=task.pk).state == TaskState.LEASED
+    outcome = dispatch.release_task(task.pk, now=timezone.now(), owner=worker.worker_id)
+    assert outcome is not None
+    assert [e.event_type for e in outcome.events] == [E.WORKFLOW_TASK_TIMED_OUT,
+                                                     E.WORKFLOW_TASK_SCHEDULED]
+    assert dispatch.release_task(task.pk, now=timezone.now()) is None  # gone already
+    new = Task.objects.get(execution=run)
+    assert dispatch.release_task(new.pk, now=timezone.now()) is None  # ready, not leased
+    assert_consistent(run)
+
+
+def test_reclaim_drops_silent_workers_and_expired_leases(leader: int) -> None:
+    now = timezone.now()
+    alive = register("alive", now=now)
+    run = start()
+    msg = workflow_task(run)
+    workflow_task_complete(token=msg["token"], commands=[activity(1)])
+    activity_tasks(run)
+    Task.objects.filter(kind=TaskKind.ACTIVITY).update(lease_expires_at=now)
+    assert dispatch.reclaim(now=now + timedelta(seconds=1)) == 1  # the lease expired
+    assert WorkerSession.objects.filter(worker_id=alive.worker_id).exists()
+    task = Task.objects.get(execution=run, kind=TaskKind.ACTIVITY)
+    assert (task.state, task.attempt) == (TaskState.READY, 1)
+    activity_tasks(run)
+    # Silent for longer than the lease timeout: the session goes and its tasks go back.
+    assert dispatch.reclaim(now=now + timedelta(minutes=5)) == 1
+    assert not WorkerSession.objects.exists()
+    assert Task.objects.get(execution=run, kind=TaskKind.ACTIVITY).state == TaskState.READY
+    assert_consistent(run)
