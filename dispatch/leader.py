@@ -29,8 +29,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
+
+from schedproject.transactions import atomic
 
 from . import wakeup
 from .engine import ENGINE_ID
@@ -46,7 +48,7 @@ def lock_key(name: str) -> int:
 
 def _new_term(name: str) -> int:
     """Take the next term of ``name``: call only while holding its lock."""
-    with transaction.atomic(durable=True):
+    with atomic():
         row, _ = Leadership.objects.select_for_update().get_or_create(name=name)
         row.term += 1
         row.holder = ENGINE_ID

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
+from schedproject.transactions import atomic
 from sdk import protocol
 from timers.models import Timer, TimerKind
 from workflows.core import decide
@@ -45,7 +45,7 @@ def _config() -> Any:
 
 def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello: protocol.Hello,
                     now: datetime) -> WorkerSession:
-    with transaction.atomic(durable=True):
+    with atomic():
         session, _ = WorkerSession.objects.update_or_create(
             worker_id=worker_id,
             defaults={
@@ -63,15 +63,16 @@ def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello:
 
 def worker_credit(*, worker_id: str, max_workflow_tasks: int, max_activity_tasks: int,
                   now: datetime) -> None:
-    WorkerSession.objects.filter(worker_id=worker_id).update(
-        max_workflow_tasks=max_workflow_tasks, max_activity_tasks=max_activity_tasks,
-        last_seen_at=now)
+    with atomic():
+        WorkerSession.objects.filter(worker_id=worker_id).update(
+            max_workflow_tasks=max_workflow_tasks, max_activity_tasks=max_activity_tasks,
+            last_seen_at=now)
 
 
 def worker_ping(*, worker_id: str, now: datetime) -> bool:
     """The worker is alive: keep its session and its activity leases. False if the session
     is gone (the engine dropped it as dead): the worker must reconnect."""
-    with transaction.atomic(durable=True):
+    with atomic():
         if not WorkerSession.objects.filter(worker_id=worker_id).update(last_seen_at=now):
             return False
         Task.objects.filter(lease_owner=worker_id, state=TaskState.LEASED,
@@ -83,7 +84,8 @@ def worker_ping(*, worker_id: str, now: datetime) -> bool:
 def worker_disconnect(*, worker_id: str, now: datetime) -> int:
     """The worker's socket closed: drop its session and hand its tasks back. Returns how many
     tasks went back."""
-    WorkerSession.objects.filter(worker_id=worker_id).delete()
+    with atomic():
+        WorkerSession.objects.filter(worker_id=worker_id).delete()
     ids = list(Task.objects.filter(lease_owner=worker_id, state=TaskState.LEASED)
                .values_list("pk", flat=True))
     for task_id in ids:
@@ -94,7 +96,7 @@ def worker_disconnect(*, worker_id: str, now: datetime) -> int:
 def release_task(task_id: int, *, now: datetime, owner: str | None = None) -> Outcome | None:
     """Hand a leased task back: an activity is ready again with the same input and attempt;
     a started workflow task is timed out and scheduled again."""
-    with transaction.atomic(durable=True):
+    with atomic():
         row = Task.objects.filter(pk=task_id).values("execution_id").first()
         if row is None:
             return None
@@ -169,55 +171,77 @@ class _Slot:
 
 def dispatch_tick(*, now: datetime, term: int, batch: int = 200) -> list[Delivery]:
     """Lease ready tasks to live workers with free capacity. Returns the messages to send,
-    once this has committed."""
+    once this has committed.
+
+    Only tasks some worker with room can take are read (by queue, kind and type), at most as
+    many as there are free slots, so a tick costs little when workers are full.
+    """
     slots = _free_slots(now)
-    if not slots:
+    wanted = _wanted(slots)
+    limit = min(batch, sum(s.workflow + s.activity for s in slots))
+    if wanted is None or limit <= 0:
         return []
-    queues = {s.session.task_queue for s in slots}
     deliveries: list[Delivery] = []
-    with transaction.atomic(durable=True):
+    with atomic():
         check_term("dispatcher", term)
         tasks = list(Task.objects.select_for_update(skip_locked=True)
-                     .filter(state=TaskState.READY, task_queue__in=queues).order_by("id")[:batch])
+                     .filter(wanted, state=TaskState.READY).order_by("id")[:limit])
+        workflow_tasks = [t for t in tasks if t.kind == TaskKind.WORKFLOW]
+        executions = {e.pk: e for e in Execution.objects.select_for_update(skip_locked=True)
+                      .filter(pk__in=[t.execution_id for t in workflow_tasks])}
         leased_activities: list[Task] = []
         for task in tasks:
             if task.kind == TaskKind.ACTIVITY:
                 slot = _pick(slots, task, sticky="")
-                if slot is None:
-                    continue
-                lease(task, slot.session.worker_id, now, _config().lease_timeout_seconds)
-                slot.activity -= 1
-                leased_activities.append(task)
+                if slot is not None:
+                    lease(task, slot.session.worker_id, now, _config().lease_timeout_seconds)
+                    slot.activity -= 1
+                    leased_activities.append(task)
                 continue
-            execution = (Execution.objects.select_for_update(skip_locked=True)
-                         .filter(pk=task.execution_id).first())
+            execution = executions.get(task.execution_id)
             if execution is None:
                 continue  # busy with another transition; next tick
             slot = _pick(slots, task, sticky=execution.sticky_worker)
             if slot is None:
                 continue
-            try:
-                t = decide.start_workflow_task(execution.core_state(),
-                                               scheduled_event_id=task.scheduled_event_id,
-                                               worker=slot.session.worker_id, now=now)
-            except decide.Rejected:
-                log.warning("dropping orphaned workflow task %s", task.pk)
-                task.delete()
-                continue
-            outcome = write_transition(execution, t, lessee=slot.lessee())
-            slot.workflow -= 1
-            deliveries.extend((slot.session.channel_name, m) for m in outcome.deliveries)
+            deliveries.extend(_start_workflow_task(execution, task, slot, now))
         if leased_activities:
             Task.objects.bulk_update(leased_activities, ["state", "token", "lease_owner",
                                                          "leased_at", "lease_expires_at"])
             create_attempt_timers(leased_activities, now)
-            executions = Execution.objects.in_bulk({t.execution_id for t in leased_activities})
+            runs = Execution.objects.in_bulk({t.execution_id for t in leased_activities})
             by_worker = {s.session.worker_id: s.session.channel_name for s in slots}
             deliveries.extend(
-                (by_worker[task.lease_owner],
-                 activity_task_message(executions[task.execution_id], task))
+                (by_worker[task.lease_owner], activity_task_message(runs[task.execution_id], task))
                 for task in leased_activities)
     return deliveries
+
+
+def _start_workflow_task(execution: Execution, task: Task, slot: _Slot,
+                         now: datetime) -> list[Delivery]:
+    try:
+        t = decide.start_workflow_task(execution.core_state(),
+                                       scheduled_event_id=task.scheduled_event_id,
+                                       worker=slot.session.worker_id, now=now)
+    except decide.Rejected:
+        log.warning("dropping orphaned workflow task %s", task.pk)
+        task.delete()
+        return []
+    outcome = write_transition(execution, t, lessee=slot.lessee())
+    slot.workflow -= 1
+    return [(slot.session.channel_name, m) for m in outcome.deliveries]
+
+
+def _wanted(slots: list[_Slot]) -> Q | None:
+    """Which ready tasks the workers with room can take: by queue, kind and type."""
+    wanted: Q | None = None
+    for s in slots:
+        for kind, room, types in ((TaskKind.WORKFLOW, s.workflow, s.session.workflow_types),
+                                  (TaskKind.ACTIVITY, s.activity, s.session.activity_types)):
+            if room > 0 and types:
+                q = Q(task_queue=s.session.task_queue, kind=kind, type_name__in=types)
+                wanted = q if wanted is None else wanted | q
+    return wanted
 
 
 def _free_slots(now: datetime) -> list[_Slot]:

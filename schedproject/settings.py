@@ -73,6 +73,9 @@ def _database() -> dict[str, object]:
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": SCHED.data_dir / "sched.sqlite3",
+        # Opening a SQLite connection is cheap but not free: long-lived threads (the worker
+        # consumer's, the loops') keep theirs.
+        "CONN_MAX_AGE": 300,
         "OPTIONS": {
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from schedproject.transactions import atomic
 from workflows.errors import Conflict, NotFound
 from workflows.models import ApiToken, TokenScope
 
@@ -57,5 +58,6 @@ def token_mark_used(token: ApiToken) -> None:
     if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
         return
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ApiToken.objects.filter(pk=token.pk).filter(stale).update(last_used_at=now)
+    with atomic():
+        ApiToken.objects.filter(pk=token.pk).filter(stale).update(last_used_at=now)
     token.last_used_at = now

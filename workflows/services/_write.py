@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-
 from dispatch import wakeup
 from dispatch.models import Task, TaskKind, TaskState
+from schedproject.transactions import atomic  # noqa: F401  (re-exported to services)
 from timers.models import Timer, TimerKind
 from workflows import changes
 from workflows.core import decide
@@ -326,6 +325,4 @@ def is_open(execution: Execution) -> bool:
     return execution.status == Status.RUNNING.value
 
 
-def atomic() -> transaction.Atomic:
-    """The one transaction of a service."""
-    return transaction.atomic(durable=True)
+
