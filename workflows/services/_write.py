@@ -22,7 +22,6 @@ from typing import Any
 
 from dispatch import wakeup
 from dispatch.models import Task, TaskKind, TaskState
-from schedproject.transactions import atomic  # noqa: F401  (re-exported to services)
 from timers.models import Timer, TimerKind
 from workflows import changes
 from workflows.core import decide

@@ -8,11 +8,12 @@ from typing import Any
 from django.db import IntegrityError
 from django.utils import timezone
 
+from schedproject.transactions import atomic
 from workflows.core import decide
 from workflows.errors import Conflict, NotFound
 from workflows.models import Execution
 
-from ._write import atomic, lock_execution, write_transition
+from ._write import lock_execution, write_transition
 
 
 def _open_run(workflow_id: str) -> Execution | None:

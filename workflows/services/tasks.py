@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dispatch import wakeup
 from dispatch.models import Task, TaskKind, TaskState
+from schedproject.transactions import atomic
 from timers.models import Timer, TimerKind
 from workflows.core import commands as c
 from workflows.core import decide
@@ -28,7 +29,6 @@ from workflows.models import Execution, HistoryEvent
 from ._write import (
     Lessee,
     Outcome,
-    atomic,
     attempt_deadline,
     lock_execution,
     task_id_from_token,

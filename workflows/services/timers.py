@@ -8,12 +8,13 @@ from datetime import datetime
 from dispatch import wakeup
 from dispatch.fencing import check_term
 from dispatch.models import Task, TaskKind, TaskState
+from schedproject.transactions import atomic
 from timers.models import Timer, TimerKind
 from workflows.core import decide
 from workflows.core.events import EventType
 from workflows.models import Execution
 
-from ._write import Outcome, atomic, lock_execution, write_transition
+from ._write import Outcome, lock_execution, write_transition
 from .tasks import _close_activity, fail_attempt
 
 E = EventType
