@@ -141,7 +141,7 @@ def write_transition(execution: Execution, t: decide.Transition, *,
         Timer.objects.bulk_create(rows.timers)
         wakeup.on_commit(wakeup.TIMERS)
     _save_snapshot(execution, t, closed=closed)
-    changes.on_commit_changed()
+    changes.on_commit(execution, t.events)
     return outcome
 
 
@@ -290,6 +290,9 @@ def lease(task: Task, worker_id: str, now: datetime, seconds: float) -> None:
     task.lease_owner = worker_id
     task.leased_at = now
     task.lease_expires_at = now + timedelta(seconds=seconds)
+    changes.on_commit_lease([changes.Lease(task.kind, task.task_queue, task.type_name,
+                                           task.attempt,
+                                           (now - task.created_at).total_seconds())])
 
 
 def create_attempt_timers(tasks: list[Task], now: datetime) -> None:
