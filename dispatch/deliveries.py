@@ -23,10 +23,12 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
     events: list[dict[str, Any]] = []
     if first_event_id < first_recent:
         events = [
-            e.to_wire()
-            for e in HistoryEvent.objects.filter(
-                execution=execution, event_id__gte=first_event_id, event_id__lt=first_recent
-            ).order_by("event_id")
+            {"event_id": event_id, "event_type": event_type, "timestamp": ts.isoformat(),
+             "attributes": attributes}
+            for event_id, event_type, ts, attributes in HistoryEvent.objects.filter(
+                execution_id=execution.pk, event_id__gte=first_event_id,
+                event_id__lt=first_recent).order_by("event_id").values_list(
+                    "event_id", "event_type", "timestamp", "attributes")
         ]
     events.extend(e.to_wire() for e in recent if e.event_id >= first_event_id)
     return protocol.WorkflowTask(

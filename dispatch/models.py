@@ -53,6 +53,8 @@ class Task(models.Model):
             models.UniqueConstraint(
                 fields=["execution", "kind", "scheduled_event_id"], name="one_task_per_schedule"
             ),
+            models.UniqueConstraint(fields=["token"], condition=Q(state="leased"),
+                                    name="one_task_per_lease_token"),
         ]
         indexes = [
             models.Index(fields=["task_queue", "id"], condition=Q(state="ready"),

@@ -20,9 +20,9 @@ from workflows.services._write import (
     Lessee,
     Outcome,
     create_attempt_timers,
+    execution_id_from_token,
     lease,
     lock_execution,
-    task_id_from_token,
     write_transition,
 )
 from workflows.services.tasks import stale, workflow_task_time_out
@@ -139,10 +139,9 @@ def reclaim(*, now: datetime) -> int:
 
 def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
     """The whole history of the run of a workflow task the worker holds."""
-    task_id = task_id_from_token(token)
-    if task_id is None:
+    if execution_id_from_token(token) is None:
         raise stale()
-    task = Task.objects.filter(pk=task_id, token=token, lease_owner=worker_id,
+    task = Task.objects.filter(token=token, state=TaskState.LEASED, lease_owner=worker_id,
                                kind=TaskKind.WORKFLOW).select_related("execution").first()
     if task is None:
         raise stale()
@@ -227,7 +226,7 @@ def _start_workflow_task(execution: Execution, task: Task, slot: _Slot,
         log.warning("dropping orphaned workflow task %s", task.pk)
         task.delete()
         return []
-    outcome = write_transition(execution, t, lessee=slot.lessee())
+    outcome = write_transition(execution, t, lessee=slot.lessee(), task=task)
     slot.workflow -= 1
     return [(slot.session.channel_name, m) for m in outcome.deliveries]
 

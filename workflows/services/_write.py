@@ -29,11 +29,14 @@ from workflows.core.events import CLOSING_EVENTS, Event, EventType
 from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent
 
+from . import _sql
+
 E = EventType
 ACTIVITY_TIMER_KINDS = (
     TimerKind.ACTIVITY_RETRY, TimerKind.ACTIVITY_ATTEMPT,
     TimerKind.ACTIVITY_SCHEDULE_TO_START, TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE,
 )
+LEASE_FIELDS = ("state", "token", "lease_owner", "leased_at", "lease_expires_at")
 ACTIVITY_CLOSING = (E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED,
                     E.ACTIVITY_TASK_TIMED_OUT, E.ACTIVITY_TASK_CANCELED)
 
@@ -62,22 +65,23 @@ class Outcome:
     cancels: list[tuple[str, str]] = field(default_factory=list)
 
 
-def new_token(task_id: int) -> str:
-    return f"{task_id}.{secrets.token_hex(12)}"
+def new_token(execution_id: int) -> str:
+    """A lease token: the run's id (so a completion locks the run first) and 96 random bits."""
+    return f"{execution_id}.{secrets.token_hex(12)}"
 
 
-def task_id_from_token(token: str) -> int | None:
-    head, _, _ = token.partition(".")
-    return int(head) if head.isdigit() and len(head) < 19 else None
+def execution_id_from_token(token: str) -> int | None:
+    head, _, rest = token.partition(".")
+    return int(head) if head.isdigit() and len(head) < 19 and rest else None
 
 
 def lock_execution(execution_id: int) -> Execution:
     """Lock and return the execution row. Callers lock it before any task or timer row."""
-    return Execution.objects.select_for_update().get(pk=execution_id)
+    return _sql.lock_execution(execution_id)
 
 
 def write_transition(execution: Execution, t: decide.Transition, *,
-                     lessee: Lessee | None = None) -> Outcome:
+                     lessee: Lessee | None = None, task: Task | None = None) -> Outcome:
     """Append ``t``'s events, update the snapshot, write the implied rows. In an atomic block,
     with the execution row locked."""
     if any(e.event_type in (E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT)
@@ -107,7 +111,8 @@ def write_transition(execution: Execution, t: decide.Transition, *,
                                    scheduled_event_id=e.event_id, attempt=a["attempt"],
                                    created_at=now))
         elif typ is E.WORKFLOW_TASK_STARTED:
-            _mark_workflow_task_started(execution, rows.tasks, e, lessee, outcome)
+            _mark_workflow_task_started(execution, [*rows.tasks, *([task] if task else [])],
+                                        e, lessee, outcome)
         elif typ in (E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT):
             rows.drop_task(TaskKind.WORKFLOW, a["scheduled_event_id"])
             if typ is E.WORKFLOW_TASK_FAILED and a["cause"] != "unhandled_events":
@@ -132,9 +137,9 @@ def write_transition(execution: Execution, t: decide.Transition, *,
             rows.tasks.clear()
             rows.timers.clear()
     if rows.tasks:
-        Task.objects.bulk_create([task for task in rows.tasks if task.pk is None])
-        if lessee is not None:
+        if lessee is not None:  # leased before the insert: one statement per task
             _lease_new_activities(execution, rows.tasks, lessee, outcome, now)
+        Task.objects.bulk_create([task for task in rows.tasks if task.pk is None])
         if any(task.state == TaskState.READY for task in rows.tasks):
             wakeup.on_commit(wakeup.DISPATCH)
     if rows.timers:
@@ -159,13 +164,12 @@ class _Rows:
             task.kind == kind and task.scheduled_event_id == scheduled_event_id
             and task.pk is None)]
         if len(self.tasks) == before:
-            Task.objects.filter(execution=self.execution, kind=kind,
-                                scheduled_event_id=scheduled_event_id).delete()
+            _sql.delete_tasks(self.execution.pk, kind, scheduled_event_id)
 
     def drop_timers(self, kinds: tuple[str, ...], seq: int) -> None:
         self.timers = [timer for timer in self.timers
                        if not (timer.kind in kinds and timer.seq == seq)]
-        Timer.objects.filter(execution=self.execution, kind__in=kinds, seq=seq).delete()
+        _sql.delete_timers(self.execution.pk, kinds, seq)
 
 
 def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) -> None:
@@ -177,7 +181,7 @@ def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) 
     if closed:
         fields += ["result", "failure", "closed_at"]
         execution.sticky_worker = ""
-    execution.save(update_fields=fields)
+    _sql.update(execution, fields)
 
 
 def _close(execution: Execution, event: Event, outcome: Outcome) -> None:
@@ -249,10 +253,9 @@ def _mark_workflow_task_started(execution: Execution, new_tasks: list[Task], e: 
     if task is None:
         task = Task.objects.select_for_update().get(
             execution=execution, kind=TaskKind.WORKFLOW, scheduled_event_id=scheduled)
-    elif task.pk is None:
-        task.save()  # it needs an id for its token
     lease(task, lessee.worker_id, e.timestamp, lessee.workflow_task_timeout_seconds)
-    task.save()
+    if task.pk is not None:  # an existing row; one scheduled in this transaction is inserted
+        _sql.update(task, LEASE_FIELDS)  # already leased
     sticky = execution.sticky_worker == lessee.worker_id and execution.sticky_next_event_id > 1
     first = execution.sticky_next_event_id if sticky else 1
     execution.sticky_worker = lessee.worker_id
@@ -277,8 +280,6 @@ def _lease_new_activities(execution: Execution, new_tasks: list[Task], lessee: L
             taken.append(task)
     if not taken:
         return
-    Task.objects.bulk_update(taken, ["state", "token", "lease_owner", "leased_at",
-                                     "lease_expires_at"])
     create_attempt_timers(taken, now)
     outcome.deliveries.extend(activity_task_message(execution, task) for task in taken)
 
@@ -286,7 +287,7 @@ def _lease_new_activities(execution: Execution, new_tasks: list[Task], lessee: L
 def lease(task: Task, worker_id: str, now: datetime, seconds: float) -> None:
     """Lease ``task`` to ``worker_id`` (the caller saves it)."""
     task.state = TaskState.LEASED
-    task.token = new_token(task.pk)
+    task.token = new_token(task.execution_id)
     task.lease_owner = worker_id
     task.leased_at = now
     task.lease_expires_at = now + timedelta(seconds=seconds)
@@ -309,7 +310,7 @@ def attempt_timer(task: Task, now: datetime) -> Timer | None:
     if deadline is None:
         return None
     return Timer(execution_id=task.execution_id, kind=TimerKind.ACTIVITY_ATTEMPT, seq=task.seq,
-                 fire_at=deadline, payload={"task_id": task.pk, "token": task.token},
+                 fire_at=deadline, payload={"token": task.token},
                  created_at=now)
 
 

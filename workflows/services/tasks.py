@@ -26,12 +26,13 @@ from workflows.core.retry import retry_delay_ms
 from workflows.errors import Conflict, InvalidInput
 from workflows.models import Execution, HistoryEvent
 
+from . import _sql
 from ._write import (
     Lessee,
     Outcome,
     attempt_deadline,
+    execution_id_from_token,
     lock_execution,
-    task_id_from_token,
     write_transition,
 )
 from .executions import _create_run
@@ -48,14 +49,14 @@ def check_lease(token: str, *, kind: str, worker_id: str | None) -> tuple[Execut
 
     Must run inside the service's atomic block.
     """
-    task_id = task_id_from_token(token)
-    if task_id is None:
+    execution_id = execution_id_from_token(token)
+    if execution_id is None:
         raise stale()
-    row = Task.objects.filter(pk=task_id).values("execution_id").first()
-    if row is None:
-        raise stale()
-    execution = lock_execution(row["execution_id"])
-    task = Task.objects.select_for_update().filter(pk=task_id).first()
+    try:
+        execution = lock_execution(execution_id)
+    except Execution.DoesNotExist:
+        raise stale() from None
+    task = _sql.lock_leased_task(token)
     if (task is None or task.token != token or task.state != TaskState.LEASED
             or task.kind != kind or (worker_id is not None and task.lease_owner != worker_id)):
         raise stale()
@@ -260,15 +261,15 @@ def activity_task_heartbeat(*, token: str, details: Any,
                             worker_id: str | None = None) -> bool:
     """Record a heartbeat; push the heartbeat deadline out. Returns whether the activity has
     been asked to cancel."""
-    task_id = task_id_from_token(token)
-    if task_id is None:
-        raise stale()
-    row = Task.objects.filter(pk=task_id).values("execution_id").first()
-    if row is None:
+    execution_id = execution_id_from_token(token)
+    if execution_id is None:
         raise stale()
     with atomic():
-        lock_execution(row["execution_id"])  # the execution first, as every transition does
-        task = Task.objects.select_for_update().filter(pk=task_id).first()
+        try:
+            lock_execution(execution_id)  # the execution first, as every transition does
+        except Execution.DoesNotExist:
+            raise stale() from None
+        task = _sql.lock_leased_task(token)
         if (task is None or task.token != token or task.state != TaskState.LEASED
                 or task.kind != TaskKind.ACTIVITY
                 or (worker_id is not None and task.lease_owner != worker_id)):
