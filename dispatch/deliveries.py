@@ -8,6 +8,7 @@ from typing import Any
 from sdk import protocol
 from workflows.core.events import Event
 from workflows.models import Execution, HistoryEvent
+from workflows.services import _sql
 
 from .models import Task
 
@@ -22,14 +23,7 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
     first_recent = recent[0].event_id if recent else execution.next_event_id
     events: list[dict[str, Any]] = []
     if first_event_id < first_recent:
-        events = [
-            {"event_id": event_id, "event_type": event_type, "timestamp": ts.isoformat(),
-             "attributes": attributes}
-            for event_id, event_type, ts, attributes in HistoryEvent.objects.filter(
-                execution_id=execution.pk, event_id__gte=first_event_id,
-                event_id__lt=first_recent).order_by("event_id").values_list(
-                    "event_id", "event_type", "timestamp", "attributes")
-        ]
+        events = _sql.history(execution.pk, first_event_id, first_recent)
     events.extend(e.to_wire() for e in recent if e.event_id >= first_event_id)
     return protocol.WorkflowTask(
         token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),

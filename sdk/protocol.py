@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
@@ -37,7 +37,8 @@ class Message:
     type: ClassVar[str] = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        # Shallow on purpose: a task's events are sent as they are, not copied.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["type"] = self.type
         if out.get("id") is None:
             out.pop("id", None)
@@ -162,6 +163,8 @@ class WorkflowTask(Message):
     attempt: int
     first_event_id: int
     events: list[dict[str, Any]]
+    # The W3C trace context of the request that started the run (tracing on), or None.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,7 @@ class ActivityTask(Message):
     heartbeat_details: Any = None
     heartbeat_timeout: float | None = None
     start_to_close_timeout: float | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ in the ORM.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -18,7 +20,7 @@ from django.db import connection, models
 
 from dispatch.models import Task
 from timers.models import Timer
-from workflows.models import Execution
+from workflows.models import Execution, HistoryEvent
 
 
 def _for_update() -> str:
@@ -63,6 +65,66 @@ def update(obj: models.Model, fields: Sequence[str]) -> None:
     params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete]
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {obj._meta.db_table} SET {sets} WHERE id = %s", [*params, obj.pk])
+
+
+@cache
+def _insert_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
+    return tuple(f for f in model._meta.concrete_fields
+                 if isinstance(f, models.Field) and not f.primary_key)
+
+
+def insert(objs: Sequence[models.Model]) -> None:
+    """Insert rows of one model in one statement (``bulk_create`` without returning ids)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = _insert_fields(model)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection)
+              for obj in objs for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES "
+                       + ", ".join([row] * len(objs)), params)
+
+
+def history(execution_id: int, first: int, before: int) -> list[dict[str, Any]]:
+    """The wire form of events ``first`` <= event_id < ``before`` of a run."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT event_id, event_type, timestamp, attributes "
+                       f"FROM {HistoryEvent._meta.db_table} WHERE execution_id = %s "
+                       "AND event_id >= %s AND event_id < %s ORDER BY event_id",
+                       [execution_id, first, before])
+        rows = cursor.fetchall()
+    return [{"event_id": event_id, "event_type": event_type,
+             "timestamp": _timestamp(ts).isoformat(),
+             "attributes": json.loads(attributes) if isinstance(attributes, str | bytes)
+             else attributes}
+            for event_id, event_type, ts, attributes in rows]
+
+
+def _timestamp(value: datetime | str) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def leased_activity_tokens(execution_id: int) -> list[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT lease_owner, token FROM {Task._meta.db_table} "
+                       "WHERE execution_id = %s AND kind = 'activity' AND state = 'leased'",
+                       [execution_id])
+        return [(str(owner), str(token)) for owner, token in cursor.fetchall()]
+
+
+def delete_run_rows(execution_id: int) -> None:
+    """Every task and timer row of a run (it has closed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Task._meta.db_table} WHERE execution_id = %s",
+                       [execution_id])
+        cursor.execute(f"DELETE FROM {Timer._meta.db_table} WHERE execution_id = %s",
+                       [execution_id])
 
 
 def delete_tasks(execution_id: int, kind: str, scheduled_event_id: int) -> None:

@@ -91,10 +91,9 @@ def write_transition(execution: Execution, t: decide.Transition, *,
     if lessee is not None:
         _lease_new_workflow_task(execution, t, lessee)
     now = t.now
-    HistoryEvent.objects.bulk_create(
-        [HistoryEvent(execution=execution, event_id=e.event_id, event_type=e.event_type.value,
-                      timestamp=e.timestamp, attributes=e.attributes) for e in t.events]
-    )
+    _sql.insert([HistoryEvent(execution=execution, event_id=e.event_id,
+                              event_type=e.event_type.value, timestamp=e.timestamp,
+                              attributes=e.attributes) for e in t.events])
     outcome = Outcome(execution, list(t.events))
     rows = _Rows(execution)
     closed = False
@@ -139,11 +138,11 @@ def write_transition(execution: Execution, t: decide.Transition, *,
     if rows.tasks:
         if lessee is not None:  # leased before the insert: one statement per task
             _lease_new_activities(execution, rows.tasks, lessee, outcome, now)
-        Task.objects.bulk_create([task for task in rows.tasks if task.pk is None])
+        _sql.insert([task for task in rows.tasks if task.pk is None])
         if any(task.state == TaskState.READY for task in rows.tasks):
             wakeup.on_commit(wakeup.DISPATCH)
     if rows.timers:
-        Timer.objects.bulk_create(rows.timers)
+        _sql.insert(rows.timers)
         wakeup.on_commit(wakeup.TIMERS)
     _save_snapshot(execution, t, closed=closed)
     changes.on_commit(execution, t.events)
@@ -198,11 +197,8 @@ def _close(execution: Execution, event: Event, outcome: Outcome) -> None:
         execution.failure = {"type": "Terminated", "message": a.get("reason") or "terminated"}
     elif event.event_type is E.WORKFLOW_EXECUTION_TIMED_OUT:
         execution.failure = {"type": "TimedOut", "message": "the workflow execution timed out"}
-    held = Task.objects.filter(execution=execution, kind=TaskKind.ACTIVITY,
-                               state=TaskState.LEASED).values_list("lease_owner", "token")
-    outcome.cancels.extend((owner, token) for owner, token in held)
-    Task.objects.filter(execution=execution).delete()
-    Timer.objects.filter(execution=execution).delete()
+    outcome.cancels.extend(_sql.leased_activity_tokens(execution.pk))
+    _sql.delete_run_rows(execution.pk)
 
 
 def _schedule_activity(execution: Execution, e: Event, new_tasks: list[Task],
@@ -300,7 +296,7 @@ def create_attempt_timers(tasks: list[Task], now: datetime) -> None:
     """The start-to-close / heartbeat deadlines of just-leased activity attempts."""
     timers = [timer for task in tasks if (timer := attempt_timer(task, now))]
     if timers:
-        Timer.objects.bulk_create(timers)
+        _sql.insert(timers)
         wakeup.on_commit(wakeup.TIMERS)
 
 
