@@ -4,8 +4,8 @@ Every transaction that writes a run's events calls ``on_commit(execution, events
 lease of a task calls ``on_commit_lease(...)``. Once the transaction commits:
 
 - requests long-polling in this process (a run's result, new history events) re-check
-  (``wait_until``). Changes committed by another engine process are seen at the next poll
-  (``POLL_SECONDS``), so a wait is never longer than that behind the truth;
+  (``generation`` / ``wait_for_change``); changes committed by another engine process are
+  seen at their next poll;
 - observers registered with ``subscribe`` / ``subscribe_leases`` (metrics, say) are called
   with what was committed. An observer's failure is logged and never reaches the caller.
 """
@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -26,8 +25,6 @@ from workflows.core.events import Event
 if TYPE_CHECKING:
     from workflows.models import Execution
 
-T = TypeVar("T")
-POLL_SECONDS = 0.25
 log = logging.getLogger("sched.changes")
 
 
@@ -90,16 +87,14 @@ def on_commit_lease(leases: Sequence[Lease]) -> None:
     transaction.on_commit(committed)
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float) -> T | None:
-    """Call ``check`` until it returns something other than None or ``timeout`` passes."""
-    deadline = time.monotonic() + max(0.0, timeout)
-    while True:
-        with _changed:
-            seen = _generation
-        value = check()
-        remaining = deadline - time.monotonic()
-        if value is not None or remaining <= 0:
-            return value
-        with _changed:
-            if _generation == seen:
-                _changed.wait(timeout=min(POLL_SECONDS, remaining))
+def generation() -> int:
+    """A counter that moves on every commit in this process that changed a run."""
+    with _changed:
+        return _generation
+
+
+def wait_for_change(since: int, timeout: float) -> None:
+    """Wait until a commit moves the counter past ``since``, or ``timeout`` seconds."""
+    with _changed:
+        if _generation == since:
+            _changed.wait(timeout=timeout)
