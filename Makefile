@@ -28,10 +28,20 @@ run: $(VENV)/.installed $(DATA)/secret_key
 migrate: $(VENV)/.installed $(DATA)/secret_key
 	SCHED_SECRET_KEY=$$(cat $(DATA)/secret_key) $(PY) manage.py migrate
 
-# The whole suite. On SQLite by default; with DATABASE_URL / REDIS_URL set it runs against
-# those servers too, including the Postgres-only tests.
+# The whole suite but the chaos tests. On SQLite by default; with DATABASE_URL / REDIS_URL set
+# it runs against those servers too, including the Postgres-only tests.
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The chaos suite and the fuzzers (docs/reliability.md): kills, pauses and restarts engines,
+# workers and servers. CHAOS_WORKFLOWS (500), CHAOS_KILLS (5) and CHAOS_SEED size and replay
+# it. Run it with DATABASE_URL and REDIS_URL set to cover failover and server restarts. The
+# figures of the run are printed at the end (and kept in $(DATA)/chaos-figures.json).
+chaos: $(VENV)/.installed
+	rm -f $(DATA)/chaos-figures.json
+	$(PY) -m pytest -m "chaos or fuzz" tests/chaos tests/fuzz tests/reliability \
+		$(PYTEST_ARGS)
+	@cat $(DATA)/chaos-figures.json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -34,7 +34,7 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import notify, services, wakeup
+from . import draining, notify, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
@@ -59,6 +59,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.max_workflow = 0
         self.max_activity = 0
         await self.accept()
+        if draining.active:  # this engine is shutting down: try another
+            await self.close(code=draining.CLOSE_GOING_AWAY)
+            return
         token = await database_sync_to_async(ApiToken.verify)(_bearer(self.scope),
                                                               scope="worker")
         if token is None:
@@ -67,8 +70,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.worker_id = uuid.uuid4().hex
+        draining.add(self)
 
     async def disconnect(self, code: int) -> None:
+        draining.discard(self)
         if self.hello is not None:
             await database_sync_to_async(services.worker_disconnect)(
                 worker_id=self.worker_id, now=timezone.now())
@@ -90,7 +95,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if self.hello is None and not isinstance(message, protocol.Hello):
                 raise SchedError("send hello first", code="hello_required")
             handler = getattr(self, f"handle_{message.type}")
-            await handler(message)
+            with draining.frame(self):
+                await handler(message)
         except protocol.ProtocolError as exc:
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=exc.request_id))
@@ -98,7 +104,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=request_id))
         except Exception:
-            log.exception("worker %s: failed to handle a frame", self.worker_id)
+            log.exception("worker %s: failed to handle a frame", self.worker_id,
+                          extra={"worker_id": self.worker_id})
             await self.send_message(protocol.Error(code="internal_error",
                                                    message="the engine could not handle that",
                                                    id=request_id))
@@ -127,14 +134,23 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                       self.max_activity - (len(self.held) - workflows),
                       cfg.lease_timeout_seconds, cfg.workflow_task_timeout_seconds)
 
-    async def after_completion(self, token: str, outcome: Any, request_id: str | None) -> None:
+    def is_full(self) -> bool:
+        """Whether the worker holds all it can of some kind: then the dispatcher may be holding
+        tasks back for it, and a completion must wake it."""
+        workflows = sum(1 for kind in self.held.values() if kind == "workflow_task")
+        return (workflows >= self.max_workflow
+                or len(self.held) - workflows >= self.max_activity)
+
+    async def after_completion(self, token: str, outcome: Any, request_id: str | None,
+                               *, was_full: bool) -> None:
         self.held.pop(token, None)
         await self.ack(request_id)
         if outcome is not None:
             if outcome.deliveries:
                 await self.send_tasks(outcome.deliveries)
             await notify.send_cancels(outcome.cancels)
-        wakeup.wake(wakeup.DISPATCH)
+        if was_full:
+            wakeup.wake(wakeup.DISPATCH)
 
     # ---- channel layer events --------------------------------------------------------------
 
@@ -170,40 +186,44 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_workflow_task_completed(self, message: protocol.WorkflowTaskCompleted) -> None:
+        was_full = self.is_full()
         try:
             outcome = await database_sync_to_async(workflow_task_complete)(
                 token=message.token, commands=message.commands, worker_id=self.worker_id,
                 lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id)
+        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
 
     async def handle_workflow_task_failed(self, message: protocol.WorkflowTaskFailedMsg) -> None:
+        was_full = self.is_full()
         try:
             outcome = await database_sync_to_async(workflow_task_fail)(
                 token=message.token, cause=message.cause, failure=message.failure,
                 worker_id=self.worker_id)
         finally:
             self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id)
+        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
 
     async def handle_activity_task_completed(self, message: protocol.ActivityTaskCompleted) -> None:
+        was_full = self.is_full()
         try:
             outcome = await database_sync_to_async(activity_task_complete)(
                 token=message.token, result=message.result, worker_id=self.worker_id,
                 lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id)
+        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
 
     async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
+        was_full = self.is_full()
         try:
             outcome = await database_sync_to_async(activity_task_fail)(
                 token=message.token, failure=message.failure, canceled=message.canceled,
                 worker_id=self.worker_id, lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id)
+        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
 
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
         cancel = await database_sync_to_async(activity_task_heartbeat)(

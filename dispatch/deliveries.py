@@ -29,6 +29,7 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
         token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),
         workflow_type=execution.workflow_type, task_queue=task.task_queue, attempt=task.attempt,
         first_event_id=first_event_id, events=events,
+        traceparent=execution.search_attributes.get("traceparent"),
     ).to_dict()
 
 
@@ -44,6 +45,7 @@ def activity_task_message(execution: Execution, task: Task) -> dict[str, Any]:
                            else None),
         start_to_close_timeout=(options["start_to_close_ms"] / 1000
                                 if options.get("start_to_close_ms") else None),
+        traceparent=execution.search_attributes.get("traceparent"),
     ).to_dict()
 
 

@@ -5,6 +5,13 @@ On PostgreSQL a loop runs only while its process holds a session advisory lock, 
 its connections under us, and a session lock belongs to one physical connection). The leader
 checks the connection every ``SCHED_LEADER_CHECK_SECONDS`` and steps down on any error.
 
+A leader that dies closes its socket, and Postgres drops its lock at once. A leader that
+hangs (SIGSTOP, a stalled event loop, a half-open network) would keep an open connection,
+and so the lock, forever: the connection therefore sets ``idle_session_timeout`` to
+``lease_seconds()``, a few check intervals, after which Postgres ends the silent session and
+frees the lock for a standby. A standby retries every check interval, so a dead leader is
+replaced within about one check interval and a hung one within ``lease_seconds()`` plus one.
+
 A new leader increments the loop's ``term`` in the ``Leadership`` row; every write the loop
 makes checks its term inside the same transaction. A leader that was paused (SIGSTOP, a long
 GC) and lost its lock meanwhile cannot write as leader any more: its term is stale.
@@ -32,6 +39,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from schedproject import metrics
 from schedproject.transactions import atomic
 
 from . import wakeup
@@ -40,6 +48,14 @@ from .models import Leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]
+
+
+MIN_LEASE_SECONDS = 5.0
+
+
+def lease_seconds() -> float:
+    """How long a leader's lock connection may stay silent before Postgres ends it."""
+    return max(3 * settings.SCHED.leader_check_seconds, MIN_LEASE_SECONDS)
 
 
 def lock_key(name: str) -> int:
@@ -71,6 +87,7 @@ class LeaderElection:
         self.check_seconds = settings.SCHED.leader_check_seconds
         self.retry_seconds = retry_seconds or self.check_seconds
         self.is_leader = False
+        metrics.set_leader(name, False)
 
     async def run(self) -> None:
         if connection.vendor != "postgresql":
@@ -111,6 +128,8 @@ class LeaderElection:
             password=str(db.get("PASSWORD") or "") or None, autocommit=True, connect_timeout=5,
         )
         async with conn:
+            idle_ms = int(lease_seconds() * 1000)
+            await conn.execute(f"SET idle_session_timeout = {idle_ms}")
             while True:
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.name)])
                 row = await cur.fetchone()
@@ -124,6 +143,7 @@ class LeaderElection:
         term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
         self.is_leader = True
+        metrics.set_leader(self.name, True)
         wakeup.local_leaders.add(self.wake_name)
         task = asyncio.create_task(self.loop(term), name=f"sched-{self.name}")
         try:
@@ -133,6 +153,7 @@ class LeaderElection:
             await self._watch(conn, task)
         finally:
             self.is_leader = False
+            metrics.set_leader(self.name, False)
             wakeup.local_leaders.discard(self.wake_name)
             if not task.done():
                 task.cancel()

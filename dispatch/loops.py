@@ -43,3 +43,12 @@ async def _supervise(election: LeaderElection) -> None:
 async def run_forever(*, dispatcher: bool = True, timers: bool = True) -> None:
     await asyncio.gather(*start(asyncio.get_running_loop(), dispatcher=dispatcher,
                                 timers=timers))
+
+
+async def stop(tasks: list[asyncio.Task[None]], *, within: float) -> None:
+    """Cancel the loops' tasks and wait (at most ``within`` seconds) for them to end: each
+    election closes its dedicated connection on the way out, which releases its lock."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=within)

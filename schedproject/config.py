@@ -68,6 +68,9 @@ class SchedConfig:
     leader_check_seconds: float
     shutdown_grace_seconds: float
     run_loops: bool
+    # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
+    # tracing is off and costs nothing.
+    otlp_endpoint: str | None
 
     @property
     def uses_postgres(self) -> bool:
@@ -99,4 +102,5 @@ def load() -> SchedConfig:
         leader_check_seconds=_number("SCHED_LEADER_CHECK_SECONDS", 2, minimum=0.1),
         shutdown_grace_seconds=_number("SCHED_SHUTDOWN_GRACE_SECONDS", 8, minimum=0),
         run_loops=_bool("SCHED_RUN_LOOPS", True),
+        otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )

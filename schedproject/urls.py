@@ -5,6 +5,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Prometheus scrapes without a token, like /healthz: keep /metrics off the public edge.
+    path("", include("django_prometheus.urls")),
     path("", include("workflows.urls")),
 ]
 

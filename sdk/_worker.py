@@ -25,6 +25,7 @@ Design notes (what was weighed and why it is this way):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import os
@@ -50,6 +51,7 @@ from sdk._activity import (
 )
 from sdk._errors import ApplicationError, SchedError, failure_from_exception
 from sdk._runtime import WorkflowInstance
+from sdk._tracing import span
 from sdk._workflow import WorkflowDefinition, workflow_registry
 from sdk.protocol import (
     MAX_NAME_LENGTH,
@@ -483,7 +485,7 @@ class Worker:
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
                 logger.warning("history request for %s failed: %s: %s", msg.workflow_id,
-                               reply.code, reply.message)
+                               reply.code, reply.message, extra=_run_fields(msg))
                 self._awaiting_history.pop(msg.token, None)
 
         self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
@@ -510,12 +512,20 @@ class Worker:
     def _activate(
         self, msg: WorkflowTask, inst: WorkflowInstance, events: list[dict[str, Any]]
     ) -> None:
-        try:
-            res = inst.activate(events)
-            commands, failure, cause = res.commands, res.failure, res.cause
-        except Exception as exc:  # activate() should never raise; guard anyway
-            logger.exception("workflow activation raised for %s", msg.workflow_id)
-            commands, failure, cause = None, failure_from_exception(exc), "worker_error"
+        attributes: dict[str, str | int | bool] = {
+            "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
+            "sched.workflow_type": msg.workflow_type, "sched.task_queue": msg.task_queue,
+            "sched.attempt": msg.attempt, "sched.sticky": msg.first_event_id > 1}
+        with span(f"workflow_task {msg.workflow_type}", msg.traceparent, attributes) as current:
+            try:
+                res = inst.activate(events)
+                commands, failure, cause = res.commands, res.failure, res.cause
+            except Exception as exc:  # activate() should never raise; guard anyway
+                logger.exception("workflow activation raised for %s", msg.workflow_id,
+                                 extra=_run_fields(msg))
+                commands, failure, cause = None, failure_from_exception(exc), "worker_error"
+            if failure is not None or commands is None:
+                current.fail(f"{cause}: {(failure or {}).get('message', '')}")
         if failure is not None or commands is None:
             self._evict(msg.run_id)
             self._send_workflow_failure(msg.token, cause or "workflow_task_failed",
@@ -536,7 +546,8 @@ class Worker:
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
                 logger.warning("engine rejected the completion of a workflow task of %s: %s: %s",
-                               msg.workflow_id, reply.code, reply.message)
+                               msg.workflow_id, reply.code, reply.message,
+                               extra=_run_fields(msg))
                 if self._cache.get(msg.run_id) is inst:
                     self._evict(msg.run_id)
 
@@ -567,7 +578,8 @@ class Worker:
 
     def _handle_activity_task(self, msg: ActivityTask) -> None:
         if msg.token in self._running:
-            logger.warning("ignoring a duplicate activity task for %s", msg.activity_id)
+            logger.warning("ignoring a duplicate activity task for %s", msg.activity_id,
+                           extra=_run_fields(msg))
             return
         assert self._loop is not None
         info = ActivityInfo(
@@ -629,34 +641,51 @@ class Worker:
         self._send_tracked(frame, msg_id, on_reply)
 
     async def _run_activity(self, msg: ActivityTask, running: _RunningActivity) -> None:
-        assert self._slots is not None and self._loop is not None
-        ctx = running.ctx
+        assert self._slots is not None
         async with self._slots:
-            definition = self._activities.get(msg.activity_type)
-            if definition is None:
-                exc = ApplicationError(
-                    f"activity type {msg.activity_type!r} is not registered on this worker",
-                    type="ActivityNotRegisteredError",
-                )
-                self._finish_activity(msg.token, ctx, failure=failure_from_exception(exc))
-                return
-            try:
-                if definition.is_async:
-                    result = await self._run_async_activity(definition, msg, running)
-                else:
-                    result = await self._loop.run_in_executor(
-                        self._executor, definition.fn, ctx, msg.input
-                    )
-            except asyncio.CancelledError:
-                ctx._flush()
-                raise  # the worker itself is stopping: the engine re-delivers the task
-            except Exception as exc:
-                self._finish_activity(
-                    msg.token, ctx, failure=failure_from_exception(exc),
-                    canceled=isinstance(exc, ActivityCancelledError),
-                )
+            attributes: dict[str, str | int | bool] = {
+                "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
+                "sched.workflow_type": msg.workflow_type, "sched.activity_type": msg.activity_type,
+                "sched.activity_id": msg.activity_id, "sched.task_queue": msg.task_queue,
+                "sched.attempt": msg.attempt}
+            with span(f"activity {msg.activity_type}", msg.traceparent, attributes) as current:
+                failure = await self._attempt_activity(msg, running)
+                if failure is not None:
+                    current.fail(f"{failure.get('type')}: {failure.get('message', '')}")
+
+    async def _attempt_activity(
+        self, msg: ActivityTask, running: _RunningActivity
+    ) -> dict[str, Any] | None:
+        """Run one attempt and send its outcome. Returns the failure sent, if any."""
+        assert self._loop is not None
+        ctx = running.ctx
+        definition = self._activities.get(msg.activity_type)
+        if definition is None:
+            failure = failure_from_exception(ApplicationError(
+                f"activity type {msg.activity_type!r} is not registered on this worker",
+                type="ActivityNotRegisteredError",
+            ))
+            self._finish_activity(msg.token, ctx, failure=failure)
+            return failure
+        try:
+            if definition.is_async:
+                result = await self._run_async_activity(definition, msg, running)
             else:
-                self._finish_activity(msg.token, ctx, result=result)
+                # In a copy of this context: spans the activity starts are the attempt's.
+                result = await self._loop.run_in_executor(
+                    self._executor, contextvars.copy_context().run, definition.fn, ctx,
+                    msg.input,
+                )
+        except asyncio.CancelledError:
+            ctx._flush()
+            raise  # the worker itself is stopping: the engine re-delivers the task
+        except Exception as exc:
+            failure = failure_from_exception(exc)
+            self._finish_activity(msg.token, ctx, failure=failure,
+                                  canceled=isinstance(exc, ActivityCancelledError))
+            return failure
+        self._finish_activity(msg.token, ctx, result=result)
+        return None
 
     async def _run_async_activity(
         self, definition: ActivityDefinition, msg: ActivityTask, running: _RunningActivity
@@ -703,7 +732,8 @@ class Worker:
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
                 logger.warning("engine rejected an activity completion (%s): %s: %s",
-                               ctx.info.activity_id, reply.code, reply.message)
+                               ctx.info.activity_id, reply.code, reply.message,
+                               extra=_run_fields(ctx.info))
 
         self._send_tracked(frame, msg_id, on_reply, resend=True)
 
@@ -712,3 +742,8 @@ class Worker:
             self._cancel_activity(running)
             if running.task is not None:
                 running.task.cancel()
+
+
+def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:
+    """The ``extra`` of a log line about one run: its ids, as structured log fields."""
+    return {"workflow_id": task.workflow_id, "run_id": task.run_id}

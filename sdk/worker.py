@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from sdk._activity import ActivityDefinition
+from sdk._tracing import configure_from_env as configure_tracing_from_env
 from sdk._worker import Worker, WorkerAuthenticationError
 
 logger = logging.getLogger("sched.worker")
@@ -114,10 +116,39 @@ async def serve(worker: Worker, *, grace: float = 10.0) -> None:
             await shutdown_task
 
 
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the run a line is about when it names one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": self.formatTime(record), "level": record.levelname.lower(),
+            "component": record.name.removeprefix("sched."), "message": record.getMessage(),
+        }
+        for name in ("workflow_id", "run_id", "worker_id", "task_queue"):
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """Text or JSON (``SCHED_LOG_FORMAT``) lines on stderr, as the engine writes them."""
+    handler = logging.StreamHandler()
+    if os.environ.get("SCHED_LOG_FORMAT", "text").lower() == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    # The websockets library logs the handshake headers at DEBUG, the bearer token included.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
+    configure_tracing_from_env()
     modules = [load_module(spec) for spec in args.modules]
     workflows, activities = collect(modules)
     if not workflows and not activities:

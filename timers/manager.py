@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from dispatch import notify, wakeup
+from schedproject import metrics
 from workflows.services import timer_fire
 
 from .models import Timer
@@ -33,10 +34,13 @@ def fire_due(*, term: int, clock: Clock = timezone.now) -> tuple[int, list[tuple
     """Fire up to BATCH due timers. Returns how many fired and the cancel notices to send."""
     now = clock()
     due = list(Timer.objects.filter(fire_at__lte=now).order_by("fire_at", "id")
-               .values_list("pk", flat=True)[:BATCH])
+               .values_list("pk", "kind", "fire_at")[:BATCH])
     cancels: list[tuple[str, str]] = []
-    for timer_id in due:
-        outcome = timer_fire(timer_id=timer_id, now=clock(), term=term)
+    for timer_id, kind, fire_at in due:
+        fired_at = clock()
+        outcome = timer_fire(timer_id=timer_id, now=fired_at, term=term)
+        # How late the manager came to it, whether or not the timer still applied.
+        metrics.observe_timer_fired(kind, fire_at, fired_at)
         if outcome is not None:
             cancels.extend(outcome.cancels)
     return len(due), cancels

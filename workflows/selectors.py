@@ -82,7 +82,9 @@ def execution_list(*, filters: dict[str, str], cursor: str | None = None,
     runs: QuerySet[Execution] = Execution.objects.filter(**filters)
     if cursor:
         at, pk = _decode_cursor(cursor)
-        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
+        # The redundant bound lets the planner range-scan the index instead of filtering it.
+        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk),
+                           created_at__lte=at)
     page = list(runs.order_by("-created_at", "-id")[: page_size + 1])
     more = len(page) > page_size
     page = page[:page_size]
@@ -207,7 +209,11 @@ def execution_page(*, status: str = "", workflow_type: str = "", task_queue: str
                            workflow_id=workflow_id, since=since)
     if cursor:
         at, pk = _decode_cursor(cursor)
-        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
+        # ``created_at <= at`` is implied by the OR, but only a plain range lets PostgreSQL
+        # start the index scan at the cursor (with the OR alone it filters from the top:
+        # ~170 ms at row 900,000 of a million, against ~2 ms).
+        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk),
+                           created_at__lte=at)
     runs = runs.only("id", "workflow_id", "run_id", "workflow_type", "task_queue", "status",
                      "created_at", "closed_at")
     page = list(runs.order_by("-created_at", "-id")[: page_size + 1])

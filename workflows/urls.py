@@ -8,7 +8,7 @@ the list endpoint's ``workflow_id`` filter.
 
 from __future__ import annotations
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -16,7 +16,7 @@ from .api import views
 
 _public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
-urlpatterns: list[URLPattern] = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("healthz", views.HealthApi.as_view(), name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(**_public), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **_public),
@@ -34,4 +34,5 @@ urlpatterns: list[URLPattern] = [
          name="workflow-terminate"),
     path("api/workflows/<path:workflow_id>", views.WorkflowDetailApi.as_view(),
          name="workflow-detail"),
+    path("", include("workflows.dashboard.urls")),  # the dashboard, last: it has "/"
 ]

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from schedproject.tracing import current_traceparent
 from workflows import selectors, services
 from workflows.core.state import Status
 
@@ -145,7 +146,8 @@ class WorkflowsApi(ApiView):
         data = _validated(self.StartInputSerializer, request.data)
         timeout = data.pop("execution_timeout")
         run = services.workflow_start(
-            **data, execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)))
+            **data, execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
+            trace_context=current_traceparent())
         return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"{_run_path(run.workflow_id)}?run_id={run.run_id}"})
 

@@ -27,8 +27,11 @@ def _already_started(run: Execution) -> Conflict:
 
 def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | None = None,
                    task_queue: str = "default", execution_timeout_ms: int | None = None,
-                   parent: Execution | None = None) -> Execution:
-    """Start a run. A ``workflow_id`` with an open run is refused (Conflict naming it)."""
+                   parent: Execution | None = None,
+                   trace_context: str | None = None) -> Execution:
+    """Start a run. A ``workflow_id`` with an open run is refused (Conflict naming it).
+    ``trace_context``: the caller's W3C traceparent (tracing on), kept with the run and sent
+    with each of its tasks."""
     workflow_id = workflow_id or str(uuid.uuid4())
     try:
         with atomic():
@@ -37,7 +40,7 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
                 raise _already_started(open_run)
             return _create_run(workflow_id=workflow_id, workflow_type=workflow_type, input=input,
                                task_queue=task_queue, execution_timeout_ms=execution_timeout_ms,
-                               parent=parent)
+                               parent=parent, trace_context=trace_context)
     except IntegrityError:
         # Another start of the same id committed between our check and our insert.
         open_run = _open_run(workflow_id)
@@ -49,7 +52,8 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
 def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue: str,
                 execution_timeout_ms: int | None, parent: Execution | None,
                 continued_from: Execution | None = None,
-                run_id: uuid.UUID | None = None) -> Execution:
+                run_id: uuid.UUID | None = None,
+                trace_context: str | None = None) -> Execution:
     now = timezone.now()
     t = decide.start(
         workflow_type=workflow_type, task_queue=task_queue, input=input, now=now,
@@ -61,6 +65,7 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
     execution = Execution.objects.create(
         workflow_id=workflow_id, workflow_type=workflow_type, task_queue=task_queue,
         input=input, created_at=now, parent=parent, state={}, run_id=run_id or uuid.uuid4(),
+        search_attributes={"traceparent": trace_context} if trace_context else {},
     )
     write_transition(execution, t)
     return execution

@@ -1,18 +1,21 @@
 """``manage.py runlocal``: the engine plus a demo worker, for a first run on one machine.
 
 Creates a local API token once (kept in the data folder so the demo worker and the user can
-reuse it), prints it as ``API token: <token>``, starts the demo worker as a child process,
-and serves the engine in the foreground.
+reuse it), prints it as ``API token: <token>``, creates a dashboard login ``admin`` once (its
+password kept in ``data/admin_password``), prints it as ``Dashboard login: admin / <password>``,
+starts the demo worker as a child process, and serves the engine in the foreground.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -54,6 +57,31 @@ def local_token() -> str:
     return raw
 
 
+ADMIN_USERNAME = "admin"
+
+
+def local_admin() -> str:
+    """``admin / <password>`` for the dashboard: the superuser is created on first use with a
+    random password kept (0600) in the data folder. A password changed since is left alone."""
+    path = settings.SCHED.data_dir / "admin_password"
+    users = get_user_model()._default_manager
+    user = users.filter(username=ADMIN_USERNAME).first()
+    if user is None:
+        password = secrets.token_urlsafe(12)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(password + "\n")
+        users.db_manager().create_superuser(
+            username=ADMIN_USERNAME, email="", password=password)
+        return f"{ADMIN_USERNAME} / {password}"
+    if path.exists():
+        password = path.read_text().strip()
+        if user.check_password(password):
+            return f"{ADMIN_USERNAME} / {password}"
+    return (f"{ADMIN_USERNAME} / (changed since it was created; reset it with "
+            f"`manage.py changepassword {ADMIN_USERNAME}`)")
+
+
 class Command(BaseCommand):
     help = "Run the engine and a demo worker on this machine."
 
@@ -65,8 +93,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
         token = local_token()
+        login = local_admin()
         self.stdout.write(f"sched engine at http://{host}:{port}  (API docs: /api/docs/)")
         self.stdout.write(EXAMPLES.format(token=token, host=host, port=port))
+        self.stdout.write(f"Dashboard: http://{host}:{port}/")
+        self.stdout.write(f"Dashboard login: {login}")
         self.stdout.write(f"API token: {token}")
         self.stdout.flush()
         worker = None

@@ -1,0 +1,77 @@
+"""Workflows and activities for the reliability tests: slow work to shut down on, and poison."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import sdk
+
+NO_RETRY = sdk.RetryPolicy(maximum_attempts=1)
+
+
+@sdk.activity
+def slow(ctx: sdk.ActivityContext, seconds: float) -> dict[str, Any]:
+    time.sleep(seconds)
+    return {"attempt": ctx.info.attempt, "worker": os.environ.get("REL_WORKER_NAME", "?")}
+
+
+@sdk.workflow
+async def slow_then_quick(ctx: sdk.WorkflowContext, seconds: float) -> Any:
+    first = await ctx.execute_activity(slow, seconds, start_to_close_timeout=120)
+    second = await ctx.execute_activity(slow, 0)
+    return {"first": first, "second": second}
+
+
+@sdk.workflow
+async def poison(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    """Started by a worker with ``REL_VARIANT=a``, then run by one with another variant
+    (a redeploy that changed the code): every workflow task of the run fails from then on."""
+    if os.environ.get("REL_VARIANT", "a") == "a":
+        await ctx.execute_activity(ok, "a")
+    else:
+        await ctx.sleep(0.1)
+    await ctx.wait_for_signal("go")
+
+
+@sdk.activity
+def raises(ctx: sdk.ActivityContext, _: Any) -> None:
+    raise RuntimeError("activity code raised")
+
+
+@sdk.activity
+def hangs(ctx: sdk.ActivityContext, _: Any) -> None:
+    threading.Event().wait(3600)
+
+
+@sdk.activity
+def exits_its_thread(ctx: sdk.ActivityContext, _: Any) -> None:
+    raise SystemExit(3)
+
+
+@sdk.activity
+def interrupts(ctx: sdk.ActivityContext, _: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@sdk.activity
+def ok(ctx: sdk.ActivityContext, value: Any) -> Any:
+    return value
+
+
+@sdk.workflow
+async def misbehaving_activity(ctx: sdk.WorkflowContext, name: str) -> Any:
+    activity = {"raises": raises, "hangs": hangs, "exits_its_thread": exits_its_thread,
+                "interrupts": interrupts}[name]
+    try:
+        await ctx.execute_activity(activity, start_to_close_timeout=1.0, retry_policy=NO_RETRY)
+    except sdk.ActivityError as err:
+        return {"type": err.type, "timeout_type": err.timeout_type}
+    return "unexpected success"
+
+
+@sdk.workflow
+async def healthy(ctx: sdk.WorkflowContext, value: Any) -> Any:
+    return await ctx.execute_activity(ok, value)

@@ -1,0 +1,298 @@
+"""Dashboard pages. Each view decodes its form, makes one call into a selector or a service,
+and renders; domain errors (``SchedError``) become a message on the page, never a 500."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles.views import serve
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from workflows import selectors, services
+from workflows.core.state import Status
+from workflows.errors import NotFound, SchedError
+from workflows.models import MAX_WORKFLOW_ID_LENGTH, Execution
+
+from . import forms, timeline
+
+PAGE_SIZE = 50
+MAX_EVENTS = 2000
+STATUSES = [s.value for s in Status]
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def run_url(run: Execution | None = None, *, workflow_id: str = "",
+            run_id: str | None = None) -> str:
+    if run is not None:
+        workflow_id, run_id = run.workflow_id, str(run.run_id)
+    url = reverse("dashboard:workflow", kwargs={"workflow_id": workflow_id})
+    return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
+
+
+def _error_page(request: HttpRequest, message: str, *, status: int,
+                errors: Any = None) -> HttpResponse:
+    return render(request, "dashboard/error.html",
+                  {"message": message, "errors": errors}, status=status)
+
+
+def _valid_workflow_id(workflow_id: str) -> bool:
+    return len(workflow_id) <= MAX_WORKFLOW_ID_LENGTH and "\x00" not in workflow_id
+
+
+def static(request: HttpRequest, path: str) -> HttpResponseBase:
+    """The dashboard's and the admin's static files, served by the engine itself (no build
+    step, no separate web server for a local run)."""
+    response = serve(request, path, insecure=True)
+    response["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+# ---- list ----------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    form = forms.ListFilterForm(request.GET)
+    runs: list[Execution] = []
+    counts: dict[str, int] = {}
+    next_cursor = None
+    error = ""
+    filters: dict[str, Any] = {}
+    if form.is_valid():
+        data = form.cleaned_data
+        since = (timezone.now() - timedelta(seconds=forms.TIME_RANGES[data["range"]])
+                 if data["range"] else None)
+        filters = {k: data[k] for k in ("workflow_type", "task_queue", "workflow_id")}
+        try:
+            runs, next_cursor = selectors.execution_page(
+                status=data["status"], since=since, cursor=data["cursor"] or None,
+                page_size=PAGE_SIZE, **filters)
+            counts = selectors.execution_status_counts(since=since, **filters)
+        except SchedError as exc:
+            error = exc.message
+    else:
+        error = "Invalid filter: " + "; ".join(
+            f"{name}: {' '.join(str(e) for e in errs)}" for name, errs in form.errors.items())
+    query = {k: v for k, v in request.GET.items() if k != "cursor" and v}
+    chips = [{"status": s, "count": counts.get(s, 0),
+              "url": "?" + urlencode({**{k: v for k, v in query.items() if k != "status"},
+                                      **({"status": s} if s != query.get("status") else {})}),
+              "active": query.get("status") == s}
+             for s in STATUSES]
+    context = {
+        "form": form, "runs": runs, "chips": chips, "total": sum(counts.values()),
+        "error": error, "filtered": bool(query), "nav": "workflows",
+        "next_url": "?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else "",
+        "first_url": "?" + urlencode(query) if request.GET.get("cursor") else "",
+    }
+    return render(request, "dashboard/workflow_list.html", context,
+                  status=200 if not error else 400)
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+def _run_context(run: Execution) -> dict[str, Any]:
+    description = selectors.execution_describe(workflow_id=run.workflow_id,
+                                               run_id=str(run.run_id))
+    run = description.execution
+    events, truncated = selectors.history_events(run, limit=MAX_EVENTS)
+    now = timezone.now()
+    tl = timeline.build(events, pending_activities=description.pending_activities, now=now,
+                        closed_at=run.closed_at)
+    signals = [{"event_id": e.event_id, "timestamp": e.timestamp,
+                "name": e.attributes.get("signal_name"), "input": pretty(e.attributes.get("input"))}
+               for e in events if e.event_type == "WorkflowExecutionSignaled"]
+    activities = [{**a, "last_failure_json": pretty(a["last_failure"]) if a["last_failure"]
+                   else "", "heartbeat_json": pretty(a["heartbeat_details"])
+                   if a["heartbeat_details"] is not None else ""}
+                  for a in description.pending_activities]
+    return {
+        "run": run, "is_open": run.status == Status.RUNNING.value,
+        "cancel_requested": description.cancel_requested,
+        "input_json": pretty(run.input), "result_json": pretty(run.result),
+        "failure_json": pretty(run.failure) if run.failure is not None else "",
+        "task_failure_json": pretty(run.last_task_failure) if run.last_task_failure else "",
+        "events": [{"event_id": e.event_id, "event_type": e.event_type,
+                    "timestamp": e.timestamp, "attributes": pretty(e.attributes)}
+                   for e in events],
+        "events_truncated": truncated, "max_events": MAX_EVENTS,
+        "timeline": tl, "duration": timeline.describe_seconds(tl.duration.total_seconds()),
+        "pending_activities": activities,
+        "pending_timers": [{**t, "fire_at": _as_datetime(t["fire_at"])}
+                           for t in description.pending_timers],
+        "signals": signals, "fingerprint": selectors.execution_fingerprint(run),
+        "live_url": reverse("dashboard:workflow-live", kwargs={"workflow_id": run.workflow_id})
+        + "?" + urlencode({"run_id": str(run.run_id)}),
+        "api_history_url": f"/api/workflows/{quote(run.workflow_id, safe='')}/history?"
+                           + urlencode({"run_id": str(run.run_id)}),
+    }
+
+
+def _as_datetime(value: Any) -> Any:
+    """A timer's ``fire_at`` (kept as ISO text in the run's state) as a datetime."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _render_run(request: HttpRequest, run: Execution, *, status: int = 200,
+                **forms_and_errors: Any) -> HttpResponse:
+    ident = {"workflow_id": run.workflow_id, "run_id": str(run.run_id)}
+    context = {
+        "signal_form": forms.SignalForm(initial=ident),
+        "cancel_form": forms.ReasonForm(initial=ident, auto_id="cancel_%s"),
+        "terminate_form": forms.ReasonForm(initial=ident, auto_id="terminate_%s"),
+        **_run_context(run), **forms_and_errors,
+    }
+    return render(request, "dashboard/workflow_detail.html", context, status=status)
+
+
+def _find_run(workflow_id: str, run_id: str | None) -> Execution:
+    if not _valid_workflow_id(workflow_id):
+        raise NotFound("no such workflow (the id is not a valid workflow id)")
+    return selectors.execution_get(workflow_id=workflow_id, run_id=run_id)
+
+
+@login_required
+@require_GET
+def workflow_detail(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    try:
+        run = _find_run(workflow_id, request.GET.get("run_id") or None)
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    return _render_run(request, run)
+
+
+@login_required
+@require_GET
+def workflow_live(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    """The live part of a run's page, polled by htmx every second while the run is open.
+    Answers 204 (htmx keeps what it shows) while nothing changed since ``v``."""
+    try:
+        run = _find_run(workflow_id, request.GET.get("run_id") or None)
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    if request.GET.get("v") and request.GET["v"] == selectors.execution_fingerprint(run):
+        return HttpResponse(status=204)
+    return render(request, "dashboard/_run_live.html", {**_run_context(run), "live": True})
+
+
+# ---- actions -------------------------------------------------------------------------------
+
+
+def _action(request: HttpRequest, form: forms.RunForm, form_key: str,
+            call: Callable[[dict[str, Any]], Execution], done: str) -> HttpResponse:
+    """Validate ``form``, apply ``call`` to the run it names, and go back to the run's page
+    (Post/Redirect/Get); on bad input or a refused transition, the run's page with the form's
+    errors, or an error page if the run itself cannot be found."""
+    if not form.is_valid() and ("workflow_id" in form.errors or "run_id" in form.errors):
+        return _error_page(request, "The request does not name a valid run.",
+                           status=422, errors=form.errors)
+    workflow_id = form.cleaned_data["workflow_id"]
+    run_id = form.cleaned_data.get("run_id")
+    try:
+        run = _find_run(workflow_id, run_id)
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    if not form.is_valid():
+        return _render_run(request, run, status=422, **{form_key: form})
+    try:
+        run = call(form.cleaned_data)
+    except SchedError as exc:
+        form.add_error(None, f"{exc.message} ({exc.code})")
+        return _render_run(request, run, status=exc.http_status, **{form_key: form})
+    messages.success(request, done)
+    return HttpResponseRedirect(run_url(run))
+
+
+@login_required
+@require_POST
+def workflow_signal(request: HttpRequest) -> HttpResponse:
+    form = forms.SignalForm(request.POST)
+    return _action(request, form, "signal_form", lambda d: services.workflow_signal(
+        workflow_id=d["workflow_id"], run_id=d["run_id"], name=d["name"], input=d["input"]),
+        f"Signal {form.data.get('name', '')!r} sent.")
+
+
+@login_required
+@require_POST
+def workflow_cancel(request: HttpRequest) -> HttpResponse:
+    form = forms.ReasonForm(request.POST, auto_id="cancel_%s")
+    return _action(request, form, "cancel_form", lambda d: services.workflow_request_cancel(
+        workflow_id=d["workflow_id"], run_id=d["run_id"], reason=d["reason"] or None),
+        "Cancellation requested: the workflow gets to clean up and close as canceled.")
+
+
+@login_required
+@require_POST
+def workflow_terminate(request: HttpRequest) -> HttpResponse:
+    form = forms.ReasonForm(request.POST, auto_id="terminate_%s")
+    return _action(request, form, "terminate_form", lambda d: services.workflow_terminate(
+        workflow_id=d["workflow_id"], run_id=d["run_id"], reason=d["reason"] or None),
+        "Workflow terminated.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workflow_start(request: HttpRequest) -> HttpResponse:
+    status = 200
+    if request.method == "POST":
+        form = forms.StartForm(request.POST)
+        if form.is_valid():
+            d = form.cleaned_data
+            timeout = d["execution_timeout"]
+            try:
+                run = services.workflow_start(
+                    workflow_type=d["workflow_type"], workflow_id=d["workflow_id"] or None,
+                    task_queue=d["task_queue"], input=d["input"],
+                    execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)))
+            except SchedError as exc:
+                form.add_error(None, f"{exc.message} ({exc.code})")
+                status = exc.http_status
+            else:
+                messages.success(request, f"Started {run.workflow_type} {run.workflow_id!r}.")
+                return HttpResponseRedirect(run_url(run))
+        else:
+            status = 422
+    else:
+        initial = {k: v for k, v in request.GET.items()
+                   if k in ("workflow_type", "task_queue", "workflow_id")}
+        form = forms.StartForm(initial={"task_queue": "default", **initial})
+    types = sorted({t for row in selectors.worker_list() for t in row.session.workflow_types})
+    return render(request, "dashboard/workflow_start.html",
+                  {"form": form, "workflow_types": types, "nav": "start"},
+                  status=status)
+
+
+# ---- workers -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def worker_list(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    stale_after = settings.SCHED.lease_timeout_seconds
+    rows = [{"row": row, "seen_ago": (now - row.session.last_seen_at).total_seconds(),
+             "stale": (now - row.session.last_seen_at).total_seconds() > stale_after}
+            for row in selectors.worker_list()]
+    return render(request, "dashboard/worker_list.html", {"workers": rows, "nav": "workers"})
