@@ -2,7 +2,8 @@
 
 It sleeps until woken (a transaction that made a task ready commits, a worker connects or
 frees a slot) or until ``SCHED_DISPATCH_POLL_SECONDS`` pass, then runs ticks until a tick
-leases less than a full batch. Each tick is one transaction (``services.dispatch_tick``),
+leases less than a full batch. Ticks are at least ``MIN_TICK_INTERVAL_SECONDS`` apart, so
+under load one tick serves many wake-ups. Each tick is one transaction (``services.dispatch_tick``),
 fenced by the leader term. Expired leases and silent workers are reclaimed about once a
 second.
 """
@@ -14,9 +15,10 @@ import contextlib
 import logging
 import time
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
+
+from schedproject.dbthread import DbThread
 
 from . import notify, services, wakeup
 from .fencing import NotLeader
@@ -24,27 +26,35 @@ from .fencing import NotLeader
 log = logging.getLogger("sched.dispatcher")
 BATCH = 200
 RECLAIM_EVERY_SECONDS = 1.0
+MIN_TICK_INTERVAL_SECONDS = 0.01
 
 
 async def run_dispatcher(term: int) -> None:
     wake = asyncio.Event()
     wakeup.register(wakeup.DISPATCH, wake, asyncio.get_running_loop())
     poll = settings.SCHED.dispatch_poll_seconds
+    db = DbThread("dispatcher")
     last_reclaim = 0.0
     try:
         while True:
             wake.clear()
             if time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS:
                 last_reclaim = time.monotonic()
-                await database_sync_to_async(services.reclaim)(now=timezone.now())
-            deliveries = await database_sync_to_async(services.dispatch_tick)(
-                now=timezone.now(), term=term, batch=BATCH)
+                await db.run(services.reclaim, now=timezone.now())
+            tick_started = time.monotonic()
+            deliveries = await db.run(services.dispatch_tick, now=timezone.now(), term=term,
+                                      batch=BATCH)
             if deliveries:
                 await notify.deliver(deliveries)
             if len(deliveries) >= BATCH:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll)
+            # Under load wake-ups come faster than ticks are worth: let a few gather.
+            # An idle dispatcher (the common case for one start) is not held back.
+            since = time.monotonic() - tick_started
+            if since < MIN_TICK_INTERVAL_SECONDS:
+                await asyncio.sleep(MIN_TICK_INTERVAL_SECONDS - since)
     except NotLeader:
         log.warning("dispatcher: lost leadership (term %d)", term)
         raise

@@ -679,7 +679,7 @@ class Worker:
         except asyncio.CancelledError:
             ctx._flush()
             raise  # the worker itself is stopping: the engine re-delivers the task
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from an activity's thread is its failure too
             failure = failure_from_exception(exc)
             self._finish_activity(msg.token, ctx, failure=failure,
                                   canceled=isinstance(exc, ActivityCancelledError))

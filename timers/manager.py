@@ -15,12 +15,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from dispatch import notify, wakeup
 from schedproject import metrics
-from workflows.services import timer_fire
+from schedproject.dbthread import DbThread
+from workflows.services.timers import timers_fire
 
 from .models import Timer
 
@@ -34,13 +34,16 @@ def fire_due(*, term: int, clock: Clock = timezone.now) -> tuple[int, list[tuple
     """Fire up to BATCH due timers. Returns how many fired and the cancel notices to send."""
     now = clock()
     due = list(Timer.objects.filter(fire_at__lte=now).order_by("fire_at", "id")
-               .values_list("pk", "kind", "fire_at")[:BATCH])
+               .values_list("pk", "execution_id", "kind", "fire_at")[:BATCH])
+    if not due:
+        return 0, []
+    fired = timers_fire(due=[(pk, execution_id) for pk, execution_id, _, _ in due], term=term,
+                        clock=clock)
+    details = {pk: (kind, fire_at) for pk, _, kind, fire_at in due}
     cancels: list[tuple[str, str]] = []
-    for timer_id, kind, fire_at in due:
-        fired_at = clock()
-        outcome = timer_fire(timer_id=timer_id, now=fired_at, term=term)
+    for timer_id, fired_at, outcome in fired:
         # How late the manager came to it, whether or not the timer still applied.
-        metrics.observe_timer_fired(kind, fire_at, fired_at)
+        metrics.observe_timer_fired(*details[timer_id], fired_at)
         if outcome is not None:
             cancels.extend(outcome.cancels)
     return len(due), cancels
@@ -53,14 +56,15 @@ def next_due() -> datetime | None:
 async def run_timers(term: int, *, clock: Clock = timezone.now) -> None:
     wake = asyncio.Event()
     wakeup.register(wakeup.TIMERS, wake, asyncio.get_running_loop())
+    db = DbThread("timers")
     try:
         while True:
             wake.clear()
-            fired, cancels = await database_sync_to_async(fire_due)(term=term, clock=clock)
+            fired, cancels = await db.run(fire_due, term=term, clock=clock)
             await notify.send_cancels(cancels)
             if fired >= BATCH:
                 continue
-            upcoming = await database_sync_to_async(next_due)()
+            upcoming = await db.run(next_due)
             delay = MAX_SLEEP_SECONDS
             if upcoming is not None:
                 delay = min(delay, max(0.0, (upcoming - clock()).total_seconds()))

@@ -22,7 +22,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ class Db:
         return list(cur.fetchall())
 
     def ts(self, value: Any) -> datetime:
-        return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)  # SQLite keeps naive UTC
 
     def attrs(self, value: Any) -> dict[str, Any]:
         return value if isinstance(value, dict) else json.loads(value)
@@ -143,7 +144,7 @@ def w2(stack: Stack, db: Db, engine_url: str, count: int) -> dict[str, Any]:
             handle.result(timeout=30)
             latencies.append((time.perf_counter() - started) * 1000)
     rows = db.rows("SELECT created_at, closed_at FROM workflows_execution "
-                   "WHERE workflow_id LIKE 'w2-%'")
+                   "WHERE workflow_id LIKE ?", "w2-%")
     engine_side = [(db.ts(b) - db.ts(a)).total_seconds() * 1000 for a, b in rows]
     return {"workflows": count,
             "client_ms": {p: round(percentile(latencies, v), 2)

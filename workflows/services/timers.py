@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from django.db import transaction
 
 from dispatch import wakeup
 from dispatch.fencing import check_term
@@ -18,6 +21,8 @@ from ._write import Outcome, lock_execution, write_transition
 from .tasks import _close_activity, fail_attempt
 
 E = EventType
+log = logging.getLogger("sched.timers")
+RETRY_FAILED_SECONDS = 1.0
 
 
 def timer_fire(*, timer_id: int, now: datetime, term: int | None = None) -> Outcome | None:
@@ -27,17 +32,48 @@ def timer_fire(*, timer_id: int, now: datetime, term: int | None = None) -> Outc
     with atomic():
         if term is not None:
             check_term("timers", term)
+        return fire_locked(timer_id=timer_id, execution_id=None, now=now)
+
+
+def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
+                clock: Callable[[], datetime]) -> list[tuple[int, datetime, Outcome | None]]:
+    """Fire a batch of due ``(timer id, execution id)`` in one transaction, each in a savepoint
+    of its own: one commit for the batch, and a timer that fails to fire (it is logged and
+    tried again a little later) takes no other with it. Returns (timer id, when fired, outcome)
+    of each that fired."""
+    fired: list[tuple[int, datetime, Outcome | None]] = []
+    with atomic():
+        check_term("timers", term)
+        for timer_id, execution_id in due:
+            now = clock()
+            try:
+                with transaction.atomic():
+                    outcome = fire_locked(timer_id=timer_id, execution_id=execution_id, now=now)
+            except Exception:
+                log.exception("timer %s could not fire; trying again in %s s", timer_id,
+                              RETRY_FAILED_SECONDS)
+                Timer.objects.filter(pk=timer_id).update(
+                    fire_at=now + timedelta(seconds=RETRY_FAILED_SECONDS))
+                continue
+            fired.append((timer_id, now, outcome))
+    return fired
+
+
+def fire_locked(*, timer_id: int, execution_id: int | None, now: datetime) -> Outcome | None:
+    """Fire one timer inside the caller's transaction."""
+    if execution_id is None:
         row = Timer.objects.filter(pk=timer_id).values("execution_id").first()
         if row is None:
             return None
-        execution = lock_execution(row["execution_id"])
-        timer = Timer.objects.select_for_update(skip_locked=True).filter(pk=timer_id).first()
-        if timer is None:
-            return None
-        timer.delete()
-        if execution.status != "running":
-            return None
-        return _FIRE[timer.kind](execution, timer, now)
+        execution_id = row["execution_id"]
+    execution = lock_execution(execution_id)
+    timer = Timer.objects.select_for_update(skip_locked=True).filter(pk=timer_id).first()
+    if timer is None:
+        return None
+    timer.delete()
+    if execution.status != "running":
+        return None
+    return _FIRE[timer.kind](execution, timer, now)
 
 
 def _user(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
