@@ -20,6 +20,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from sdk import protocol
@@ -39,6 +40,7 @@ from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_DATABASE_ERROR = 1011
 
 
 def _bearer(scope: dict[str, Any]) -> str:
@@ -103,6 +105,14 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except SchedError as exc:
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=request_id))
+        except DatabaseError:
+            # The database is away (restarting, failing over). The frame may or may not have
+            # been applied, and an error answer would make the worker drop it while its lease
+            # lives on: close instead. The worker reconnects, and the leases it held go back
+            # to the queue (at disconnect, or when the leader finds the session silent).
+            log.warning("worker %s: database error while handling a frame; closing the socket",
+                        self.worker_id, exc_info=True)
+            await self.close(code=CLOSE_DATABASE_ERROR)
         except Exception:
             log.exception("worker %s: failed to handle a frame", self.worker_id,
                           extra={"worker_id": self.worker_id})

@@ -40,7 +40,7 @@ async def run_dispatcher(term: int) -> None:
             wake.clear()
             if time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS:
                 last_reclaim = time.monotonic()
-                await db.run(services.reclaim, now=timezone.now())
+                await db.run(services.reclaim, now=timezone.now(), term=term)
             tick_started = time.monotonic()
             deliveries = await db.run(services.dispatch_tick, now=timezone.now(), term=term,
                                       batch=BATCH)

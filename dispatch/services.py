@@ -81,22 +81,27 @@ def worker_ping(*, worker_id: str, now: datetime) -> bool:
         return True
 
 
-def worker_disconnect(*, worker_id: str, now: datetime) -> int:
+def worker_disconnect(*, worker_id: str, now: datetime, term: int | None = None) -> int:
     """The worker's socket closed: drop its session and hand its tasks back. Returns how many
     tasks went back."""
     with atomic():
+        if term is not None:
+            check_term("dispatcher", term)
         WorkerSession.objects.filter(worker_id=worker_id).delete()
     ids = list(Task.objects.filter(lease_owner=worker_id, state=TaskState.LEASED)
                .values_list("pk", flat=True))
     for task_id in ids:
-        release_task(task_id, now=now)
+        release_task(task_id, now=now, term=term)
     return len(ids)
 
 
-def release_task(task_id: int, *, now: datetime, owner: str | None = None) -> Outcome | None:
+def release_task(task_id: int, *, now: datetime, owner: str | None = None,
+                 term: int | None = None) -> Outcome | None:
     """Hand a leased task back: an activity is ready again with the same input and attempt;
     a started workflow task is timed out and scheduled again."""
     with atomic():
+        if term is not None:  # the dispatcher reclaiming: a leader write
+            check_term("dispatcher", term)
         row = Task.objects.filter(pk=task_id).values("execution_id").first()
         if row is None:
             return None
@@ -120,7 +125,7 @@ def release_task(task_id: int, *, now: datetime, owner: str | None = None) -> Ou
         return None
 
 
-def reclaim(*, now: datetime) -> int:
+def reclaim(*, now: datetime, term: int | None = None) -> int:
     """Drop sessions not seen for a lease timeout and hand back expired leases."""
     cutoff = now - timedelta(seconds=_config().lease_timeout_seconds)
     dead = list(WorkerSession.objects.filter(last_seen_at__lt=cutoff)
@@ -128,11 +133,11 @@ def reclaim(*, now: datetime) -> int:
     count = 0
     for worker_id in dead:
         log.warning("worker %s went silent; handing its tasks back", worker_id)
-        count += worker_disconnect(worker_id=worker_id, now=now)
+        count += worker_disconnect(worker_id=worker_id, now=now, term=term)
     expired = list(Task.objects.filter(state=TaskState.LEASED, lease_expires_at__lt=now)
                    .values_list("pk", "lease_owner")[:500])
     for task_id, owner in expired:
-        release_task(task_id, now=now, owner=owner)
+        release_task(task_id, now=now, owner=owner, term=term)
         count += 1
     return count
 

@@ -70,6 +70,9 @@ def _database() -> dict[str, object]:
         if SCHED.uses_postgres:
             options = dict(db.get("OPTIONS") or {})  # type: ignore[call-overload]
             options.setdefault("pool", {"min_size": 1, "max_size": 8, "timeout": 10})
+            # A process paused inside a transaction (SIGSTOP, a debugger) must not hold its row
+            # locks, and so every other engine, forever.
+            options.setdefault("options", "-c idle_in_transaction_session_timeout=10000")
             db["OPTIONS"] = options
         return db
     SCHED.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,10 @@ if SCHED.redis_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [SCHED.redis_url], "capacity": 10_000, "expiry": 60},
+            # channels-redis blocks 5 s at a time waiting for messages; redis-py's own read
+            # timeout must be longer, or an idle worker socket dies every 5 s.
+            "CONFIG": {"hosts": [{"address": SCHED.redis_url, "socket_timeout": 30}],
+                       "capacity": 10_000, "expiry": 60},
         }
     }
 else:

@@ -33,20 +33,11 @@ def leads(stack: Stack, engine: Engine) -> bool:
     return all(name in now and mark in now[name][1] for name in LOOPS)
 
 
-# A paused engine (SIGSTOP) may hold a transaction open, and with it row locks that every
-# other engine then waits on forever (the leadership row, task rows). Postgres must end such a
-# session: schedproject/settings.py should set this on every connection; until it does, the
-# engines here get it through DATABASE_URL.
-HUNG_PEER_OPTIONS = "options=-c%20idle_in_transaction_session_timeout%3D5000"
-
-
 def two_engines(stack: Stack, logs: Path) -> tuple[Engine, Engine]:
-    url = stack.env["DATABASE_URL"]
-    if "idle_in_transaction" not in url:
-        stack.env["DATABASE_URL"] = url + ("&" if "?" in url else "?") + HUNG_PEER_OPTIONS
-    leader = stack.engine(log=logs / "leader.log")
+    info = {"SCHED_LOG_LEVEL": "INFO"}  # to see the elections' steps
+    leader = stack.engine(log=logs / "leader.log", extra_env=info)
     wait_for(lambda: leads(stack, leader), timeout=30)
-    standby = stack.engine(log=logs / "standby.log")
+    standby = stack.engine(log=logs / "standby.log", extra_env=info)
     time.sleep(1.0)
     assert leads(stack, leader), "the second engine took the lock from a live leader"
     return leader, standby

@@ -40,7 +40,8 @@ def test_api_survives_schemathesis(tmp_path: Path) -> None:
              "--workers", "1", "--seed", os.environ.get("CHAOS_SEED") or "1",
              "--generation-database", "none", "--no-color",
              "--report", "json", "--report-json-path", str(report)],
-            capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+            capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
+            cwd=tmp_path)  # schemathesis keeps a cache (.schemathesis/) in its working folder
         # Over the size limit, a body is refused with a clear error, not read.
         too_big = httpx.post(f"{engine.url}/api/workflows",
                              headers={"Authorization": f"Bearer {stack.token}",

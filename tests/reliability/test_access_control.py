@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 import sdk
 from tests.e2e.harness import Stack
@@ -72,10 +71,6 @@ def test_scopes_revocation_login_and_no_secrets_in_logs(stack: Stack, logs: Path
     assert_no_secrets(logs, {api, worker_token, admin, stack.env["SCHED_SECRET_KEY"]})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sdk/worker.py: at --log-level DEBUG the websockets library's client logger prints the "
-    "handshake headers, Authorization: Bearer <token> included. The worker CLI should keep "
-    "the 'websockets' logger at INFO or redact the header."))
 def test_a_debug_level_worker_log_holds_no_token(stack: Stack, logs: Path) -> None:
     engine = stack.engine(log=logs / "engine.log")
     worker = stack.worker(MODULE, engine=engine, log=logs / "worker.log",

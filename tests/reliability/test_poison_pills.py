@@ -80,11 +80,6 @@ def test_activities_that_raise_or_hang_leave_the_worker_serving(stack: Stack,
     assert hung == {"type": "TimeoutError", "timeout_type": "start_to_close"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sdk/_worker.py: a BaseException that is not an Exception (SystemExit, KeyboardInterrupt) "
-    "raised in an activity's thread escapes the worker's activity task: no failure is "
-    "reported and the worker stops serving (its lease is handed back on disconnect, and "
-    "nothing takes it). The worker should report it as the attempt's failure."))
 @pytest.mark.parametrize("name", ["exits_its_thread", "interrupts"])
 def test_an_activity_that_kills_its_thread_leaves_the_worker_serving(
         stack: Stack, logs: Path, name: str) -> None:
