@@ -329,6 +329,9 @@ class Worker:
         frame = await asyncio.wait_for(ws.recv(), timeout=WELCOME_TIMEOUT)
         welcome = decode_engine_message(frame)
         if isinstance(welcome, Error):
+            if welcome.code == "unauthenticated":  # it closes with 4401 right after
+                raise WorkerAuthenticationError(
+                    f"the engine refused the worker token: {welcome.message}")
             raise SchedError(f"the engine refused hello: {welcome.code}: {welcome.message}")
         if not isinstance(welcome, Welcome):
             raise ProtocolError("unexpected_message", f"expected welcome, got {welcome.type}")
