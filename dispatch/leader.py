@@ -137,10 +137,22 @@ class LeaderElection:
                     break
                 await asyncio.sleep(self.retry_seconds)
             await conn.execute(f"LISTEN {wakeup.PG_CHANNEL}")
-            await self._lead(conn)
+            # The term is taken on the lock's own connection: waiting there for a paused
+            # old leader's row lock keeps the connection busy, where waiting on another one
+            # would leave it idle long enough for idle_session_timeout to end it (and the lock).
+            table = Leadership._meta.db_table
+            cur = await conn.execute(
+                f"INSERT INTO {table} (name, term, holder, renewed_at) VALUES (%s, 1, %s, now()) "
+                f"ON CONFLICT (name) DO UPDATE SET term = {table}.term + 1, "
+                "holder = EXCLUDED.holder, renewed_at = now() RETURNING term",
+                [self.name, ENGINE_ID])
+            row = await cur.fetchone()
+            assert row is not None
+            await self._lead(conn, int(row[0]))
 
-    async def _lead(self, conn: object | None) -> None:
-        term = await new_term(self.name)
+    async def _lead(self, conn: object | None, term: int | None = None) -> None:
+        if term is None:
+            term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
         self.is_leader = True
         metrics.set_leader(self.name, True)
