@@ -72,7 +72,7 @@ def _database() -> dict[str, object]:
             options.setdefault("pool", {"min_size": 1, "max_size": 8, "timeout": 10})
             # A process paused inside a transaction (SIGSTOP, a debugger) must not hold its row
             # locks, and so every other engine, forever.
-            options.setdefault("options", "-c idle_in_transaction_session_timeout=10000")
+            options.setdefault("options", "-c idle_in_transaction_session_timeout=5000")
             db["OPTIONS"] = options
         return db
     SCHED.data_dir.mkdir(parents=True, exist_ok=True)
