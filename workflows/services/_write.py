@@ -26,7 +26,6 @@ from timers.models import Timer, TimerKind
 from workflows import changes
 from workflows.core import decide
 from workflows.core.events import CLOSING_EVENTS, Event, EventType
-from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent
 
 from . import _sql
@@ -318,10 +317,3 @@ def attempt_deadline(task: Task, now: datetime, *, last_heartbeat: datetime) -> 
     if options.get("heartbeat_ms"):
         deadlines.append(last_heartbeat + timedelta(milliseconds=options["heartbeat_ms"]))
     return min(deadlines) if deadlines else None
-
-
-def is_open(execution: Execution) -> bool:
-    return execution.status == Status.RUNNING.value
-
-
-
