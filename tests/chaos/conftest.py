@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Stack, make_stack
+from tests.e2e.harness import Stack, running_stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,12 +45,9 @@ CHAOS_ENV = {
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = make_stack(tmp_path)
-    s.env.update(CHAOS_ENV)
-    try:
+    with running_stack(tmp_path) as s:
+        s.env.update(CHAOS_ENV)
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Stack, make_stack
+from tests.e2e.harness import Stack, running_stack
 
 MODULE = "tests.reliability.reliability_workflows"
 
@@ -20,11 +20,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = make_stack(tmp_path)
-    try:
+    with running_stack(tmp_path) as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
