@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -104,3 +106,13 @@ def load() -> SchedConfig:
         run_loops=_bool("SCHED_RUN_LOOPS", True),
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )
+
+
+def get() -> SchedConfig:
+    """The running engine's configuration (``settings.SCHED``), typed.
+
+    Read at call time, so a test that overrides ``settings.SCHED`` is seen at once.
+    """
+    config = settings.SCHED
+    assert isinstance(config, SchedConfig)
+    return config
