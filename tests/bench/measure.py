@@ -79,8 +79,8 @@ class Window:
 
     PostgreSQL publishes a backend's counters up to a second after its transactions, and an
     idle backend's up to 10 s after: ``settle`` seconds are waited before the first reading
-    and after the last, and the commits of that trailing wait (the idle rate, measured right
-    after it) are taken out.
+    and after the last; the system's idle commit rate (its background loops), measured
+    just before the window, times the trailing wait is taken out of the count.
     """
 
     def __init__(self, processes: dict[str, int], *,
@@ -105,8 +105,12 @@ class Window:
 
     def open(self, settle: float = 0.0) -> None:
         if self.database:
-            time.sleep(settle)
+            time.sleep(settle)  # what came before is published
+            before = pg_xact_commits(self.pg_base, self.database)
+            self.idle = min(5.0, max(settle / 2, 1.0)) if settle else 0.0
+            time.sleep(self.idle)
             self.commits = pg_xact_commits(self.pg_base, self.database)
+            self.idle_rate = (self.commits - before) / self.idle if self.idle else 0.0
         self.threads = {name: procstat.ThreadWindow(pid, log)
                         for name, (pid, log) in self.threads_of.items()}
         self.cpu = self._cpu()
@@ -133,14 +137,10 @@ class Window:
         if self.database:
             time.sleep(settle)
             settled = pg_xact_commits(self.pg_base, self.database)
-            idle = min(5.0, max(settle / 2, 1.0)) if settle else 0.0
-            rate = 0.0
-            if idle:
-                time.sleep(idle)
-                rate = (pg_xact_commits(self.pg_base, self.database) - settled) / idle
-            commits = settled - self.commits - own_transactions - round(rate * settle)
+            commits = (settled - self.commits - own_transactions
+                       - round(self.idle_rate * settle))
             out.update({"pg_commits": commits,
                         "pg_commits_per_workflow": round(commits / workflows, 2),
                         "pg_commits_per_second": round(commits / seconds, 1),
-                        "pg_idle_commits_per_second": round(rate, 1)})
+                        "pg_idle_commits_per_second": round(self.idle_rate, 1)})
         return out

@@ -34,8 +34,12 @@ def venv_python(venvs: Path, peer: str) -> Path:
     print(f"[{peer}] creating {venv} with {want} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
                    timeout=300)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", want], check=True,
-                   timeout=900)
+    log = venvs / f"{peer}-pip.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", want],
+                              stdout=out, stderr=subprocess.STDOUT, timeout=900, check=False)
+    if done.returncode:
+        raise RuntimeError(f"pip install {want} failed (log: {log})")
     marker.write_text(want)
     return python
 
