@@ -103,9 +103,13 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so every child is stopped on the way out
+
+
 def main() -> None:
     args = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+    signal.signal(signal.SIGTERM, on_sigterm)
     results: dict[str, Any] = {"machine": machine()}
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     pg_down = pg_reachable(PG_BASE)
@@ -131,10 +135,12 @@ def main() -> None:
     finally:
         if baseline_path:
             remove_baseline(baseline_path)
-    summarize(results)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nfigures: {args.out}")
+    tables = summarize(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(tables)
+    print(f"\nfigures: {out}, tables: {out.with_suffix('.md')}")
 
 
 def run_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -156,36 +162,40 @@ def run_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return peers
 
 
-def summarize(results: dict[str, Any]) -> None:
+def summarize(results: dict[str, Any]) -> str:
+    """Adds the ratios to ``results``; prints the tables and returns them (Markdown)."""
     sched_label = "PG + Redis" if "postgres" in results else "SQLite"
     sched = results.get("postgres") or results.get("sqlite") or {}
-    print()
+    parts: list[str] = [f"Run of {results['machine']['when']} on {results['machine']['cpu']}"
+                        f" ({results['machine']['cores']} cores)."]
     if "peers" in results:
         results["ratios_sched_over_peer"] = report.peer_ratios(sched, results["peers"])
         for peer, figures in results["peers"].items():
             if "skipped" in figures:
-                print(f"{report.PEER_NAMES[peer]}: skipped ({figures['skipped']})")
-        if "celery" in results["peers"] and "skipped" not in results["peers"]["celery"]:
-            print("Celery is not durable: a chain's progress is Redis messages and results, "
-                  "nothing is recorded in a database.\n")
-        print(report.peers_table(sched_label, sched, results["peers"]) + "\n")
+                parts.append(f"{report.PEER_NAMES[peer]}: skipped ({figures['skipped']}).")
+        if "skipped" not in results["peers"].get("celery", {"skipped": True}):
+            parts.append("Celery is not durable: a chain's progress is Redis messages and "
+                         "results, nothing is recorded in a database.")
+        parts.append(report.peers_table(sched_label, sched, results["peers"]))
     columns = {"current": sched}
     base = results.get("baseline", {})
     if base:
         columns["baseline"] = base.get("postgres") or base.get("sqlite") or {}
     if report.dig(sched, "W1", "engine_threads_cpu_ms_per_workflow"):
-        print(f"sched ({sched_label}):\n" + report.threads_table(columns) + "\n")
+        parts.append(f"sched ({sched_label}), W1, the engine's threads:\n\n"
+                     + report.threads_table(columns))
     for backend in ("sqlite", "postgres"):
         if backend in results and backend in base:
             ratios = report.baseline_ratios(results[backend], base[backend])
             base.setdefault("ratios_current_over_baseline", {})[backend] = ratios
-            print(f"sched on {backend}, current ({results[backend]['code']['commit'][:12]}) "
-                  f"÷ baseline {base['ref']} ({base[backend]['code']['commit'][:12]}):")
-            print(report.baseline_table(results[backend], base[backend]) + "\n")
-    for backend in ("sqlite", "postgres"):
-        if backend in results:
-            print(f"sched on {backend}: " + json.dumps(
-                {k: v for k, v in results[backend].items() if k != "code"}))
+            parts.append(
+                f"sched on {backend}, current ({results[backend]['code']['commit'][:12]}"
+                f"{' + uncommitted changes' if results[backend]['code']['dirty'] else ''}) "
+                f"÷ baseline {base['ref']} ({base[backend]['code']['commit'][:12]}):\n\n"
+                + report.baseline_table(results[backend], base[backend]))
+    text = "\n\n".join(parts) + "\n"
+    print("\n" + text)
+    return text
 
 
 if __name__ == "__main__":

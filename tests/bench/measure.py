@@ -131,6 +131,9 @@ class Window:
             "cpu_ms_per_workflow": {k: round(v * 1000 / workflows, 3) for k, v in cpu.items()},
         }
         for name, per in threads.items():
+            unnamed = cpu.get(name, 0.0) - sum(per.values())
+            if unnamed > 0.02:  # ticks of the process not found in any thread read
+                per["(not attributed)"] = unnamed
             out[f"{name}_threads_cpu_ms_per_workflow"] = {
                 k: round(v * 1000 / workflows, 3)
                 for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v > 0}

@@ -118,7 +118,18 @@ def threads_table(columns: dict[str, dict[str, Any]]) -> str:
     return table(["engine thread (W1)", *(f"{c} CPU ms/workflow" for c in columns)], rows)
 
 
+def better(key: str) -> str:
+    if key.endswith(("workflows_per_second", "pg_single_row_commits_per_second")):
+        return "higher"
+    if key.endswith(("pg_commits_per_second", "pg_idle_commits_per_second")):
+        return ""
+    return "lower"
+
+
 def baseline_table(current: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """Every figure of both (raw CPU seconds and window lengths left to the JSON)."""
     a, b = flatten(current), flatten(baseline)
-    rows = [[k, a[k], b[k], r] for k, r in baseline_ratios(current, baseline).items()]
-    return table(["figure", "current", "baseline", "current ÷ baseline"], rows)
+    rows = [[k, a[k], b[k], r, better(k)]
+            for k, r in baseline_ratios(current, baseline).items()
+            if not k.startswith(("W1.cpu_seconds.", "W1.window_seconds", "W1.seconds"))]
+    return table(["figure", "current", "baseline", "current ÷ baseline", "better if"], rows)

@@ -139,6 +139,10 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                 env={**env, "SCHED_BENCH_THREAD_LOG": str(thread_log)}, log=data / "engine.log")
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, engine.alive)
+            engine_cwd = Path(os.readlink(f"/proc/{engine.pid}/cwd")).resolve()
+            if engine_cwd != checkout.root:
+                raise RuntimeError(f"{tag} the engine runs in {engine_cwd}")
+            out["code"]["engine_cwd"] = str(engine_cwd)
             worker = children.start(
                 [sys.executable, "-m", "sdk.worker", "--engine", url, "--token", token,
                  "--task-queue", "default", str(WORKFLOWS)],
