@@ -30,7 +30,7 @@ from typing import Any
 from tests.bench import report
 from tests.bench.measure import pg_reachable
 from tests.bench.peers_run import redis_reachable, run_peer
-from tests.bench.sched import Checkout, run_sched
+from tests.bench.sched_run import Checkout, run_sched
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench-results"

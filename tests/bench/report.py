@@ -73,6 +73,14 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def better(key: str) -> str:
+    if key.endswith(("workflows_per_second", "pg_single_row_commits_per_second")):
+        return "higher"
+    if key.endswith(("pg_commits_per_second", "pg_idle_commits_per_second")):
+        return ""
+    return "lower"
+
+
 def peers_table(sched_label: str, sched: dict[str, Any], peers: dict[str, Any]) -> str:
     ran = {p: f for p, f in peers.items() if "skipped" not in f}
     header = [" ", f"sched ({sched_label})"]
@@ -80,10 +88,12 @@ def peers_table(sched_label: str, sched: dict[str, Any], peers: dict[str, Any]) 
         header.append(f"{PEER_NAMES[p]} {f.get('version', '')}"
                       + ("" if f.get("durable") else " (not durable)"))
     header += [f"sched ÷ {PEER_NAMES[p]}" for p in ran]
+    header.append("better if")
     rows: list[list[Any]] = []
     for label, path in PEER_FIGURES[:4]:
         rows.append([label, dig(sched, *path), *(dig(f, *path) for f in ran.values()),
-                     *(ratio(dig(sched, *path), dig(f, *path)) for f in ran.values())])
+                     *(ratio(dig(sched, *path), dig(f, *path)) for f in ran.values()),
+                     better(path[-1])])
     processes: list[str] = []
     for figures in (sched, *ran.values()):
         for name in dig(figures, "W1", "cpu_ms_per_workflow") or {}:
@@ -92,18 +102,19 @@ def peers_table(sched_label: str, sched: dict[str, Any], peers: dict[str, Any]) 
     for name in processes:
         path = ("W1", "cpu_ms_per_workflow", name)
         rows.append([f"W1 CPU ms per workflow: {name}", dig(sched, *path),
-                     *(dig(f, *path) for f in ran.values()), *([None] * len(ran))])
+                     *(dig(f, *path) for f in ran.values()), *([None] * len(ran)), "lower"])
     for label, path in PEER_FIGURES[4:]:
         rows.append([label, dig(sched, *path), *(dig(f, *path) for f in ran.values()),
-                     *(ratio(dig(sched, *path), dig(f, *path)) for f in ran.values())])
+                     *(ratio(dig(sched, *path), dig(f, *path)) for f in ran.values()),
+                     "lower"])
     rate = sched.get("pg_single_row_commits_per_second")
     if rate:
         rows.append(["PostgreSQL single-row commits/s (this run)", rate,
-                     *([None] * (2 * len(ran)))])
+                     *([None] * (2 * len(ran))), ""])
         tps = dig(sched, "W1", "pg_commits_per_second")
         rows.append(["W1 commits/s ÷ single-row commits/s", ratio(tps, rate),
                      *(ratio(dig(f, "W1", "pg_commits_per_second"), rate)
-                       for f in ran.values()), *([None] * len(ran))])
+                       for f in ran.values()), *([None] * len(ran)), ""])
     return table(header, rows)
 
 
@@ -116,14 +127,6 @@ def threads_table(columns: dict[str, dict[str, Any]]) -> str:
     rows = [[name, *(dig(f, "W1", "engine_threads_cpu_ms_per_workflow", name)
                      for f in columns.values())] for name in names]
     return table(["engine thread (W1)", *(f"{c} CPU ms/workflow" for c in columns)], rows)
-
-
-def better(key: str) -> str:
-    if key.endswith(("workflows_per_second", "pg_single_row_commits_per_second")):
-        return "higher"
-    if key.endswith(("pg_commits_per_second", "pg_idle_commits_per_second")):
-        return ""
-    return "lower"
 
 
 def baseline_table(current: dict[str, Any], baseline: dict[str, Any]) -> str:
