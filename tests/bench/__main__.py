@@ -117,7 +117,10 @@ def main() -> None:
         print(f"PostgreSQL at {PG_BASE} unreachable ({pg_down}): sched on PostgreSQL skipped",
               flush=True)
         backends.remove("postgres")
-    baseline_path = add_baseline(args.baseline) if args.baseline else None
+    try:
+        baseline_path = add_baseline(args.baseline) if args.baseline else None
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"--baseline {args.baseline}: {exc.stderr.strip()}") from exc
     try:
         with tempfile.TemporaryDirectory(prefix="sched-bench-") as tmp_name:
             tmp = Path(tmp_name)

@@ -38,7 +38,7 @@ def pg_reachable(pg_base: str) -> str | None:
         with pg_admin(pg_base) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".strip()
+        return " ".join(f"{type(exc).__name__}: {exc}".split())
     return None
 
 

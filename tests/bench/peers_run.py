@@ -4,6 +4,7 @@ unchanged), each driven by its script in ``peers/`` over the protocol of sched_c
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -117,13 +118,13 @@ def run_peer(peer: str, args: Any, tmp: Path, venvs: Path, pg_base: str,
                     "not_completed": answer["not_completed"]}
                 w1.update(window.close(args.w1, seconds=seconds, settle=args.settle))
                 out["W1"] = w1
-                print(f"[{peer}] W1: {w1}", flush=True)
+                print(f"[{peer}] W1: {json.dumps(w1)}", flush=True)
             if args.w2 > 0:
                 print(f"[{peer}] W2 ...", flush=True)
                 answer = client.ask(f"w2 {args.w2}", timeout=60 * args.w2 + 60)
                 out["W2"] = {"workflows": args.w2,
                              "client_ms": percentiles(answer["latencies_ms"])}
-                print(f"[{peer}] W2: {out['W2']}", flush=True)
+                print(f"[{peer}] W2: {json.dumps(out['W2'])}", flush=True)
             client.send("quit")
             time.sleep(0.5)
     finally:

@@ -76,7 +76,7 @@ class Checkout:
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTEST", "SCHED_", "DJANGO_SETTINGS"))}
+               if not k.startswith(("PYTEST", "DJANGO_SETTINGS", "SCHED_BENCH_"))}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         env.update({"PYTHONPATH": os.pathsep.join([str(self.root), str(THREADNAMES)]),
