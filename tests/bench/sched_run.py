@@ -158,15 +158,16 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                     out["pg_single_row_commits_per_second"] = round(
                         pg_commit_rate(f"{pg_base}/{database}"), 1)
                 processes = {"engine": engine.pid, "worker": worker.pid, "client": client.pid}
+                on_pg = backend == "postgres"
                 for label, n in (("W1", args.w1), ("W2", args.w2), ("W3", args.w3),
                                  ("W4", args.w4)):
                     if n <= 0:
                         continue
                     print(f"{tag} {label} ...", flush=True)
                     if label == "W1":
-                        out[label] = w1(client, db, n, processes, thread_log, database if
-                                        backend == "postgres" else None, pg_base, redis_url
-                                        if backend == "postgres" else None, args.settle)
+                        out[label] = w1(client, db, n, processes, thread_log,
+                                        database if on_pg else None, pg_base,
+                                        redis_url if on_pg else None, args.settle)
                     else:
                         out[label] = {"W2": w2, "W3": w3, "W4": w4}[label](client, db, n)
                     print(f"{tag} {label}: {json.dumps(out[label])}", flush=True)
