@@ -111,6 +111,7 @@ def main() -> None:
     args = parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
     results: dict[str, Any] = {"machine": machine()}
+    failures: list[str] = []
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     pg_down = pg_reachable(PG_BASE)
     if "postgres" in backends and pg_down:
@@ -130,20 +131,28 @@ def main() -> None:
                 results["baseline"] = {"ref": args.baseline}
             for backend in backends:
                 for checkout in checkouts:
-                    figures = run_sched(checkout, backend, args, tmp, PG_BASE, REDIS)
                     target = results if checkout.label == "current" else results["baseline"]
-                    target[backend] = figures
+                    try:
+                        target[backend] = run_sched(checkout, backend, args, tmp, PG_BASE,
+                                                    REDIS)
+                    except Exception as exc:  # the other runs' figures are still worth having
+                        failures.append(f"sched {checkout.label} on {backend}: {exc}")
+                        print(f"[{checkout.label} {backend}] FAILED: {exc}", flush=True)
             if args.peer_list:
                 results["peers"] = run_peers(args, tmp)
     finally:
         if baseline_path:
             remove_baseline(baseline_path)
     tables = summarize(results)
+    if failures:
+        results["failures"] = failures
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     out.with_suffix(".md").write_text(tables)
     print(f"\nfigures: {out}, tables: {out.with_suffix('.md')}")
+    if failures:
+        raise SystemExit("failed: " + "; ".join(failures))
 
 
 def run_peers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -188,7 +197,7 @@ def summarize(results: dict[str, Any]) -> str:
         parts.append(f"sched ({sched_label}), W1, the engine's threads:\n\n"
                      + report.threads_table(columns))
     for backend in ("sqlite", "postgres"):
-        if backend in results and backend in base:
+        if "code" in results.get(backend, {}) and "code" in base.get(backend, {}):
             ratios = report.baseline_ratios(results[backend], base[backend])
             base.setdefault("ratios_current_over_baseline", {})[backend] = ratios
             parts.append(
