@@ -1,5 +1,6 @@
-"""``make bench``: sched's benchmarks, with its peers measured in the same run (not a test;
-figures go to BENCHMARKS.md).
+"""``make bench``: sched's benchmarks, with its peers measured in the same run.
+
+Not a test (``make test`` and CI do not run it); the figures go to BENCHMARKS.md.
 
 W1 throughput: 2,000 workflows of 3 activities, started as fast as the client can.
 W2 latency: 200 sequential workflows of 3 activities, start-to-result.
