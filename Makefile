@@ -50,6 +50,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
+# sched on SQLite and PostgreSQL + Redis, then DBOS and Celery on the same servers (their
+# virtualenvs are made once under bench-results/venvs/). Options through BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--baseline main"     also run sched's workloads at commit main
+#   make bench BENCH_ARGS="--w1 100 --w2 20 --w3 0 --w4 0 --peers none"
 bench: $(VENV)/.installed
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
