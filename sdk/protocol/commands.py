@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from sdk.protocol.events import EventType
@@ -70,11 +70,16 @@ class RetryPolicy:
     these keys, each optional; an absent or null ``retry_policy`` is ``DEFAULT_RETRY_POLICY``.
     """
 
-    initial_interval_ms: int = 1000
-    backoff_coefficient: float = 2.0
-    maximum_interval_ms: int | None = None
-    maximum_attempts: int = 0
-    non_retryable_error_types: tuple[str, ...] = ()
+    initial_interval_ms: int = field(
+        default=1000, metadata={"doc": "the wait after the first failed attempt"})
+    backoff_coefficient: float = field(
+        default=2.0, metadata={"doc": "each wait is the previous one times this"})
+    maximum_interval_ms: int | None = field(
+        default=None, metadata={"doc": "the longest wait; null: 100 times `initial_interval_ms`"})
+    maximum_attempts: int = field(
+        default=0, metadata={"doc": "attempts in all, the first one included; 0: unlimited"})
+    non_retryable_error_types: tuple[str, ...] = field(
+        default=(), metadata={"doc": "failure `type`s that fail the activity at once"})
 
     def to_dict(self) -> JSONObject:
         """The wire form, every key filled in (what ``ActivityTaskScheduled`` records)."""

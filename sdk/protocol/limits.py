@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 MAX_NAME_LENGTH: Final = 255
-"""Workflow, activity, signal and marker names, task queues, identities (characters)."""
+"""Workflow, activity, signal and marker names, task queues, identities, and the string
+fields of frames but an error's ``message`` (characters)."""
 
 MAX_WORKFLOW_ID_LENGTH: Final = 255
 """A workflow id, chosen by the caller or generated (characters)."""
@@ -44,7 +45,8 @@ MAX_FAILURE_STACK_LENGTH: Final = 65_536
 # (constant, value, what it bounds), in the order docs/protocol.md lists them.
 LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_NAME_LENGTH", MAX_NAME_LENGTH,
-     "characters in a workflow, activity, signal or marker name, a task queue, an identity"),
+     "characters in a workflow, activity, signal or marker name, a task queue, an identity, "
+     "and any string field of a frame but an `error`'s `message`"),
     ("MAX_WORKFLOW_ID_LENGTH", MAX_WORKFLOW_ID_LENGTH, "characters in a workflow id"),
     ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH, "characters in a frame's `id`"),
     ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
