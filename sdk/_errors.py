@@ -2,9 +2,8 @@
 
 A failure travels as ``{"type", "message", "stack", "details", "non_retryable"}``
 (``sdk.protocol.Failure``, the shape the engine's ``normalize_failure`` keeps).
-``failure_from_exception`` builds it from
-any exception; ``ApplicationError`` lets user code choose the type, mark it non-retryable and
-attach JSON details.
+``failure_from_exception`` builds it from any exception; ``ApplicationError`` lets user code
+choose the type, mark it non-retryable and attach JSON details.
 """
 
 from __future__ import annotations
