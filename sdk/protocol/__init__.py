@@ -10,6 +10,7 @@ docs/protocol.md's tables are generated from them (``python -m sdk.protocol.docs
 * ``failures``: the failure shape and its normalization.
 * ``limits``: every length and range the protocol enforces.
 * ``payloads``: names for the JSON values the others carry.
+* ``docs``: renders docs/protocol.md's tables from the above.
 """
 
 from __future__ import annotations
