@@ -95,10 +95,10 @@ def frames(registry: dict[str, type[Message]]) -> str:
 
 
 def commands() -> str:
-    """One row per command kind: its fields and the events it writes."""
+    """One row per command kind: its fields and the events it writes, in order."""
     return _table(("kind", "fields", "event written", "meaning"), (
         (f"`{kind_of(cls)}`", _fields(cls, skip=("kind",)),
-         ", ".join(cls.writes), _prose(cls.__doc__))
+         ", then ".join(cls.writes), _prose(cls.__doc__))
         for cls in COMMAND_CLASSES
     ))
 
