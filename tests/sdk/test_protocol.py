@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -217,3 +220,12 @@ def test_engine_frames_round_trip_through_decode(message: protocol.Message) -> N
 def test_a_frame_field_left_out_takes_its_default() -> None:
     assert protocol.decode_worker_message('{"type":"hello","task_queue":"q"}') == protocol.Hello(
         task_queue="q")
+
+
+def test_the_protocol_and_the_core_load_no_worker_or_engine_dependencies() -> None:
+    code = ("import sys, sdk.protocol, workflows.core.commands, workflows.core.events; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'httpx', 'websockets', 'opentelemetry', 'django'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
