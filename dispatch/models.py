@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from sdk.protocol.limits import MAX_NAME_LENGTH
 from workflows.models import Execution
 
 
@@ -27,10 +28,10 @@ class TaskState(models.TextChoices):
 class Task(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="tasks")
     kind = models.CharField(max_length=10, choices=TaskKind.choices)
-    task_queue = models.CharField(max_length=255)
+    task_queue = models.CharField(max_length=MAX_NAME_LENGTH)
     # The workflow type (workflow tasks) or activity type (activity tasks): a worker gets only
     # the types it registered.
-    type_name = models.CharField(max_length=255)
+    type_name = models.CharField(max_length=MAX_NAME_LENGTH)
     state = models.CharField(max_length=10, choices=TaskState.choices, default=TaskState.READY)
     scheduled_event_id = models.IntegerField()
     seq = models.IntegerField(null=True, blank=True)
@@ -75,8 +76,8 @@ class WorkerSession(models.Model):
     worker_id = models.CharField(max_length=64, unique=True)
     channel_name = models.CharField(max_length=255)
     engine_id = models.CharField(max_length=64)
-    identity = models.CharField(max_length=255, blank=True, default="")
-    task_queue = models.CharField(max_length=255)
+    identity = models.CharField(max_length=MAX_NAME_LENGTH, blank=True, default="")
+    task_queue = models.CharField(max_length=MAX_NAME_LENGTH)
     workflow_types = models.JSONField(default=list)
     activity_types = models.JSONField(default=list)
     max_workflow_tasks = models.IntegerField(default=0)

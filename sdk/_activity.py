@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from sdk._errors import SchedError
+from sdk.protocol.limits import MAX_NAME_LENGTH
 
 __all__ = [
     "ActivityCancelledError",
@@ -78,8 +79,8 @@ def activity(fn: F | None = None, /, *, name: str | None = None) -> F | Callable
         if not callable(f):
             raise TypeError("@activity decorates a function")
         activity_name = name or getattr(f, "__name__", None)
-        if not activity_name or len(activity_name) > 255:
-            raise ValueError("an activity needs a name of 1 to 255 characters")
+        if not activity_name or len(activity_name) > MAX_NAME_LENGTH:
+            raise ValueError(f"an activity needs a name of 1 to {MAX_NAME_LENGTH} characters")
         f.__sched_activity__ = ActivityDefinition(activity_name, f)  # type: ignore[attr-defined]
         return f
 

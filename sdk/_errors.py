@@ -1,15 +1,17 @@
 """Errors the SDK raises, and the wire form of a failure.
 
-A failure travels as ``{"type", "message", "stack", "details", "non_retryable"}`` (the shape
-``workflows.core.commands.normalize_failure`` keeps). ``failure_from_exception`` builds it from
-any exception; ``ApplicationError`` lets user code choose the type, mark it non-retryable and
-attach JSON details.
+A failure travels as ``{"type", "message", "stack", "details", "non_retryable"}``
+(``sdk.protocol.Failure``, the shape the engine's ``normalize_failure`` keeps).
+``failure_from_exception`` builds it from any exception; ``ApplicationError`` lets user code
+choose the type, mark it non-retryable and attach JSON details.
 """
 
 from __future__ import annotations
 
 import traceback
 from typing import Any
+
+from sdk.protocol import WireFailure
 
 __all__ = [
     "ActivityError",
@@ -97,7 +99,7 @@ class WorkflowFailureError(SchedError):
         super().__init__(text)
 
 
-def failure_from_exception(exc: BaseException) -> dict[str, Any]:
+def failure_from_exception(exc: BaseException) -> WireFailure:
     """The wire failure for ``exc``: its type, message, formatted traceback and details."""
     if isinstance(exc, ApplicationError):
         return {

@@ -1,8 +1,9 @@
 """``RetryPolicy``: how an activity is retried, in the units users think in (seconds).
 
-The engine keeps the policy in milliseconds (``workflows.core.commands.RetryPolicy``); this
-class validates what users write against the same limits the engine enforces, so a bad policy
-fails in the workflow code that wrote it instead of as a rejected workflow task.
+The wire carries the policy in milliseconds (``sdk.protocol.RetryPolicy``, which the engine
+parses); this class validates what users write against the same limits the engine enforces,
+so a bad policy fails in the workflow code that wrote it instead of as a rejected workflow
+task, and ``to_wire`` converts it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+
+from sdk import protocol
+from sdk.protocol.limits import MAX_BACKOFF_COEFFICIENT, MAX_DURATION_MS, MIN_BACKOFF_COEFFICIENT
+from sdk.protocol.payloads import JSONObject
 
 __all__ = ["RetryPolicy", "to_ms"]
-
-MAX_MS = 100 * 365 * 24 * 3600 * 1000  # the engine's longest duration: a century
 
 
 def to_ms(value: float | timedelta, what: str, *, minimum: int = 1) -> int:
@@ -34,7 +36,7 @@ def to_ms(value: float | timedelta, what: str, *, minimum: int = 1) -> int:
     if minimum >= 1 and seconds <= 0:
         raise ValueError(f"{what} must be positive, not {value!r}")
     ms = max(minimum, round(seconds * 1000))
-    if ms > MAX_MS:
+    if ms > MAX_DURATION_MS:
         raise ValueError(f"{what} is longer than a century")
     return ms
 
@@ -58,8 +60,9 @@ class RetryPolicy:
         coefficient = self.backoff_coefficient
         if isinstance(coefficient, bool) or not isinstance(coefficient, int | float):
             raise TypeError("backoff_coefficient must be a number")
-        if not 1.0 <= float(coefficient) <= 100.0:
-            raise ValueError("backoff_coefficient must be between 1 and 100")
+        if not MIN_BACKOFF_COEFFICIENT <= float(coefficient) <= MAX_BACKOFF_COEFFICIENT:
+            raise ValueError(f"backoff_coefficient must be between {MIN_BACKOFF_COEFFICIENT:g} "
+                             f"and {MAX_BACKOFF_COEFFICIENT:g}")
         if self.maximum_interval is not None:
             maximum = to_ms(self.maximum_interval, "maximum_interval")
             if maximum < initial:
@@ -72,13 +75,17 @@ class RetryPolicy:
             raise TypeError("non_retryable_error_types must be a sequence of type names")
         object.__setattr__(self, "non_retryable_error_types", tuple(types))
 
-    def to_dict(self) -> dict[str, Any]:
-        """The wire form the engine parses (``commands.RetryPolicy.from_dict``)."""
-        return {
-            "initial_interval_ms": to_ms(self.initial_interval, "initial_interval"),
-            "backoff_coefficient": float(self.backoff_coefficient),
-            "maximum_interval_ms": None if self.maximum_interval is None
+    def to_wire(self) -> protocol.RetryPolicy:
+        """The policy in the protocol's form (milliseconds), as a command carries it."""
+        return protocol.RetryPolicy(
+            initial_interval_ms=to_ms(self.initial_interval, "initial_interval"),
+            backoff_coefficient=float(self.backoff_coefficient),
+            maximum_interval_ms=None if self.maximum_interval is None
             else to_ms(self.maximum_interval, "maximum_interval"),
-            "maximum_attempts": self.maximum_attempts,
-            "non_retryable_error_types": list(self.non_retryable_error_types),
-        }
+            maximum_attempts=self.maximum_attempts,
+            non_retryable_error_types=tuple(self.non_retryable_error_types),
+        )
+
+    def to_dict(self) -> JSONObject:
+        """The wire form the engine parses (``sdk.protocol.RetryPolicy.from_dict``)."""
+        return self.to_wire().to_dict()

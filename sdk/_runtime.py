@@ -39,7 +39,7 @@ import random
 import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -57,6 +57,22 @@ from sdk._workflow import (
     WorkflowDefinition,
     WorkflowInfo,
 )
+from sdk.protocol import (
+    CancelTimer,
+    CancelWorkflow,
+    Command,
+    CompleteWorkflow,
+    EventType,
+    FailWorkflow,
+    RecordMarker,
+    RequestCancelActivity,
+    ScheduleActivity,
+    StartTimer,
+    WireCommand,
+    WireEvent,
+    WireFailure,
+    encode_commands,
+)
 
 __all__ = ["ActivationResult", "ReplayResult", "WorkflowInstance", "replay_history"]
 
@@ -66,35 +82,35 @@ T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+E = EventType
+
 # History events that record a seq-creating command, and the command kind each answers.
-_COMMAND_EVENTS: dict[str, tuple[str, str | None]] = {
-    "ActivityTaskScheduled": ("schedule_activity", "activity_type"),
-    "TimerStarted": ("start_timer", None),
-    "MarkerRecorded": ("record_marker", "marker_name"),
-    "WorkflowExecutionCompleted": ("complete_workflow", None),
-    "WorkflowExecutionFailed": ("fail_workflow", None),
-    "WorkflowExecutionCanceled": ("cancel_workflow", None),
+_COMMAND_EVENTS: dict[EventType, tuple[str, str | None]] = {
+    E.ACTIVITY_TASK_SCHEDULED: ("schedule_activity", "activity_type"),
+    E.TIMER_STARTED: ("start_timer", None),
+    E.MARKER_RECORDED: ("record_marker", "marker_name"),
+    E.WORKFLOW_EXECUTION_COMPLETED: ("complete_workflow", None),
+    E.WORKFLOW_EXECUTION_FAILED: ("fail_workflow", None),
+    E.WORKFLOW_EXECUTION_CANCELED: ("cancel_workflow", None),
 }
 # Events a completed task's commands produce that are not matched (cancels are best effort:
 # the engine drops one whose target already finished).
-_UNMATCHED_COMMAND_EVENTS = frozenset({"ActivityTaskCancelRequested", "TimerCanceled"})
+_UNMATCHED_COMMAND_EVENTS = frozenset({E.ACTIVITY_TASK_CANCEL_REQUESTED, E.TIMER_CANCELED})
 _TASK_OUTCOMES = frozenset(
-    {"WorkflowTaskCompleted", "WorkflowTaskFailed", "WorkflowTaskTimedOut"}
+    {E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT}
 )
 _JOB_EVENTS = frozenset(
     {
-        "ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut",
-        "ActivityTaskCanceled", "TimerFired", "WorkflowExecutionSignaled",
-        "WorkflowExecutionCancelRequested",
+        E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED, E.ACTIVITY_TASK_TIMED_OUT,
+        E.ACTIVITY_TASK_CANCELED, E.TIMER_FIRED, E.WORKFLOW_EXECUTION_SIGNALED,
+        E.WORKFLOW_EXECUTION_CANCEL_REQUESTED,
     }
 )
-# Events with nothing for the workflow code (child workflows are not supported yet).
+# Events with nothing for the workflow code.
 _IGNORED_EVENTS = frozenset(
     {
-        "WorkflowTaskScheduled", "ActivityTaskStarted", "WorkflowExecutionTerminated",
-        "WorkflowExecutionTimedOut", "WorkflowExecutionContinuedAsNew",
-        "StartChildWorkflowExecutionInitiated", "ChildWorkflowExecutionStarted",
-        "ChildWorkflowExecutionCompleted", "ChildWorkflowExecutionFailed",
+        E.WORKFLOW_TASK_SCHEDULED, E.ACTIVITY_TASK_STARTED, E.WORKFLOW_EXECUTION_TERMINATED,
+        E.WORKFLOW_EXECUTION_TIMED_OUT, E.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
     }
 )
 
@@ -115,8 +131,8 @@ class ActivationResult:
     """``commands`` to complete the workflow task with, or ``failure`` + ``cause`` to fail it
     (``cause`` is ``"nondeterminism"`` or ``"worker_error"``; the instance must be dropped)."""
 
-    commands: list[dict[str, Any]] | None = None
-    failure: dict[str, Any] | None = None
+    commands: list[WireCommand] | None = None
+    failure: WireFailure | None = None
     cause: str | None = None
 
 
@@ -231,7 +247,7 @@ class _SignalWaiter:
 class _Placeholder:
     """A side-effect marker command whose value is still being computed."""
 
-    command: dict[str, Any]
+    command: RecordMarker
     key: _Key
     filled: bool = False
 
@@ -252,11 +268,11 @@ class WorkflowInstance:
         self._main: asyncio.Task[Any] | None = None
         self._seq = 0
         # Commands issued by the activation being run (returned if it is the current one).
-        self._commands: list[dict[str, Any]] = []
+        self._commands: list[Command] = []
         # Seq-creating and closing commands issued but not yet seen in history, in order.
         self._unmatched: deque[_Key] = deque()
         self._in_block = False  # inside the command events after a WorkflowTaskCompleted
-        self._jobs: list[dict[str, Any]] = []
+        self._jobs: list[WireEvent] = []
         self._pending: dict[int, DurableFuture] = {}
         self._signals: deque[Signal] = deque()
         self._waiters: list[_SignalWaiter] = []
@@ -272,7 +288,7 @@ class WorkflowInstance:
         self._last_run_started_id: int | None = None
         self._random = random.Random(run_id)
         # Set by ``replay_history``: every activation's commands, replayed ones included.
-        self._record: list[list[dict[str, Any]]] | None = None
+        self._record: list[list[Command]] | None = None
 
     # ---- the worker's side ---------------------------------------------------------------
 
@@ -281,7 +297,7 @@ class WorkflowInstance:
         """The workflow code returned (or raised); its closing command has been issued."""
         return self._finished
 
-    def activate(self, events: list[dict[str, Any]]) -> ActivationResult:
+    def activate(self, events: list[WireEvent]) -> ActivationResult:
         """Apply the events of one workflow task and run the workflow as far as it can go."""
         try:
             if self._broken is not None:
@@ -296,14 +312,14 @@ class WorkflowInstance:
             self._broken = f"{type(exc).__name__}: {exc}"
             logger.debug("workflow activation failed", exc_info=True)
             return ActivationResult(failure=failure_from_exception(exc), cause="worker_error")
-        return ActivationResult(commands=commands)
+        return ActivationResult(commands=encode_commands(commands))
 
-    def _activate(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _activate(self, events: list[WireEvent]) -> list[Command]:
         if not events:
             raise _WorkerError("an activation needs the events of its workflow task")
         if self._finished:
             raise _WorkerError("the workflow already finished; drop its instance")
-        current: list[dict[str, Any]] = []
+        current: list[Command] = []
         for i, event in enumerate(events):
             event_id = event["event_id"]
             if event_id != self.next_event_id:
@@ -312,7 +328,7 @@ class WorkflowInstance:
                 )
             self.next_event_id = event_id + 1
             event_type = event["event_type"]
-            if event_type == "WorkflowTaskStarted":
+            if event_type == E.WORKFLOW_TASK_STARTED:
                 if self._on_task_started(events, i):
                     current = self._commands
             elif event_type in _JOB_EVENTS:
@@ -322,18 +338,18 @@ class WorkflowInstance:
                 self._match(event)
             elif event_type in _UNMATCHED_COMMAND_EVENTS:
                 pass
-            elif event_type == "WorkflowTaskCompleted":
+            elif event_type == E.WORKFLOW_TASK_COMPLETED:
                 self._end_block(event)
                 self._in_block = True
-            elif event_type in ("WorkflowTaskFailed", "WorkflowTaskTimedOut"):
+            elif event_type in (E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT):
                 self._end_block(event)
                 if event["attributes"].get("started_event_id") == self._last_run_started_id:
                     raise _WorkerError(
                         "the workflow task this instance ran last was "
-                        f"{'failed' if event_type == 'WorkflowTaskFailed' else 'timed out'} "
+                        f"{'failed' if event_type == E.WORKFLOW_TASK_FAILED else 'timed out'} "
                         "by the engine and its commands discarded; replay the full history"
                     )
-            elif event_type == "WorkflowExecutionStarted":
+            elif event_type == E.WORKFLOW_EXECUTION_STARTED:
                 self._on_execution_started(event)
             elif event_type in _IGNORED_EVENTS:
                 self._end_block(event)
@@ -345,7 +361,7 @@ class WorkflowInstance:
 
     # ---- history ---------------------------------------------------------------------------
 
-    def _on_execution_started(self, event: dict[str, Any]) -> None:
+    def _on_execution_started(self, event: WireEvent) -> None:
         self._end_block(event)
         if self._main is not None:
             raise _WorkerError("a second WorkflowExecutionStarted")
@@ -354,7 +370,7 @@ class WorkflowInstance:
     async def _run_main(self, input: Any) -> Any:
         return await self.definition.fn(self._ctx, input)
 
-    def _on_task_started(self, events: list[dict[str, Any]], i: int) -> bool:
+    def _on_task_started(self, events: list[WireEvent], i: int) -> bool:
         """Run the activation of the task started at ``events[i]``; True if it is current."""
         event = events[i]
         self._end_block(event)
@@ -365,12 +381,12 @@ class WorkflowInstance:
             if events[j]["event_type"] in _TASK_OUTCOMES:
                 outcome = j
                 break
-        if outcome is not None and events[outcome]["event_type"] != "WorkflowTaskCompleted":
+        if outcome is not None and events[outcome]["event_type"] != E.WORKFLOW_TASK_COMPLETED:
             return False  # failed or timed out: the engine threw its commands away
         if outcome is not None:
             for k in range(outcome + 1, len(events)):
                 later = events[k]
-                if later["event_type"] == "MarkerRecorded":
+                if later["event_type"] == E.MARKER_RECORDED:
                     attributes = later["attributes"]
                     self._markers[attributes["seq"]] = attributes.get("data")
                 elif (later["event_type"] not in _COMMAND_EVENTS
@@ -380,7 +396,7 @@ class WorkflowInstance:
         self._last_run_started_id = event["event_id"]
         return outcome is None
 
-    def _match(self, event: dict[str, Any]) -> None:
+    def _match(self, event: WireEvent) -> None:
         kind, name_key = _COMMAND_EVENTS[event["event_type"]]
         attributes = event["attributes"]
         seq = int(attributes.get("seq") or 0)
@@ -397,7 +413,7 @@ class WorkflowInstance:
                 f"{issued[0]}{_describe(issued[1], issued[2])}"
             )
 
-    def _end_block(self, event: dict[str, Any] | None) -> None:
+    def _end_block(self, event: WireEvent | None) -> None:
         """The command events of a completed task are over: all its commands must be there."""
         if not self._in_block:
             return
@@ -413,7 +429,7 @@ class WorkflowInstance:
 
     # ---- activations -----------------------------------------------------------------------
 
-    def _run_activation(self, event: dict[str, Any], *, replaying: bool) -> None:
+    def _run_activation(self, event: WireEvent, *, replaying: bool) -> None:
         self._replaying = replaying
         self._now = _parse_time(event["timestamp"])
         self._loop._time = self._now.timestamp()
@@ -440,20 +456,20 @@ class WorkflowInstance:
         if self._record is not None:
             self._record.append(self._commands)
 
-    def _apply_job(self, event: dict[str, Any]) -> None:
+    def _apply_job(self, event: WireEvent) -> None:
         event_type = event["event_type"]
         attributes = event["attributes"]
-        if event_type == "WorkflowExecutionSignaled":
+        if event_type == E.WORKFLOW_EXECUTION_SIGNALED:
             self._deliver(Signal(attributes["signal_name"], attributes.get("input")))
             return
-        if event_type == "WorkflowExecutionCancelRequested":
+        if event_type == E.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
             self._cancel_requested = True
             if self._main is not None and not self._main.done():
                 self._main.cancel("the workflow was asked to cancel")
             return
         seq = attributes["seq"]
         future = self._pending.pop(seq, None)
-        if event_type == "TimerFired":
+        if event_type == E.TIMER_FIRED:
             waiter = self._timer_waiters.pop(seq, None)
             if waiter is not None and not waiter.future.done():
                 self._waiters.remove(waiter)
@@ -464,14 +480,14 @@ class WorkflowInstance:
         if future is None or future.done():
             return  # cancelled by the workflow: the outcome no longer matters
         activity_type = getattr(future, "activity_type", None)
-        if event_type == "ActivityTaskCompleted":
+        if event_type == E.ACTIVITY_TASK_COMPLETED:
             future.set_result(attributes.get("result"))
-        elif event_type == "ActivityTaskFailed":
+        elif event_type == E.ACTIVITY_TASK_FAILED:
             future.set_exception(ActivityError(
                 attributes.get("failure") or {"type": "Error", "message": "activity failed"},
                 attempt=attributes.get("attempt"), activity_type=activity_type, seq=seq,
             ))
-        elif event_type == "ActivityTaskTimedOut":
+        elif event_type == E.ACTIVITY_TASK_TIMED_OUT:
             timeout_type = attributes.get("timeout_type")
             failure = attributes.get("failure") or {
                 "type": "ActivityTimeout", "message": f"activity timed out ({timeout_type})",
@@ -488,28 +504,28 @@ class WorkflowInstance:
             ))
 
     def _finish(self, main: asyncio.Task[Any]) -> None:
-        command: dict[str, Any]
+        command: CompleteWorkflow | FailWorkflow | CancelWorkflow
         if main.cancelled():
             if self._cancel_requested:
-                command = {"kind": "cancel_workflow", "details": None}
+                command = CancelWorkflow(details=None)
             else:
-                command = {"kind": "fail_workflow", "failure": {
+                command = FailWorkflow(failure={
                     "type": "CancelledError", "message": "the workflow's main task was "
                     "cancelled, but no cancel was requested", "stack": "", "details": None,
                     "non_retryable": False,
-                }}
+                })
         elif (exc := main.exception()) is not None:
-            command = {"kind": "fail_workflow", "failure": failure_from_exception(exc)}
+            command = FailWorkflow(failure=failure_from_exception(exc))
         else:
             result = main.result()
             try:
                 json.dumps(result)
             except (TypeError, ValueError) as err:
                 bad = TypeError(f"the workflow's result is not JSON-serializable: {err}")
-                command = {"kind": "fail_workflow", "failure": failure_from_exception(bad)}
+                command = FailWorkflow(failure=failure_from_exception(bad))
             else:
-                command = {"kind": "complete_workflow", "result": result}
-        self._issue(command, (command["kind"], 0, ""))
+                command = CompleteWorkflow(result=result)
+        self._issue(command, (command.kind, 0, ""))
         self._finished = True
 
     # ---- the runtime side of WorkflowContext ---------------------------------------------
@@ -529,7 +545,7 @@ class WorkflowInstance:
     def random(self) -> random.Random:
         return self._random
 
-    def _issue(self, command: dict[str, Any], key: _Key | None) -> None:
+    def _issue(self, command: Command, key: _Key | None) -> None:
         self._commands.append(command)
         if key is not None:
             self._unmatched.append(key)
@@ -538,33 +554,31 @@ class WorkflowInstance:
         self._seq += 1
         return self._seq
 
-    def schedule_activity(self, command: dict[str, Any]) -> ActivityHandle:
-        _check_json(command.get("input"), "the activity input")
+    def schedule_activity(self, command: Callable[[int], ScheduleActivity]) -> ActivityHandle:
         seq = self._next_seq()
-        command["seq"] = seq
-        activity_type = command["activity_type"]
+        activity = command(seq)
+        activity_type = activity.activity_type
         handle = ActivityHandle(loop=self._loop, seq=seq, activity_type=activity_type,
                                 on_cancel=self._cancel_activity)
         self._pending[seq] = handle
-        self._issue(command, ("schedule_activity", seq, activity_type))
+        self._issue(activity, (activity.kind, seq, activity_type))
         return handle
 
     def _cancel_activity(self, future: DurableFuture) -> None:
         self._pending.pop(future.seq, None)
-        self._issue({"kind": "request_cancel_activity", "seq": future.seq}, None)
+        self._issue(RequestCancelActivity(seq=future.seq), None)
 
     def start_timer(self, duration_ms: int) -> DurableFuture:
         seq = self._next_seq()
         timer = DurableFuture(loop=self._loop, seq=seq, on_cancel=self._cancel_timer)
         self._pending[seq] = timer
-        self._issue({"kind": "start_timer", "seq": seq, "duration_ms": duration_ms},
-                    ("start_timer", seq, ""))
+        self._issue(StartTimer(seq=seq, duration_ms=duration_ms), ("start_timer", seq, ""))
         return timer
 
     def _cancel_timer(self, future: DurableFuture) -> None:
         self._pending.pop(future.seq, None)
         self._timer_waiters.pop(future.seq, None)
-        self._issue({"kind": "cancel_timer", "seq": future.seq}, None)
+        self._issue(CancelTimer(seq=future.seq), None)
 
     def _deliver(self, signal: Signal) -> None:
         for i, waiter in enumerate(self._waiters):
@@ -601,15 +615,11 @@ class WorkflowInstance:
         key: _Key = ("record_marker", seq, "side_effect")
         if self._replaying and seq in self._markers:
             value = self._markers[seq]
-            self._issue({"kind": "record_marker", "seq": seq, "marker_name": "side_effect",
-                         "data": value}, key)
+            self._issue(RecordMarker(seq=seq, marker_name="side_effect", data=value), key)
             return value
         # First run (or a replay of a side effect that raised): call fn. The command takes
         # its place in order now, so commands stay in seq order even if fn awaits.
-        placeholder = _Placeholder(
-            {"kind": "record_marker", "seq": seq, "marker_name": "side_effect", "data": None},
-            key,
-        )
+        placeholder = _Placeholder(RecordMarker(seq=seq, marker_name="side_effect"), key)
         self._placeholders.append(placeholder)
         self._issue(placeholder.command, key)
         try:
@@ -620,19 +630,24 @@ class WorkflowInstance:
         except BaseException:
             # No value, no marker: take the command back (seq gaps are allowed).
             self._placeholders.remove(placeholder)
-            _remove_identical(self._commands, placeholder.command)
+            _replace_identical(self._commands, placeholder.command, None)
             if key in self._unmatched:
                 self._unmatched.remove(key)
             raise
-        placeholder.command["data"] = value
+        _replace_identical(self._commands, placeholder.command,
+                           replace(placeholder.command, data=value))
         placeholder.filled = True
         return value
 
 
-def _remove_identical(items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+def _replace_identical(items: list[Command], item: Command, new: Command | None) -> None:
+    """Replace ``item`` itself (not an equal command) in ``items`` by ``new``, or drop it."""
     for i in range(len(items) - 1, -1, -1):
         if items[i] is item:
-            del items[i]
+            if new is None:
+                del items[i]
+            else:
+                items[i] = new
             return
 
 
@@ -640,13 +655,6 @@ def _describe(seq: int, name: str) -> str:
     if seq == 0:
         return ""
     return f"(seq={seq}, {name!r})" if name else f"(seq={seq})"
-
-
-def _check_json(value: Any, what: str) -> None:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{what} is not JSON-serializable: {err}") from None
 
 
 def _parse_time(value: Any) -> datetime:
@@ -660,12 +668,12 @@ def _parse_time(value: Any) -> datetime:
 class ReplayResult:
     """What replaying a history produced: each activation's commands, or the failure."""
 
-    commands: list[list[dict[str, Any]]] = field(default_factory=list)
-    failure: dict[str, Any] | None = None
+    commands: list[list[WireCommand]] = field(default_factory=list)
+    failure: WireFailure | None = None
     cause: str | None = None
 
     @property
-    def final_command(self) -> dict[str, Any] | None:
+    def final_command(self) -> WireCommand | None:
         """The last command the code issued (a closing one if the run ended in history)."""
         for batch in reversed(self.commands):
             if batch:
@@ -673,7 +681,7 @@ class ReplayResult:
         return None
 
 
-def replay_history(definition: WorkflowDefinition, events: list[dict[str, Any]], *,
+def replay_history(definition: WorkflowDefinition, events: list[WireEvent], *,
                    workflow_id: str, run_id: str, task_queue: str | None = None
                    ) -> ReplayResult:
     """Replay a whole history (open or closed) in a fresh instance, e.g. to check that new
@@ -684,7 +692,8 @@ def replay_history(definition: WorkflowDefinition, events: list[dict[str, Any]],
         workflow_type=str(started.get("workflow_type") or definition.name),
         task_queue=task_queue or str(started.get("task_queue") or ""),
     )
-    record: list[list[dict[str, Any]]] = []
+    record: list[list[Command]] = []
     instance._record = record
     result = instance.activate(events)
-    return ReplayResult(commands=record, failure=result.failure, cause=result.cause)
+    return ReplayResult(commands=[encode_commands(batch) for batch in record],
+                        failure=result.failure, cause=result.cause)

@@ -56,6 +56,7 @@ from sdk._workflow import WorkflowDefinition, workflow_registry
 from sdk.protocol import (
     MAX_NAME_LENGTH,
     PROTOCOL_VERSION,
+    TERMINAL_KINDS,
     Ack,
     ActivityCancel,
     ActivityHeartbeat,
@@ -67,11 +68,14 @@ from sdk.protocol import (
     Hello,
     History,
     HistoryRequest,
+    JSONValue,
     Message,
     Ping,
     Pong,
     ProtocolError,
     Welcome,
+    WireEvent,
+    WireFailure,
     WorkflowTask,
     WorkflowTaskCompleted,
     WorkflowTaskFailedMsg,
@@ -89,9 +93,6 @@ FLUSH_TIMEOUT = 2.0
 RECONNECT_BASE_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
 STABLE_CONNECTION = 2.0  # seconds a connection must last to reset the back-off
-CLOSING_COMMANDS = frozenset(
-    {"complete_workflow", "fail_workflow", "cancel_workflow", "continue_as_new"}
-)
 
 
 class WorkerAuthenticationError(SchedError):
@@ -513,7 +514,7 @@ class Worker:
         )
 
     def _activate(
-        self, msg: WorkflowTask, inst: WorkflowInstance, events: list[dict[str, Any]]
+        self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent]
     ) -> None:
         attributes: dict[str, str | int | bool] = {
             "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
@@ -541,7 +542,7 @@ class Worker:
             self._evict(msg.run_id)
             self._fail_workflow_task(msg.token, "unserializable_commands", exc)
             return
-        if any(isinstance(c, dict) and c.get("kind") in CLOSING_COMMANDS for c in commands):
+        if any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands):
             self._evict(msg.run_id)
         else:
             self._remember(msg.run_id, inst)
@@ -559,10 +560,10 @@ class Worker:
     def _fail_workflow_task(self, token: str, cause: str, exc: BaseException) -> None:
         self._send_workflow_failure(token, cause, failure_from_exception(exc))
 
-    def _send_workflow_failure(self, token: str, cause: str, failure: dict[str, Any]) -> None:
+    def _send_workflow_failure(self, token: str, cause: str, failure: WireFailure) -> None:
         msg_id = self._next_id()
         frame = WorkflowTaskFailedMsg(
-            token=token, cause=cause[:255], failure=failure, id=msg_id
+            token=token, cause=cause[:MAX_NAME_LENGTH], failure=failure, id=msg_id
         ).encode()
         self._send_tracked(frame, msg_id, resend=True)
 
@@ -658,7 +659,7 @@ class Worker:
 
     async def _attempt_activity(
         self, msg: ActivityTask, running: _RunningActivity
-    ) -> dict[str, Any] | None:
+    ) -> WireFailure | None:
         """Run one attempt and send its outcome. Returns the failure sent, if any."""
         assert self._loop is not None
         ctx = running.ctx
@@ -711,8 +712,8 @@ class Worker:
         token: str,
         ctx: ActivityContext,
         *,
-        result: Any = None,
-        failure: dict[str, Any] | None = None,
+        result: JSONValue = None,
+        failure: WireFailure | None = None,
         canceled: bool = False,
     ) -> None:
         ctx._flush()  # the last heartbeat's details go out before the completion

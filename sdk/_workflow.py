@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, overload
 
 from sdk._retry import RetryPolicy, to_ms
+from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
+from sdk.protocol.limits import MAX_NAME_LENGTH
 
 __all__ = [
     "ActivityHandle",
@@ -58,8 +61,11 @@ def workflow(fn: F | None = None, /, *, name: str | None = None) -> F | Callable
         if not inspect.iscoroutinefunction(f):
             raise TypeError(f"a workflow must be an async function: {f!r}")
         workflow_name = name if name is not None else f.__name__
-        if not isinstance(workflow_name, str) or not workflow_name or len(workflow_name) > 255:
-            raise ValueError("a workflow name must be a non-empty string of at most 255")
+        if (not isinstance(workflow_name, str) or not workflow_name
+                or len(workflow_name) > MAX_NAME_LENGTH):
+            raise ValueError(
+                f"a workflow name must be a non-empty string of at most {MAX_NAME_LENGTH}"
+            )
         f.__sched_workflow__ = WorkflowDefinition(workflow_name, f)  # type: ignore[attr-defined]
         return f
 
@@ -144,7 +150,9 @@ class WorkflowRuntime(Protocol):
     def is_replaying(self) -> bool: ...
     def now(self) -> datetime: ...
     def random(self) -> random.Random: ...
-    def schedule_activity(self, command: dict[str, Any]) -> ActivityHandle: ...
+    def schedule_activity(self, command: Callable[[int], ScheduleActivity]) -> ActivityHandle:
+        """Number the call, then issue ``command(seq)``."""
+        ...
     def start_timer(self, duration_ms: int) -> DurableFuture: ...
     async def wait_for_signal(self, name: str | None, timeout_ms: int | None) -> Signal: ...
     async def side_effect(self, fn: Callable[[], Any]) -> Any: ...
@@ -153,8 +161,10 @@ class WorkflowRuntime(Protocol):
 def activity_name(activity: Any) -> str:
     """The type name of an activity given as a decorated function or a string."""
     if isinstance(activity, str):
-        if not activity or len(activity) > 255:
-            raise ValueError("an activity name must be a non-empty string of at most 255")
+        if not activity or len(activity) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"an activity name must be a non-empty string of at most {MAX_NAME_LENGTH}"
+            )
         return activity
     # A decorated function, or its ActivityDefinition itself.
     definition = getattr(activity, "__sched_activity__", None)
@@ -170,6 +180,13 @@ def activity_name(activity: Any) -> str:
 
 def _optional_ms(value: Duration | None, what: str) -> int | None:
     return None if value is None else to_ms(value, what)
+
+
+def _check_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} is not JSON-serializable: {err}") from None
 
 
 class WorkflowContext:
@@ -218,20 +235,19 @@ class WorkflowContext:
             raise TypeError("retry_policy must be an sdk.RetryPolicy")
         if task_queue is not None and (not isinstance(task_queue, str) or not task_queue):
             raise ValueError("task_queue must be a non-empty string")
-        command: dict[str, Any] = {
-            "kind": "schedule_activity",
-            "activity_type": activity_name(activity),
-            "input": input,
-            "task_queue": task_queue,
-            "retry_policy": None if retry_policy is None else retry_policy.to_dict(),
-            "schedule_to_close_ms": _optional_ms(schedule_to_close_timeout,
-                                                 "schedule_to_close_timeout"),
-            "schedule_to_start_ms": _optional_ms(schedule_to_start_timeout,
-                                                 "schedule_to_start_timeout"),
-            "start_to_close_ms": _optional_ms(start_to_close_timeout, "start_to_close_timeout"),
-            "heartbeat_ms": _optional_ms(heartbeat_timeout, "heartbeat_timeout"),
-        }
-        return self._rt.schedule_activity(command)
+        activity_type = activity_name(activity)
+        policy = DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy.to_wire()
+        schedule_to_close_ms = _optional_ms(schedule_to_close_timeout, "schedule_to_close_timeout")
+        schedule_to_start_ms = _optional_ms(schedule_to_start_timeout, "schedule_to_start_timeout")
+        start_to_close_ms = _optional_ms(start_to_close_timeout, "start_to_close_timeout")
+        heartbeat_ms = _optional_ms(heartbeat_timeout, "heartbeat_timeout")
+        _check_json(input, "the activity input")
+        return self._rt.schedule_activity(lambda seq: ScheduleActivity(
+            seq=seq, activity_type=activity_type, input=input, task_queue=task_queue,
+            retry_policy=policy, schedule_to_close_ms=schedule_to_close_ms,
+            schedule_to_start_ms=schedule_to_start_ms, start_to_close_ms=start_to_close_ms,
+            heartbeat_ms=heartbeat_ms,
+        ))
 
     async def execute_activity(
         self,

@@ -17,11 +17,10 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
+from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+
 from .core.events import Event, EventType
 from .core.state import ExecutionState, Status
-
-MAX_WORKFLOW_ID_LENGTH = 255
-MAX_NAME_LENGTH = 255
 
 
 class Execution(models.Model):

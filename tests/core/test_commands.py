@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sdk.protocol import encode_command
 from workflows.core import commands as c
 
 from .strategies import any_command
@@ -136,7 +137,7 @@ def test_parse_commands_needs_a_list_and_rejects_any_bad_item() -> None:
 @given(any_command())
 @settings(max_examples=150)
 def test_wire_form_round_trips(cmd: c.Command) -> None:
-    assert c.parse_command(c.command_to_dict(cmd)) == cmd
+    assert c.parse_command(encode_command(cmd)) == cmd
 
 
 @given(st.dictionaries(st.text(max_size=20), st.none() | st.integers() | st.text(max_size=5),

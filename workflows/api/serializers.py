@@ -15,7 +15,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from workflows.models import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 MAX_JSON_DEPTH = 64
 MAX_REASON_LENGTH = 4096

@@ -1,7 +1,7 @@
 """The dashboard's forms: every field checked here, before a service is called.
 
-Limits are the REST API's: names and ids up to 255 characters, reasons up to 4096, JSON
-payloads any JSON value that every backend can store.
+Limits are the REST API's: names and ids up to the protocol's limits (``sdk.protocol.limits``),
+reasons up to 4096 characters, JSON payloads any JSON value that every backend can store.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
+from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 from workflows.api.serializers import MAX_REASON_LENGTH, check_json_value
 from workflows.core.state import Status
-from workflows.models import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 MAX_TIMEOUT_SECONDS = 3653 * 24 * 3600
 TIME_RANGES = {"15m": 15 * 60, "1h": 3600, "24h": 24 * 3600, "7d": 7 * 24 * 3600,

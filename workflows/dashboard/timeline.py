@@ -13,18 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-ACTIVITY_CLOSE = {
-    "ActivityTaskCompleted": "completed",
-    "ActivityTaskFailed": "failed",
-    "ActivityTaskTimedOut": "timed_out",
-    "ActivityTaskCanceled": "canceled",
+from workflows.core.events import EventType
+
+E = EventType
+
+# Keyed by the enum, looked up by the event's type as stored (a str equal to its value).
+ACTIVITY_CLOSE: dict[str, str] = {
+    E.ACTIVITY_TASK_COMPLETED: "completed",
+    E.ACTIVITY_TASK_FAILED: "failed",
+    E.ACTIVITY_TASK_TIMED_OUT: "timed_out",
+    E.ACTIVITY_TASK_CANCELED: "canceled",
 }
-TIMER_CLOSE = {"TimerFired": "fired", "TimerCanceled": "canceled"}
-MARKS = {
-    "WorkflowExecutionSignaled": "signal",
-    "WorkflowTaskFailed": "failure",
-    "WorkflowTaskTimedOut": "failure",
-    "WorkflowExecutionCancelRequested": "cancel",
+TIMER_CLOSE: dict[str, str] = {E.TIMER_FIRED: "fired", E.TIMER_CANCELED: "canceled"}
+MARKS: dict[str, str] = {
+    E.WORKFLOW_EXECUTION_SIGNALED: "signal",
+    E.WORKFLOW_TASK_FAILED: "failure",
+    E.WORKFLOW_TASK_TIMED_OUT: "failure",
+    E.WORKFLOW_EXECUTION_CANCEL_REQUESTED: "cancel",
 }
 MIN_WIDTH_PCT = 0.6
 
@@ -109,12 +114,12 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
         first = e.timestamp if first is None else first
         last = e.timestamp
         a = e.attributes or {}
-        if e.event_type == "ActivityTaskScheduled":
+        if e.event_type == E.ACTIVITY_TASK_SCHEDULED:
             bar = Bar("activity", f"{a.get('activity_type', '?')} #{a.get('seq', '?')}",
                       e.timestamp, None, "scheduled")
             activities[e.event_id] = bar
             bars.append(bar)
-        elif e.event_type == "ActivityTaskStarted":
+        elif e.event_type == E.ACTIVITY_TASK_STARTED:
             if (hit := activities.get(a.get("scheduled_event_id", -1))) is not None:
                 hit.started = e.timestamp
                 hit.attempt = int(a.get("attempt") or hit.attempt)
@@ -126,7 +131,7 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
                 hit.attempt = int(a.get("attempt") or hit.attempt)
                 if "failure" in a:
                     hit.last_failure = _failure_text(a["failure"])
-        elif e.event_type == "TimerStarted":
+        elif e.event_type == E.TIMER_STARTED:
             label = f"timer #{a.get('seq', '?')}"
             if isinstance(a.get("duration_ms"), int | float):
                 label += f" ({_seconds(a['duration_ms'] / 1000)})"
@@ -141,7 +146,7 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
                 hit.outcome = TIMER_CLOSE[e.event_type]
         elif e.event_type in MARKS:
             label = e.event_type
-            if e.event_type == "WorkflowExecutionSignaled":
+            if e.event_type == E.WORKFLOW_EXECUTION_SIGNALED:
                 label = f"signal {a.get('signal_name', '')}"
             elif "failure" in a:
                 label += f": {_failure_text(a['failure'])}"

@@ -20,10 +20,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from sdk.protocol.limits import MAX_WORKFLOW_ID_LENGTH
 from workflows import selectors, services
+from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import NotFound, SchedError
-from workflows.models import MAX_WORKFLOW_ID_LENGTH, Execution
+from workflows.models import Execution
 
 from . import forms, timeline
 
@@ -118,7 +120,7 @@ def _run_context(run: Execution) -> dict[str, Any]:
                         closed_at=run.closed_at)
     signals = [{"event_id": e.event_id, "timestamp": e.timestamp,
                 "name": e.attributes.get("signal_name"), "input": pretty(e.attributes.get("input"))}
-               for e in events if e.event_type == "WorkflowExecutionSignaled"]
+               for e in events if e.event_type == EventType.WORKFLOW_EXECUTION_SIGNALED]
     activities = [{**a, "last_failure_json": pretty(a["last_failure"]) if a["last_failure"]
                    else "", "heartbeat_json": pretty(a["heartbeat_details"])
                    if a["heartbeat_details"] is not None else ""}

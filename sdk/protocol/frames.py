@@ -1,25 +1,33 @@
-"""The worker protocol: JSON messages over one websocket per worker.
+"""Frames: the JSON messages of the worker protocol, one websocket per worker.
 
-Every message is a JSON object with a ``type``. Messages a worker sends may carry an ``id``
-(any string up to 64 characters); the engine answers each message that has one with ``ack``
-or ``error`` carrying the same ``id``. Unknown fields are ignored; an unknown ``type`` or a
-malformed message is answered with an ``error`` frame and changes nothing.
+Every frame is a JSON object with a ``type``. Frames a worker sends may carry an ``id`` (a
+string of at most ``MAX_REQUEST_ID_LENGTH`` characters); the engine answers each frame that has
+one with ``ack`` or ``error`` carrying the same ``id``. Unknown fields are ignored; an unknown
+``type`` or a malformed frame is answered with an ``error`` frame and changes nothing.
 
-This module is the single place the message shapes are defined. It imports nothing from
-Django: the engine's consumer and the SDK's worker both use it. docs/protocol.md documents
-it for people writing workers in other languages.
+This module owns the frame classes and their decoding (``decode_worker_message`` on the
+engine's side, ``decode_engine_message`` on the worker's). A frame's fields are checked
+against their annotations, so the annotations are part of the contract: they use the names of
+``sdk.protocol.payloads`` for JSON, and docs/protocol.md's tables are generated from them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar
 
+from sdk.protocol.failures import WireFailure
+from sdk.protocol.limits import (
+    MAX_COUNT,
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_REQUEST_ID_LENGTH,
+)
+from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand, WireEvent
+
 PROTOCOL_VERSION = 1
-MAX_ID_LENGTH = 64
-MAX_NAME_LENGTH = 255
 
 
 class ProtocolError(ValueError):
@@ -34,9 +42,11 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A frame; ``type`` is its JSON ``type``."""
+
     type: ClassVar[str] = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         # Shallow on purpose: a task's events are sent as they are, not copied.
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["type"] = self.type
@@ -53,7 +63,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """First message on a connection: what the worker serves and how much it can take."""
+    """The first frame: what the worker serves and how many tasks of each kind it can hold."""
 
     type: ClassVar[str] = "hello"
     task_queue: str
@@ -67,7 +77,7 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Credit(Message):
-    """How many tasks of each kind the worker can hold now (absolute; 0 stops delivery)."""
+    """New capacity (absolute); ``0``/``0`` stops delivery, e.g. while shutting down."""
 
     type: ClassVar[str] = "credit"
     max_workflow_tasks: int
@@ -77,53 +87,62 @@ class Credit(Message):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowTaskCompleted(Message):
+    """The workflow task ran; ``commands`` are its new commands."""
+
     type: ClassVar[str] = "workflow_task_completed"
     token: str
-    commands: list[dict[str, Any]]
+    commands: list[WireCommand]
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowTaskFailedMsg(Message):
-    """The worker could not run the workflow task (non-determinism, an internal error)."""
+    """The workflow task could not run (``cause``: ``nondeterminism``, ``worker_error``);
+    it is retried with back-off."""
 
     type: ClassVar[str] = "workflow_task_failed"
     token: str
     cause: str
-    failure: dict[str, Any]
+    failure: WireFailure
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityTaskCompleted(Message):
+    """The activity attempt succeeded with ``result``."""
+
     type: ClassVar[str] = "activity_task_completed"
     token: str
-    result: Any = None
+    result: JSONValue = None
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityTaskFailedMsg(Message):
-    """An attempt failed. ``canceled`` says the activity stopped because it was canceled."""
+    """An activity attempt failed (retried per its retry policy), or stopped because it was
+    canceled (``canceled``)."""
 
     type: ClassVar[str] = "activity_task_failed"
     token: str
-    failure: dict[str, Any]
+    failure: WireFailure
     canceled: bool = False
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityHeartbeat(Message):
+    """An activity's progress; the ``ack`` says ``cancel_requested``."""
+
     type: ClassVar[str] = "activity_heartbeat"
     token: str
-    details: Any = None
+    details: JSONValue = None
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryRequest(Message):
-    """The worker holds a task with only new events but has not cached the run: send all."""
+    """The worker holds a sticky workflow task but no longer caches the run: send the whole
+    history."""
 
     type: ClassVar[str] = "history_request"
     token: str
@@ -132,7 +151,7 @@ class HistoryRequest(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ping(Message):
-    """Keeps the worker's leases alive; sent every ``heartbeat_interval`` seconds."""
+    """Sent every ``heartbeat_interval`` seconds; keeps the worker's activity leases alive."""
 
     type: ClassVar[str] = "ping"
     id: str | None = None
@@ -143,6 +162,8 @@ class Ping(Message):
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Message):
+    """The answer to ``hello``."""
+
     type: ClassVar[str] = "welcome"
     worker_id: str
     heartbeat_interval: float
@@ -151,8 +172,9 @@ class Welcome(Message):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowTask(Message):
-    """A workflow task. ``events`` starts at ``first_event_id``: 1 for the whole history,
-    later for a sticky task that carries only what the worker has not seen."""
+    """Run the workflow: ``events`` go from ``first_event_id`` (1: the whole history; more:
+    only what this worker has not seen, because it ran the run's last task) through the
+    task's ``WorkflowTaskStarted``."""
 
     type: ClassVar[str] = "workflow_task"
     token: str
@@ -162,13 +184,16 @@ class WorkflowTask(Message):
     task_queue: str
     attempt: int
     first_event_id: int
-    events: list[dict[str, Any]]
+    events: list[WireEvent]
     # The W3C trace context of the request that started the run (tracing on), or None.
     traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityTask(Message):
+    """Run one attempt of an activity; ``heartbeat_details`` are the last ones the previous
+    attempt sent."""
+
     type: ClassVar[str] = "activity_task"
     token: str
     workflow_id: str
@@ -179,8 +204,8 @@ class ActivityTask(Message):
     task_queue: str
     attempt: int
     scheduled_at: str
-    input: Any = None
-    heartbeat_details: Any = None
+    input: JSONValue = None
+    heartbeat_details: JSONValue = None
     heartbeat_timeout: float | None = None
     start_to_close_timeout: float | None = None
     traceparent: str | None = None
@@ -188,17 +213,17 @@ class ActivityTask(Message):
 
 @dataclass(frozen=True, slots=True)
 class History(Message):
-    """Answer to ``history_request``: the run's whole history up to the task."""
+    """The answer to ``history_request``: the run's whole history up to the task."""
 
     type: ClassVar[str] = "history"
     token: str
-    events: list[dict[str, Any]]
+    events: list[WireEvent]
     id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityCancel(Message):
-    """The engine canceled an activity the worker holds; it sees it at its next heartbeat."""
+    """The activity was canceled; the worker raises it at the activity's next heartbeat."""
 
     type: ClassVar[str] = "activity_cancel"
     token: str
@@ -206,6 +231,8 @@ class ActivityCancel(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
+    """The frame ``id`` was applied."""
+
     type: ClassVar[str] = "ack"
     id: str
     cancel_requested: bool | None = None
@@ -213,6 +240,8 @@ class Ack(Message):
 
 @dataclass(frozen=True, slots=True)
 class Error(Message):
+    """The frame ``id`` (or an unnamed one) was refused; ``code`` says why."""
+
     type: ClassVar[str] = "error"
     code: str
     message: str
@@ -221,6 +250,8 @@ class Error(Message):
 
 @dataclass(frozen=True, slots=True)
 class Pong(Message):
+    """The answer to ``ping``."""
+
     type: ClassVar[str] = "pong"
     id: str | None = None
 
@@ -235,26 +266,32 @@ ENGINE_MESSAGES: dict[str, type[Message]] = {
     for m in (Welcome, WorkflowTask, ActivityTask, History, ActivityCancel, Ack, Error, Pong)
 }
 
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
+# What a field's annotation accepts, by its annotation without ``| None``. A field that may
+# be None (or holds any JSON value) may also be absent.
+_JSON_TYPES: dict[str, tuple[type, ...] | None] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
-    "list[str]": (list,), "list[dict[str, Any]]": (list,), "dict[str, Any]": (dict,),
+    "list[str]": (list,), "list[WireCommand]": (list,), "list[WireEvent]": (list,),
+    "JSONObject": (dict,), "WireFailure": (dict,), "JSONValue": None,
 }
+
+
+def _has_default(f: Field[Any]) -> bool:
+    return f.default is not MISSING or f.default_factory is not MISSING
 
 
 def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -> Message:
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
         annotation = str(f.type)
-        optional = annotation.endswith("| None") or annotation == "Any"
-        has_default = f.default is not f.default_factory  # either one is set
+        base = annotation.removesuffix(" | None")
+        expected = _JSON_TYPES[base]
+        optional = base != annotation or expected is None
         if f.name not in raw:
-            if optional or has_default:
+            if optional or _has_default(f):
                 continue
             raise ProtocolError("invalid_message", f"{cls.type}: missing field {f.name!r}",
                                 request_id)
         value = raw[f.name]
-        base = annotation.removesuffix(" | None")
-        expected = _JSON_TYPES.get(base)
         if value is None and optional:
             kwargs[f.name] = None
             continue
@@ -268,14 +305,18 @@ def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -
         ):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} must hold names",
                                 request_id)
-        if base == "int" and not 0 <= value <= 2**31 - 1:
+        if base == "int" and not 0 <= value <= MAX_COUNT:
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} is out of range",
                                 request_id)
-        if base == "str" and len(value) > (MAX_NAME_LENGTH if f.name != "message" else 65_536):
+        if base == "str" and len(value) > _max_length(f.name):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} is too long",
                                 request_id)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _max_length(name: str) -> int:
+    return MAX_ERROR_MESSAGE_LENGTH if name == "message" else MAX_NAME_LENGTH
 
 
 def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message:
@@ -288,9 +329,10 @@ def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message
         raise ProtocolError("invalid_message", "a message must be a JSON object")
     request_id = raw.get("id")
     if request_id is not None and (
-        not isinstance(request_id, str) or len(request_id) > MAX_ID_LENGTH
+        not isinstance(request_id, str) or len(request_id) > MAX_REQUEST_ID_LENGTH
     ):
-        raise ProtocolError("invalid_message", f"id must be a string of at most {MAX_ID_LENGTH}")
+        raise ProtocolError("invalid_message",
+                            f"id must be a string of at most {MAX_REQUEST_ID_LENGTH}")
     kind = raw.get("type")
     cls = registry.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -300,8 +342,10 @@ def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message
 
 
 def decode_worker_message(frame: str | bytes) -> Message:
+    """A frame a worker sent (the engine's side)."""
     return decode(frame, WORKER_MESSAGES)
 
 
 def decode_engine_message(frame: str | bytes) -> Message:
+    """A frame the engine sent (the worker's side)."""
     return decode(frame, ENGINE_MESSAGES)

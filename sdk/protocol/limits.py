@@ -1,0 +1,67 @@
+"""The protocol's limits: every length, range and size the engine and the SDK enforce.
+
+Defined once here and imported by the frame decoder, the command parser, the failure
+normalizer, the SDK's argument checks, the engine's models, REST serializers and dashboard
+forms, so a name the SDK accepts is one the engine stores. ``LIMITS`` describes each one for
+the generated table in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MAX_NAME_LENGTH: Final = 255
+"""Workflow, activity, signal and marker names, task queues, identities, and the string
+fields of frames but an error's ``message`` (characters)."""
+
+MAX_WORKFLOW_ID_LENGTH: Final = 255
+"""A workflow id, chosen by the caller or generated (characters)."""
+
+MAX_REQUEST_ID_LENGTH: Final = 64
+"""The ``id`` a worker puts on a frame to have it acknowledged (characters)."""
+
+MAX_ERROR_MESSAGE_LENGTH: Final = 65_536
+"""The ``message`` of an ``error`` frame (characters)."""
+
+MAX_COUNT: Final = 2**31 - 1
+"""Integer fields of frames (credit, attempts, event ids) are in ``0..MAX_COUNT``."""
+
+MIN_SEQ: Final = 1
+MAX_SEQ: Final = 2**31 - 1
+"""A command's ``seq`` is in ``MIN_SEQ..MAX_SEQ``."""
+
+MAX_DURATION_MS: Final = 100 * 365 * 24 * 3600 * 1000
+"""The longest duration a command may carry (timers, timeouts, retry intervals): a century."""
+
+MIN_BACKOFF_COEFFICIENT: Final = 1.0
+MAX_BACKOFF_COEFFICIENT: Final = 100.0
+"""A retry policy's ``backoff_coefficient`` is in this range."""
+
+MAX_FAILURE_TYPE_LENGTH: Final = MAX_NAME_LENGTH
+MAX_FAILURE_MESSAGE_LENGTH: Final = 32_768
+MAX_FAILURE_STACK_LENGTH: Final = 65_536
+"""A failure's ``type``, ``message`` and ``stack`` are clipped to these lengths."""
+
+# (constant, value, what it bounds), in the order docs/protocol.md lists them.
+LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
+    ("MAX_NAME_LENGTH", MAX_NAME_LENGTH,
+     "characters in a workflow, activity, signal or marker name, a task queue, an identity, "
+     "and any string field of a frame but an `error`'s `message`"),
+    ("MAX_WORKFLOW_ID_LENGTH", MAX_WORKFLOW_ID_LENGTH, "characters in a workflow id"),
+    ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH, "characters in a frame's `id`"),
+    ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
+     "characters in an `error` frame's `message`"),
+    ("MAX_COUNT", MAX_COUNT, "largest value of a frame's integer field (smallest: 0)"),
+    ("MIN_SEQ", MIN_SEQ, "smallest `seq` of a command"),
+    ("MAX_SEQ", MAX_SEQ, "largest `seq` of a command"),
+    ("MAX_DURATION_MS", MAX_DURATION_MS,
+     "longest duration in a command or retry policy (ms; a century)"),
+    ("MIN_BACKOFF_COEFFICIENT", MIN_BACKOFF_COEFFICIENT, "smallest `backoff_coefficient`"),
+    ("MAX_BACKOFF_COEFFICIENT", MAX_BACKOFF_COEFFICIENT, "largest `backoff_coefficient`"),
+    ("MAX_FAILURE_TYPE_LENGTH", MAX_FAILURE_TYPE_LENGTH,
+     "a failure's `type` is clipped to this many characters"),
+    ("MAX_FAILURE_MESSAGE_LENGTH", MAX_FAILURE_MESSAGE_LENGTH,
+     "a failure's `message` is clipped to this many characters"),
+    ("MAX_FAILURE_STACK_LENGTH", MAX_FAILURE_STACK_LENGTH,
+     "a failure's `stack` is clipped to this many characters"),
+)
