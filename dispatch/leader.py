@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from schedproject import metrics
+from schedproject import config, metrics
 from schedproject.transactions import atomic
 
 from . import wakeup
@@ -55,7 +55,7 @@ MIN_LEASE_SECONDS = 5.0
 
 def lease_seconds() -> float:
     """How long a leader's lock connection may stay silent before Postgres ends it."""
-    return max(3 * settings.SCHED.leader_check_seconds, MIN_LEASE_SECONDS)
+    return max(3 * config.get().leader_check_seconds, MIN_LEASE_SECONDS)
 
 
 def lock_key(name: str) -> int:
@@ -84,7 +84,7 @@ class LeaderElection:
         self.name = name
         self.wake_name = wake_name
         self.loop = loop
-        self.check_seconds = settings.SCHED.leader_check_seconds
+        self.check_seconds = config.get().leader_check_seconds
         self.retry_seconds = retry_seconds or self.check_seconds
         self.is_leader = False
         metrics.set_leader(name, False)
@@ -103,7 +103,7 @@ class LeaderElection:
             await asyncio.sleep(self.retry_seconds)
 
     async def _run_on_file_lock(self) -> None:
-        path = settings.SCHED.data_dir / f"{self.name}.lock"
+        path = config.get().data_dir / f"{self.name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = await asyncio.to_thread(path.open, "a+")
         with handle:
