@@ -39,10 +39,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from schedproject import config, metrics
+from schedproject import config
 from schedproject.transactions import atomic
 
-from . import wakeup
+from . import metrics, wakeup
 from .engine import ENGINE_ID
 from .models import Leadership
 
@@ -86,7 +86,6 @@ class LeaderElection:
         self.loop = loop
         self.check_seconds = config.get().leader_check_seconds
         self.retry_seconds = retry_seconds or self.check_seconds
-        self.is_leader = False
         metrics.set_leader(name, False)
 
     async def run(self) -> None:
@@ -154,7 +153,6 @@ class LeaderElection:
         if term is None:
             term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
-        self.is_leader = True
         metrics.set_leader(self.name, True)
         wakeup.local_leaders.add(self.wake_name)
         task = asyncio.create_task(self.loop(term), name=f"sched-{self.name}")
@@ -164,7 +162,6 @@ class LeaderElection:
                 return
             await self._watch(conn, task)
         finally:
-            self.is_leader = False
             metrics.set_leader(self.name, False)
             wakeup.local_leaders.discard(self.wake_name)
             if not task.done():
