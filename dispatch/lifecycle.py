@@ -32,7 +32,9 @@ The process's runtime state, and who owns it. An engine process is otherwise sta
 - ``workflows.changes``: the long-poll generation counter and the after-commit observers
   (subscribed once by ``schedproject.metrics.install`` at start);
 - ``workflows.metrics``: when each workflow task started here, to time its completion;
-- ``dispatch.engine``: this process's identity (``ENGINE_ID``), fixed at import.
+- ``dispatch.engine``: this process's identity (``ENGINE_ID``), fixed at import;
+- ``schedproject.transactions``: the SQLite writers' lock; ``schedproject.tracing``: the
+  tracer provider; ``workflows.selectors``: the dashboard's cached status counts.
 """
 
 from __future__ import annotations
