@@ -5,7 +5,7 @@ poll the database: a sync view under ASGI runs in its own thread, so a waiting r
 a thread, and between polls it gives its database connection back (to psycopg's pool) so that
 waiting requests do not hold the pool's few connections.
 
-Process state: the dashboard's status counts are cached for a few seconds per filter
+Process state: the dashboard's status counts, when slow to count, are kept a few seconds per filter
 (``_status_counts_cache``, owned here); everything else is read from the database each time.
 """
 
