@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
@@ -48,6 +49,7 @@ from .models import Leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]
+LockConnection = psycopg.AsyncConnection[Any]  # the leader's own, not Django's
 
 
 MIN_LEASE_SECONDS = 5.0
@@ -118,8 +120,6 @@ class LeaderElection:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     async def _campaign(self) -> None:
-        import psycopg
-
         db = settings.DATABASES["default"]
         conn = await psycopg.AsyncConnection.connect(
             host=str(db.get("HOST") or "") or None, port=str(db.get("PORT") or "") or None,
@@ -149,7 +149,7 @@ class LeaderElection:
             assert row is not None
             await self._lead(conn, int(row[0]))
 
-    async def _lead(self, conn: object | None, term: int | None = None) -> None:
+    async def _lead(self, conn: LockConnection | None, term: int | None = None) -> None:
         if term is None:
             term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
@@ -170,11 +170,8 @@ class LeaderElection:
                     await task
             log.info("%s: stepped down from term %d", self.name, term)
 
-    async def _watch(self, conn: object, task: asyncio.Task[None]) -> None:
+    async def _watch(self, conn: LockConnection, task: asyncio.Task[None]) -> None:
         """Forward wake-ups and check the lock's connection until either fails."""
-        import psycopg
-
-        assert isinstance(conn, psycopg.AsyncConnection)
         while not task.done():
             async for notice in conn.notifies(timeout=self.check_seconds, stop_after=100):
                 if notice.payload == self.wake_name:
