@@ -1,4 +1,5 @@
-# sched: two commands on a fresh machine — `make run` and `make test`.
+# sched: two commands on a fresh machine — `make run` and `make test` (`make test-fast` for
+# the quick tiers while you work).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ DATA := data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench chaos migrate clean
+.PHONY: run test test-fast lint bench chaos migrate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,12 @@ migrate: $(VENV)/.installed $(DATA)/secret_key
 # it runs against those servers too, including the Postgres-only tests.
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+# The quick tiers (tests/conftest.py): the core, the sdk, the services and the API, in-process
+# on SQLite; no engine or worker processes. Under a minute.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "(core or sdk or services or api) and not e2e and not chaos" \
+		tests/core tests/sdk tests/services tests/api $(PYTEST_ARGS)
 
 # The chaos suite and the fuzzers (docs/reliability.md): kills, pauses and restarts engines,
 # workers and servers, and throws hostile input at both doors. CHAOS_WORKFLOWS (500),

@@ -19,10 +19,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 from django.db import Error as DatabaseError
 from django.utils import timezone
 
+from schedproject import config
 from sdk import protocol
 from workflows.errors import SchedError
 from workflows.models import ApiToken
@@ -85,10 +85,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if not self.worker_id:
             return
         frame = text_data if text_data is not None else bytes_data or b""
-        if len(frame) > settings.SCHED.max_payload_bytes:
+        if len(frame) > config.get().max_payload_bytes:
             await self.send_message(protocol.Error(
                 code="payload_too_large",
-                message=f"frames are limited to {settings.SCHED.max_payload_bytes} bytes"))
+                message=f"frames are limited to {config.get().max_payload_bytes} bytes"))
             return
         request_id: str | None = None
         try:
@@ -137,7 +137,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def lessee(self) -> Lessee:
         assert self.hello is not None
         workflows = sum(1 for kind in self.held.values() if kind == "workflow_task")
-        cfg = settings.SCHED
+        cfg = config.get()
         return Lessee(self.worker_id, self.hello.task_queue,
                       frozenset(self.hello.workflow_types), frozenset(self.hello.activity_types),
                       self.max_workflow - workflows,
@@ -183,7 +183,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks
         await self.send_message(protocol.Welcome(
-            worker_id=self.worker_id, heartbeat_interval=settings.SCHED.worker_heartbeat_seconds))
+            worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds))
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_credit(self, message: protocol.Credit) -> None:

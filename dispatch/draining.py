@@ -1,9 +1,13 @@
 """The engine's live worker sockets, so a graceful shutdown can drain and close them.
 
-``runengine`` calls ``start_draining()`` on SIGTERM: from then on no socket is given new work
-(its free credit reads zero, so a completion hands back no next task), new sockets are
-refused, and the engine waits while ``busy()`` for held tasks to complete before
+``dispatch.lifecycle.Engine`` calls ``start_draining()`` on SIGTERM: from then on no socket is
+given new work (its free credit reads zero, so a completion hands back no next task), new
+sockets are refused, and the engine waits while ``busy()`` for held tasks to complete before
 ``close_all()`` closes the rest (each disconnect hands the worker's leases back).
+
+Process state, on the server's event loop: the live sockets (added and discarded by the
+worker consumer as it connects and disconnects), the frames being handled, and ``active``
+(whether the process is draining), which ``Engine`` alone switches on, once, and never off.
 """
 
 from __future__ import annotations

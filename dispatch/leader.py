@@ -34,20 +34,22 @@ import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from schedproject import metrics
+from schedproject import config
 from schedproject.transactions import atomic
 
-from . import wakeup
+from . import metrics, wakeup
 from .engine import ENGINE_ID
 from .models import Leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]
+LockConnection = psycopg.AsyncConnection[Any]  # the leader's own, not Django's
 
 
 MIN_LEASE_SECONDS = 5.0
@@ -55,7 +57,7 @@ MIN_LEASE_SECONDS = 5.0
 
 def lease_seconds() -> float:
     """How long a leader's lock connection may stay silent before Postgres ends it."""
-    return max(3 * settings.SCHED.leader_check_seconds, MIN_LEASE_SECONDS)
+    return max(3 * config.get().leader_check_seconds, MIN_LEASE_SECONDS)
 
 
 def lock_key(name: str) -> int:
@@ -84,9 +86,8 @@ class LeaderElection:
         self.name = name
         self.wake_name = wake_name
         self.loop = loop
-        self.check_seconds = settings.SCHED.leader_check_seconds
+        self.check_seconds = config.get().leader_check_seconds
         self.retry_seconds = retry_seconds or self.check_seconds
-        self.is_leader = False
         metrics.set_leader(name, False)
 
     async def run(self) -> None:
@@ -103,7 +104,7 @@ class LeaderElection:
             await asyncio.sleep(self.retry_seconds)
 
     async def _run_on_file_lock(self) -> None:
-        path = settings.SCHED.data_dir / f"{self.name}.lock"
+        path = config.get().data_dir / f"{self.name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = await asyncio.to_thread(path.open, "a+")
         with handle:
@@ -119,8 +120,6 @@ class LeaderElection:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     async def _campaign(self) -> None:
-        import psycopg
-
         db = settings.DATABASES["default"]
         conn = await psycopg.AsyncConnection.connect(
             host=str(db.get("HOST") or "") or None, port=str(db.get("PORT") or "") or None,
@@ -150,11 +149,10 @@ class LeaderElection:
             assert row is not None
             await self._lead(conn, int(row[0]))
 
-    async def _lead(self, conn: object | None, term: int | None = None) -> None:
+    async def _lead(self, conn: LockConnection | None, term: int | None = None) -> None:
         if term is None:
             term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
-        self.is_leader = True
         metrics.set_leader(self.name, True)
         wakeup.local_leaders.add(self.wake_name)
         task = asyncio.create_task(self.loop(term), name=f"sched-{self.name}")
@@ -164,7 +162,6 @@ class LeaderElection:
                 return
             await self._watch(conn, task)
         finally:
-            self.is_leader = False
             metrics.set_leader(self.name, False)
             wakeup.local_leaders.discard(self.wake_name)
             if not task.done():
@@ -173,11 +170,8 @@ class LeaderElection:
                     await task
             log.info("%s: stepped down from term %d", self.name, term)
 
-    async def _watch(self, conn: object, task: asyncio.Task[None]) -> None:
+    async def _watch(self, conn: LockConnection, task: asyncio.Task[None]) -> None:
         """Forward wake-ups and check the lock's connection until either fails."""
-        import psycopg
-
-        assert isinstance(conn, psycopg.AsyncConnection)
         while not task.done():
             async for notice in conn.notifies(timeout=self.check_seconds, stop_after=100):
                 if notice.payload == self.wake_name:

@@ -6,6 +6,11 @@ transaction commits, loops in this process are woken directly. On PostgreSQL a
 ``pg_notify`` is also issued inside the transaction, which Postgres delivers on commit only,
 to the leader wherever it runs (it LISTENs on its dedicated connection) — unless the leader
 is in this process, where the direct wake-up is enough.
+
+Process state: the registered waiters (each loop registers its event while it runs and
+unregisters it on the way out) and ``local_leaders``, the loops led in this process (written
+by ``dispatch.leader`` as it takes and gives up a lead). Both are guarded for use from any
+thread: transactions commit in worker threads, the loops run on the server's event loop.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """sched's settings, read once from the environment.
 
 Everything an operator sets is an environment variable (12-factor); README.md lists them.
-``load()`` parses and validates them into one typed object; Django's settings module reads
-from it, and sched's own code reads ``settings.SCHED`` (this object), never ``os.environ``.
+``load()`` parses and validates them into one typed object, kept as ``settings.SCHED``;
+Django's settings module reads from it, and sched's own code reads it through ``get()``
+(typed), never ``os.environ``.
 """
 
 from __future__ import annotations

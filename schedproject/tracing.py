@@ -8,6 +8,8 @@ message, so the worker's spans of a workflow's tasks and activities join the sam
 
 When the endpoint is unset nothing is imported, no provider is installed and Django is not
 instrumented: ``enabled()`` is one global read and ``current_traceparent()`` returns None.
+
+Process state: ``_provider``, set once by ``setup()`` and read by every span.
 """
 
 from __future__ import annotations

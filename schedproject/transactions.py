@@ -5,6 +5,8 @@ in another. On SQLite it also takes a process-wide lock first. SQLite admits one
 time and makes the others poll with growing sleeps (its busy handler), which wastes most of
 the time under load; queueing writers on a lock instead hands the database over at once.
 There is one engine process per SQLite database, so a process lock is enough.
+
+Process state: ``_sqlite_writer``, that lock, owned here and taken only by ``atomic()``.
 """
 
 from __future__ import annotations

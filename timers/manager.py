@@ -18,10 +18,10 @@ from datetime import datetime
 from django.utils import timezone
 
 from dispatch import notify, wakeup
-from schedproject import metrics
 from schedproject.dbthread import DbThread
 from workflows.services.timers import timers_fire
 
+from . import metrics
 from .models import Timer
 
 log = logging.getLogger("sched.timers")

@@ -8,11 +8,9 @@ class WorkflowsConfig(AppConfig):
     verbose_name = "Workflows"
 
     def ready(self) -> None:
-        from django.conf import settings
-
-        from schedproject import metrics, tracing
+        from schedproject import config, metrics, tracing
 
         from . import checks  # noqa: F401  (registers the system checks)
 
         metrics.install()
-        tracing.setup(settings.SCHED.otlp_endpoint)
+        tracing.setup(config.get().otlp_endpoint)

@@ -8,6 +8,10 @@ lease of a task calls ``on_commit_lease(...)``. Once the transaction commits:
   seen at their next poll;
 - observers registered with ``subscribe`` / ``subscribe_leases`` (metrics, say) are called
   with what was committed. An observer's failure is logged and never reaches the caller.
+
+Process state: the generation counter (moved by every commit here, read by the long polls)
+and the observer lists, subscribed once at start (``schedproject.metrics.install``, from
+``WorkflowsConfig.ready``) and only read afterwards.
 """
 
 from __future__ import annotations

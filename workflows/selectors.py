@@ -4,6 +4,9 @@ Writes live in ``workflows.services``; nothing here writes. The long-poll reads 
 poll the database: a sync view under ASGI runs in its own thread, so a waiting request costs
 a thread, and between polls it gives its database connection back (to psycopg's pool) so that
 waiting requests do not hold the pool's few connections.
+
+Process state: the dashboard's status counts, when slow to count, are kept a few seconds per filter
+(``_status_counts_cache``, owned here); everything else is read from the database each time.
 """
 
 from __future__ import annotations

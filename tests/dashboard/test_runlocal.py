@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
-from workflows.management.commands.runlocal import local_admin
+from workflows.local import local_admin
 
 pytestmark = pytest.mark.django_db
 

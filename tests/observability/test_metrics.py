@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dispatch.leader import LeaderElection
 from dispatch.models import Leadership
-from schedproject import metrics
 from timers.manager import fire_due
 from timers.models import Timer, TimerKind
+from workflows import metrics as workflow_metrics
 from workflows.models import Execution
 from workflows.services import (
     activity_task_complete,
@@ -125,7 +125,8 @@ def test_workflow_task_latency_when_the_task_started_in_another_engine(leaders: 
     register("w1")
     run = start("elsewhere")
     msg = workflow_task(run)
-    metrics._started = metrics._StartedTimes()  # as if another process had leased it
+    # As if another process had leased it:
+    workflow_metrics._started = workflow_metrics._StartedTimes()
     before = value("sched_workflow_task_seconds_count", workflow_type=WORKFLOW)
     workflow_task_complete(token=msg["token"], commands=[{"kind": "complete_workflow"}],
                            worker_id="w1")

@@ -16,8 +16,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from rest_framework.test import APIClient
 
 import sdk
+from dispatch.metrics import DatabaseCollector
 from dispatch.models import Leadership
-from schedproject import metrics, tracing
+from schedproject import tracing
 from sdk._worker import Worker
 from sdk.protocol import ActivityTask, WorkflowTask
 from workflows.models import Execution
@@ -92,7 +93,7 @@ def test_the_otlp_url_gets_the_traces_path_once() -> None:
 
 
 def test_the_ready_gauges_report_nothing_without_a_database() -> None:
-    assert list(metrics.DatabaseCollector().collect()) == []  # database access not allowed
+    assert list(DatabaseCollector().collect()) == []  # database access not allowed
 
 
 # ---- the engine ------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.db import connection
+
+from schedproject import config
 
 log = logging.getLogger("sched.health")
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -34,7 +35,7 @@ def health_checks() -> tuple[bool, dict[str, str]]:
     """``(healthy, {check: "ok" or the reason it failed})``."""
     checks: dict[str, str] = {}
     probes = [("database", check_database)]
-    redis_url = settings.SCHED.redis_url
+    redis_url = config.get().redis_url
     if redis_url:
         probes.append(("redis", lambda: check_redis(redis_url)))
     for name, probe in probes:

@@ -2,7 +2,7 @@
 
 DRF's ``JSONParser`` reads the stream without Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` check
 and lets a ``RecursionError`` (a deeply nested body) escape as a 500; this one refuses a
-declared or actual body larger than ``settings.SCHED.max_payload_bytes`` (413) and answers
+declared or actual body larger than ``SCHED_MAX_PAYLOAD_BYTES`` (413) and answers
 any undecodable body with 400 ``malformed_json``.
 """
 
@@ -12,14 +12,15 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any
 
-from django.conf import settings
 from rest_framework import exceptions, parsers
+
+from schedproject import config
 
 from .errors import PayloadTooLarge
 
 
 def max_payload_bytes() -> int:
-    return int(settings.SCHED.max_payload_bytes)
+    return config.get().max_payload_bytes
 
 
 def _reject_constant(name: str) -> Any:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles.views import serve
@@ -20,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from schedproject import config
 from sdk.protocol.limits import MAX_WORKFLOW_ID_LENGTH
 from workflows import selectors, services
 from workflows.core.events import EventType
@@ -293,7 +293,7 @@ def workflow_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def worker_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    stale_after = settings.SCHED.lease_timeout_seconds
+    stale_after = config.get().lease_timeout_seconds
     rows = [{"row": row, "seen_ago": (now - row.session.last_seen_at).total_seconds(),
              "stale": (now - row.session.last_seen_at).total_seconds() > stale_after}
             for row in selectors.worker_list()]

@@ -1,0 +1,81 @@
+"""Dispatch's Prometheus metrics: schedule-to-start latency, activity retries, the leader
+gauge, and the ready tasks and connected workers read from the database at scrape time.
+
+``observe_leases`` is a ``workflows.changes`` lease observer and ``DatabaseCollector`` a
+collector; ``schedproject.metrics.install`` subscribes and registers them. ``set_leader`` is
+called by leader election. The counters and the histogram are per process, so Prometheus sums
+them over the engines it scrapes; every engine reports the same database gauges, so aggregate
+those with ``max``, not ``sum``.
+
+Label values are bounded: task queues, kinds, activity types and loop names, never ids.
+Nothing here may fail a transition: the observer is guarded by ``workflows.changes`` and the
+collector swallows (and logs) its own errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+from django.db.models import Count
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from workflows.changes import Lease
+from workflows.metrics import LATENCY_BUCKETS
+
+from .models import Task, TaskKind, TaskState, WorkerSession
+
+log = logging.getLogger("sched.metrics")
+
+ACTIVITY_RETRIES = Counter(
+    "sched_activity_retries", "Leases of activity attempts after the first.",
+    ["task_queue", "activity_type"])
+SCHEDULE_TO_START = Histogram(
+    "sched_schedule_to_start_seconds", "From a task becoming ready to its lease.",
+    ["kind", "task_queue"], buckets=LATENCY_BUCKETS)
+LEADER = Gauge(
+    "sched_leader", "1 while this engine process leads the loop, else 0.", ["loop"])
+
+
+def observe_leases(leases: Sequence[Lease]) -> None:
+    """Schedule-to-start latency and activity retries (a ``workflows.changes`` observer)."""
+    for lease in leases:
+        SCHEDULE_TO_START.labels(lease.kind, lease.task_queue).observe(
+            max(0.0, lease.waited_seconds))
+        if lease.kind == TaskKind.ACTIVITY and lease.attempt > 1:
+            ACTIVITY_RETRIES.labels(lease.task_queue, lease.type_name).inc()
+
+
+def set_leader(loop: str, leading: bool) -> None:
+    LEADER.labels(loop).set(1 if leading else 0)
+
+
+class DatabaseCollector(Collector):
+    """Ready tasks per queue and connected workers, two grouped counts on indexed columns."""
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only: the registry calls ``collect`` to learn them otherwise (a query at
+        # import time, before any database is ready).
+        yield GaugeMetricFamily("sched_tasks_ready", "", labels=["task_queue", "kind"])
+        yield GaugeMetricFamily("sched_workers_connected", "", labels=["task_queue"])
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily("sched_tasks_ready", "Tasks waiting for a worker.",
+                                  labels=["task_queue", "kind"])
+        workers = GaugeMetricFamily("sched_workers_connected", "Connected worker sessions.",
+                                    labels=["task_queue"])
+        try:
+            for row in (Task.objects.filter(state=TaskState.READY)
+                        .values("task_queue", "kind").annotate(n=Count("id"))
+                        .order_by("task_queue", "kind")):
+                ready.add_metric([row["task_queue"], row["kind"]], row["n"])
+            for session in (WorkerSession.objects.values("task_queue")
+                            .annotate(n=Count("id")).order_by("task_queue")):
+                workers.add_metric([session["task_queue"]], session["n"])
+        except Exception as exc:  # no database (yet), or called from an event loop
+            log.debug("database metrics unavailable: %r", exc)
+            return
+        yield ready
+        yield workers
