@@ -44,7 +44,7 @@ from schedproject.transactions import atomic
 
 from . import wakeup
 from .engine import ENGINE_ID
-from .models import Leadership
+from .store import Leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]

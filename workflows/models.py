@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from django.db import models
@@ -22,6 +23,12 @@ from .core.state import ExecutionState, Status
 
 MAX_WORKFLOW_ID_LENGTH = 255
 MAX_NAME_LENGTH = 255
+
+
+def enum_choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    """A core enum as model choices, labelled as ``TextChoices`` labels its members (so the
+    migrations' choices stay as they were)."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in enum]
 
 
 class Execution(models.Model):
