@@ -62,6 +62,9 @@ class Rejected(Exception):
 
 @dataclass
 class Transition:
+    """What one transition decided: the state after it, the events to append (all stamped
+    ``now``) and the effects outside the history they imply (kept net as events are added)."""
+
     state: ExecutionState
     now: datetime
     events: list[Event] = field(default_factory=list)
