@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,8 +34,9 @@ from workflows.models import Execution
 __all__ = [
     "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "build", "delete", "delete_by_schedule",
     "delete_run", "execution_id_from_token", "execution_of", "expired", "extend_leases",
-    "held_counts", "insert", "lease", "leased_activity_seqs", "leased_activity_tokens",
-    "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule", "lock_leased",
+    "held_counts", "insert", "lease", "leased_activity_tokens",
+    "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
+    "lock_leased", "lock_leased_activities",
     "lock_leased_id", "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",
     "save_lease", "save_leases", "unlease",
 ]
@@ -182,12 +183,16 @@ def leased_activity_tokens(execution_id: int) -> list[tuple[str, str]]:
         [execution_id, TaskKind.ACTIVITY.value, TaskState.LEASED.value])]
 
 
-def leased_activity_seqs(execution_id: int) -> set[int]:
-    """The seqs of the run's activities a worker holds."""
-    return {int(seq) for (seq,) in sql.fetch(
-        f"SELECT seq FROM {sql.table(Task)} "
-        "WHERE execution_id = %s AND kind = %s AND state = %s",
-        [execution_id, TaskKind.ACTIVITY.value, TaskState.LEASED.value])}
+def lock_leased_activities(execution_id: int, seqs: Collection[int]) -> set[int]:
+    """Lock the run's activity tasks of ``seqs``; the seqs of those a worker holds. Locked,
+    so no dispatch tick leases one between this read and the caller's decision."""
+    if not seqs:
+        return set()
+    marks = ", ".join(["%s"] * len(seqs))
+    return {int(seq) for seq, state in sql.fetch(
+        f"SELECT seq, state FROM {sql.table(Task)} WHERE execution_id = %s AND kind = %s "
+        f"AND seq IN ({marks}){sql.for_update()}",
+        [execution_id, TaskKind.ACTIVITY.value, *seqs]) if state == TaskState.LEASED}
 
 
 def lock_by_schedule(execution_id: int, kind: TaskKind, scheduled_event_id: int) -> Task:

@@ -75,8 +75,9 @@ def workflow_task_complete(*, token: str, commands: list[Any], worker_id: str | 
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.WORKFLOW, worker_id=worker_id)
         leased = None
-        if any(isinstance(cmd, c.RequestCancelActivity) for cmd in parsed):
-            leased = tasks.leased_activity_seqs(execution.pk)
+        cancels = sorted({cmd.seq for cmd in parsed if isinstance(cmd, c.RequestCancelActivity)})
+        if cancels:
+            leased = tasks.lock_leased_activities(execution.pk, cancels)
         timeout_ms = None
         if continues:  # each run of the chain gets the execution timeout of the first
             timeout_ms = executions.started_attributes(execution).get("execution_timeout_ms")
