@@ -1,4 +1,8 @@
-"""The task messages sent to workers, built from task rows and history."""
+"""The task messages sent to workers, built from task rows and history.
+
+Pure builders over rows the caller holds; the history they need beyond what the caller's
+transaction has in memory is read through ``workflows.store``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sdk import protocol
+from workflows import store as executions
 from workflows.core.events import Event
-from workflows.models import Execution, HistoryEvent
-from workflows.services import _sql
+from workflows.models import Execution
 
-from .models import Task
+from .store import Task
 
 
 def workflow_task_message(execution: Execution, task: Task, *, first_event_id: int,
@@ -23,7 +27,7 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
     first_recent = recent[0].event_id if recent else execution.next_event_id
     events: list[dict[str, Any]] = []
     if first_event_id < first_recent:
-        events = _sql.history(execution.pk, first_event_id, first_recent)
+        events = executions.history(execution.pk, first_event_id, first_recent)
     events.extend(e.to_wire() for e in recent if e.event_id >= first_event_id)
     return protocol.WorkflowTask(
         token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),
@@ -50,5 +54,4 @@ def activity_task_message(execution: Execution, task: Task) -> dict[str, Any]:
 
 
 def full_history(execution: Execution, *, through: int) -> list[dict[str, Any]]:
-    return [e.to_wire() for e in HistoryEvent.objects.filter(
-        execution=execution, event_id__lte=through).order_by("event_id")]
+    return executions.history_through(execution, through)

@@ -15,13 +15,13 @@ import contextlib
 import logging
 import time
 
-from django.conf import settings
 from django.utils import timezone
 
+from schedproject import config
 from schedproject.dbthread import DbThread
 
 from . import notify, services, wakeup
-from .fencing import NotLeader
+from .store import NotLeader
 
 log = logging.getLogger("sched.dispatcher")
 BATCH = 200
@@ -32,7 +32,7 @@ MIN_TICK_INTERVAL_SECONDS = 0.01
 async def run_dispatcher(term: int) -> None:
     wake = asyncio.Event()
     wakeup.register(wakeup.DISPATCH, wake, asyncio.get_running_loop())
-    poll = settings.SCHED.dispatch_poll_seconds
+    poll = config.get().dispatch_poll_seconds
     db = DbThread("dispatcher")
     last_reclaim = 0.0
     try:

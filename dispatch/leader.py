@@ -45,7 +45,7 @@ from schedproject.transactions import atomic
 
 from . import metrics, wakeup
 from .engine import ENGINE_ID
-from .models import Leadership
+from .store import Leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]

@@ -3,6 +3,8 @@
 A task is a unit of work for a worker: a workflow task (run the workflow code against its
 history) or an activity task (one attempt of an activity). Tasks are rows, so nothing is lost
 when Redis or an engine goes away: a leased task whose lease runs out is ready again.
+The kinds and states are the core's (``workflows.core.effects``); ``dispatch.store`` is the
+one module that writes these tables.
 """
 
 from __future__ import annotations
@@ -11,28 +13,21 @@ from django.db import models
 from django.db.models import Q
 
 from sdk.protocol.limits import MAX_NAME_LENGTH
-from workflows.models import Execution
+from workflows.core.effects import TaskKind, TaskState
+from workflows.models import Execution, enum_choices
 
-
-class TaskKind(models.TextChoices):
-    WORKFLOW = "workflow"
-    ACTIVITY = "activity"
-
-
-class TaskState(models.TextChoices):
-    READY = "ready"        # waiting for a worker
-    LEASED = "leased"      # sent to a worker, which holds it until completion or lease expiry
-    BACKOFF = "backoff"    # an activity waiting out its retry back-off (a timer wakes it)
+__all__ = ["Leadership", "Task", "TaskKind", "TaskState", "WorkerSession"]
 
 
 class Task(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="tasks")
-    kind = models.CharField(max_length=10, choices=TaskKind.choices)
+    kind = models.CharField(max_length=10, choices=enum_choices(TaskKind))
     task_queue = models.CharField(max_length=MAX_NAME_LENGTH)
     # The workflow type (workflow tasks) or activity type (activity tasks): a worker gets only
     # the types it registered.
     type_name = models.CharField(max_length=MAX_NAME_LENGTH)
-    state = models.CharField(max_length=10, choices=TaskState.choices, default=TaskState.READY)
+    state = models.CharField(max_length=10, choices=enum_choices(TaskState),
+                             default=TaskState.READY)
     scheduled_event_id = models.IntegerField()
     seq = models.IntegerField(null=True, blank=True)
     attempt = models.IntegerField(default=1)

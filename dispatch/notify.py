@@ -9,7 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .models import WorkerSession
+from .store import sessions
 
 DELIVER = "task.deliver"
 CANCEL = "task.cancel"
@@ -26,12 +26,7 @@ async def deliver(deliveries: Iterable[tuple[str, dict[str, Any]]]) -> None:
         await layer.send(channel, {"type": DELIVER, "messages": messages})
 
 
-def _channels_sync(worker_ids: list[str]) -> dict[str, str]:
-    return dict(WorkerSession.objects.filter(worker_id__in=worker_ids)
-                .values_list("worker_id", "channel_name"))
-
-
-_channels = database_sync_to_async(_channels_sync)
+_channels = database_sync_to_async(sessions.channels)
 
 
 async def send_cancels(cancels: list[tuple[str, str]]) -> None:

@@ -19,10 +19,9 @@ from django.utils import timezone
 
 from dispatch import notify, wakeup
 from schedproject.dbthread import DbThread
-from workflows.services.timers import timers_fire
 
-from . import metrics
-from .models import Timer
+from . import metrics, store
+from .services import timers_fire
 
 log = logging.getLogger("sched.timers")
 BATCH = 200
@@ -33,8 +32,7 @@ Clock = Callable[[], datetime]
 def fire_due(*, term: int, clock: Clock = timezone.now) -> tuple[int, list[tuple[str, str]]]:
     """Fire up to BATCH due timers. Returns how many fired and the cancel notices to send."""
     now = clock()
-    due = list(Timer.objects.filter(fire_at__lte=now).order_by("fire_at", "id")
-               .values_list("pk", "execution_id", "kind", "fire_at")[:BATCH])
+    due = store.due(now, BATCH)
     if not due:
         return 0, []
     fired = timers_fire(due=[(pk, execution_id) for pk, execution_id, _, _ in due], term=term,
@@ -50,7 +48,7 @@ def fire_due(*, term: int, clock: Clock = timezone.now) -> tuple[int, list[tuple
 
 
 def next_due() -> datetime | None:
-    return Timer.objects.order_by("fire_at").values_list("fire_at", flat=True).first()
+    return store.next_due()
 
 
 async def run_timers(term: int, *, clock: Clock = timezone.now) -> None:

@@ -1,25 +1,22 @@
-"""Durable timers: every wake-up the engine owes a run is a row with its due time."""
+"""Durable timers: every wake-up the engine owes a run is a row with its due time.
+
+The kinds are the core's (``workflows.core.effects``); ``timers.store`` is the one module
+that writes this table.
+"""
 
 from __future__ import annotations
 
 from django.db import models
 
-from workflows.models import Execution
+from workflows.core.effects import TimerKind
+from workflows.models import Execution, enum_choices
 
-
-class TimerKind(models.TextChoices):
-    USER = "user"                                  # ctx.sleep, wait_for_signal timeouts
-    WORKFLOW_TIMEOUT = "workflow_timeout"          # the run's execution timeout
-    WORKFLOW_TASK_RETRY = "workflow_task_retry"    # back-off after a failed workflow task
-    ACTIVITY_RETRY = "activity_retry"              # back-off before the next attempt
-    ACTIVITY_ATTEMPT = "activity_attempt"          # start-to-close or heartbeat deadline
-    ACTIVITY_SCHEDULE_TO_START = "activity_schedule_to_start"
-    ACTIVITY_SCHEDULE_TO_CLOSE = "activity_schedule_to_close"
+__all__ = ["Timer", "TimerKind"]
 
 
 class Timer(models.Model):
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="timers")
-    kind = models.CharField(max_length=32, choices=TimerKind.choices)
+    kind = models.CharField(max_length=32, choices=enum_choices(TimerKind))
     fire_at = models.DateTimeField(db_index=True)
     # The seq of the user timer or activity this timer belongs to, if any.
     seq = models.IntegerField(null=True, blank=True)

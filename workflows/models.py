@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from django.db import models
@@ -21,6 +22,12 @@ from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 from .core.events import Event, EventType
 from .core.state import ExecutionState, Status
+
+
+def enum_choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    """A core enum as model choices, labelled as ``TextChoices`` labels its members (so the
+    migrations' choices stay as they were)."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in enum]
 
 
 class Execution(models.Model):

@@ -11,10 +11,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from dispatch.models import Task, TaskKind
+from dispatch.store.tasks import lease
 from workflows import services
 from workflows.core import decide
 from workflows.models import Execution
-from workflows.services._write import Lessee, lease, lock_execution, write_transition
+from workflows.services import Lessee, lock_execution, write_transition
 
 WORKER = "test-worker"
 

@@ -14,10 +14,11 @@ from dispatch import services as dispatch
 from dispatch.models import Leadership, Task, TaskKind, TaskState
 from sdk import protocol
 from timers.models import Timer, TimerKind
+from timers.services import timer_fire
 from workflows.core.events import Event, EventType
 from workflows.core.state import ExecutionState, fold
 from workflows.models import Execution, HistoryEvent
-from workflows.services import Lessee, Outcome, timer_fire
+from workflows.services import Lessee, Outcome
 
 E = EventType
 TERM = 1

@@ -15,13 +15,13 @@ from django.db import connection, transaction
 
 from dispatch.models import Task, TaskKind
 from timers.models import Timer, TimerKind
+from timers.services import timer_fire
 from workflows.core.events import EventType
 from workflows.errors import Conflict
 from workflows.models import Execution
 from workflows.services import (
     activity_task_complete,
     activity_task_heartbeat,
-    timer_fire,
     workflow_signal,
     workflow_start,
     workflow_task_complete,

@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from dispatch import services as dispatch
-from dispatch.fencing import NotLeader
 from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
+from dispatch.store import NotLeader
 from timers.models import Timer, TimerKind
 from workflows.core.events import EventType
 from workflows.errors import Conflict

@@ -25,13 +25,13 @@ from django.utils import timezone
 from dispatch import services as dispatch
 from dispatch.models import Task, TaskState
 from timers.models import Timer
+from timers.services import timer_fire
 from workflows.errors import Conflict
 from workflows.models import Execution
 from workflows.services import (
     activity_task_complete,
     activity_task_fail,
     activity_task_heartbeat,
-    timer_fire,
     workflow_request_cancel,
     workflow_signal,
     workflow_start,

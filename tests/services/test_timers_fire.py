@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from dispatch.fencing import NotLeader
 from dispatch.models import Leadership, Task, TaskKind, TaskState
+from dispatch.store import NotLeader
 from timers.models import Timer, TimerKind
+from timers.services import timer_fire
 from workflows.core.events import EventType
 from workflows.models import Execution
 from workflows.services import (
     activity_task_heartbeat,
-    timer_fire,
     workflow_signal,
     workflow_start,
     workflow_task_complete,

@@ -1,31 +1,54 @@
-"""Deciding transitions: from a state and an input to the events to append.
+"""Deciding transitions: from a state and an input to the events to append and the effects.
 
 Every function here is pure. It takes the current ``ExecutionState`` and returns a
 ``Transition`` holding the new events (numbered from the state's ``next_event_id`` and
-stamped with ``now``) and the state after them, or raises ``Rejected`` and decides nothing.
-The engine's services lock the execution row, call one of these, and write what it returns.
+stamped with ``now``), the state after them and the effects they imply outside the history
+(``effects``: task and timer rows, closing the run, starting a successor), or raises
+``Rejected`` and decides nothing. The engine's services lock the execution row, call one of
+these with what they read from the rows (which activities are leased, an attempt's options),
+and execute what it returns through the stores.
 
 Rules every function keeps: nothing is appended to a closed run; event ids stay dense;
 whenever an input event reaches an open run with no workflow task, a workflow task is
-scheduled in the same transition.
+scheduled in the same transition; the effects are net (see ``rows``).
+
+Some transitions append no event and only have effects: an activity attempt that failed and
+is retried (``RetryActivity``), a back-off that ended (``ReadyActivity``). The history holds
+only an activity's final outcome, so retries do not grow it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import commands as c
+from . import retry
+from .effects import (
+    Effect,
+    ReadyActivity,
+    RequestActivityCancel,
+    RetryActivity,
+    StartSuccessor,
+    TaskState,
+)
 from .events import Event, EventType
+from .rows import (
+    WORKFLOW_TASK_RETRY_INITIAL_MS,
+    WORKFLOW_TASK_RETRY_MAX_MS,
+    imply,
+    workflow_task_retry_delay_ms,
+)
 from .state import ExecutionState, apply
 
-E = EventType
+__all__ = [
+    "WORKFLOW_TASK_RETRY_INITIAL_MS", "WORKFLOW_TASK_RETRY_MAX_MS", "Rejected", "Transition",
+    "workflow_task_retry_delay_ms",
+]
 
-# A workflow task that fails is tried again after this back-off, doubling up to the cap.
-WORKFLOW_TASK_RETRY_INITIAL_MS = 200
-WORKFLOW_TASK_RETRY_MAX_MS = 30_000
+E = EventType
 
 
 class Rejected(Exception):
@@ -39,15 +62,27 @@ class Rejected(Exception):
 
 @dataclass
 class Transition:
+    """What one transition decided: the state after it, the events to append (all stamped
+    ``now``) and the effects outside the history they imply (kept net as events are added)."""
+
     state: ExecutionState
     now: datetime
     events: list[Event] = field(default_factory=list)
+    effects: list[Effect] = field(default_factory=list)
 
     def add(self, event_type: EventType, **attributes: Any) -> Event:
         event = Event(self.state.next_event_id, event_type, self.now, attributes)
         self.state = apply(self.state, event)
         self.events.append(event)
+        imply(self.effects, event, self.state)
         return event
+
+    def extend(self, step: Transition) -> None:
+        """Append ``step``, a transition decided on this one's state whose effects need no
+        netting against this one's (starting a workflow task just scheduled)."""
+        self.events.extend(step.events)
+        self.effects.extend(step.effects)
+        self.state = step.state
 
     def schedule_workflow_task_if_needed(self) -> None:
         """Schedule a workflow task when the run has news and none is in flight."""
@@ -68,12 +103,6 @@ def _needs_task(t: Transition) -> None:
     if t.state.workflow_task is None:
         t.state = replace(t.state, workflow_task_needed=True)
     t.schedule_workflow_task_if_needed()
-
-
-def workflow_task_retry_delay_ms(attempt: int) -> int:
-    """Back-off before retrying a workflow task whose attempt ``attempt`` failed."""
-    return int(min(WORKFLOW_TASK_RETRY_INITIAL_MS * 2 ** min(attempt - 1, 30),
-                   WORKFLOW_TASK_RETRY_MAX_MS))
 
 
 def start(*, workflow_type: str, task_queue: str, input: Any, now: datetime,
@@ -164,16 +193,41 @@ def retry_workflow_task(state: ExecutionState, *, now: datetime) -> Transition:
     return t
 
 
+def check_closing(commands: Sequence[c.Command]) -> None:
+    """A closing command, if any, must be the last and only one."""
+    terminal = [cmd for cmd in commands if isinstance(cmd, c.TERMINAL_COMMANDS)]
+    if terminal and (len(terminal) > 1 or commands[-1] is not terminal[0]):
+        raise Rejected("invalid_command", "a closing command must be the last and only one")
+
+
 def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
-                           commands: Sequence[c.Command], worker: str,
-                           now: datetime) -> Transition:
+                           commands: Sequence[c.Command], worker: str, now: datetime,
+                           leased_activities: Collection[int] | None = None,
+                           successor_run_id: str | None = None,
+                           execution_timeout_ms: int | None = None) -> Transition:
+    """Record a completed workflow task and its commands.
+
+    ``leased_activities``: the seqs of the activities whose task a worker holds now. An
+    activity the workflow cancels is canceled at once unless it is leased; a leased one is
+    asked to cancel (``RequestActivityCancel``) and answers later. None (not known): every
+    cancel is only requested.
+
+    A closing ``ContinueAsNew`` needs ``successor_run_id`` (the service draws it, so this
+    stays deterministic) and the chain's ``execution_timeout_ms``; it closes the run only
+    if no news is waiting for the workflow, else the task's other commands are applied and
+    the workflow runs again with the news.
+    """
     t = _open(state, now)
     _current_task(state, scheduled_event_id, started=True)
     wt = state.workflow_task
     assert wt is not None
-    terminal = [cmd for cmd in commands if isinstance(cmd, c.TERMINAL_COMMANDS)]
-    if terminal and (len(terminal) > 1 or commands[-1] is not terminal[0]):
-        raise Rejected("invalid_command", "a closing command must be the last and only one")
+    check_closing(commands)
+    successor = commands[-1] if commands and isinstance(commands[-1], c.ContinueAsNew) else None
+    if successor is not None:
+        if successor_run_id is None:
+            raise Rejected("invalid_command", "continue_as_new needs the successor's run id")
+        commands = commands[:-1]
+    terminal = bool(commands) and isinstance(commands[-1], c.TERMINAL_COMMANDS)
     if terminal and state.workflow_task_needed:
         # News arrived while the workflow ran (a signal, say): closing now would drop it.
         # Throw this task away and run the workflow again with the news.
@@ -188,7 +242,39 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
     for cmd in commands:
         _apply_command(t, cmd)
     t.schedule_workflow_task_if_needed()
+    _cancel_activities(t, leased_activities)
+    if (successor is not None and successor_run_id is not None and t.state.is_open
+            and t.state.workflow_task is None):
+        _continue_as_new(t, successor, successor_run_id, execution_timeout_ms)
     return t
+
+
+def _cancel_activities(t: Transition, leased: Collection[int] | None) -> None:
+    """For each activity the workflow asked to cancel in ``t``: one not running is canceled
+    at once; the worker running one is told, and the activity sees it at its next
+    heartbeat."""
+    if not t.state.is_open:
+        return  # the same task closed the run: every task of it is dropped
+    for e in list(t.events):
+        if e.event_type is not E.ACTIVITY_TASK_CANCEL_REQUESTED:
+            continue
+        seq = e.attributes["seq"]
+        if leased is None or seq in leased:
+            t.effects.append(RequestActivityCancel(seq, e.attributes["scheduled_event_id"]))
+            continue
+        _close_activity(t, seq=seq, outcome=E.ACTIVITY_TASK_CANCELED, attempt=1, worker=None,
+                        details=None)
+
+
+def _continue_as_new(t: Transition, cmd: c.ContinueAsNew, run_id: str,
+                     execution_timeout_ms: int | None) -> None:
+    workflow_type = cmd.workflow_type or t.state.workflow_type
+    task_queue = cmd.task_queue or t.state.task_queue
+    t.add(E.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, new_run_id=run_id,
+          workflow_type=workflow_type, task_queue=task_queue, input=cmd.input)
+    # Each run of the chain gets the execution timeout the first was started with.
+    t.effects.append(StartSuccessor(run_id, workflow_type, task_queue, cmd.input,
+                                    execution_timeout_ms))
 
 
 def _new_seq(t: Transition, seq: int) -> None:
@@ -228,8 +314,8 @@ def _apply_command(t: Transition, cmd: c.Command) -> None:
         t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure)
     elif isinstance(cmd, c.CancelWorkflow):
         t.add(E.WORKFLOW_EXECUTION_CANCELED, details=cmd.details)
-    elif isinstance(cmd, c.ContinueAsNew):
-        raise Rejected("invalid_command", "continue_as_new is decided by the service")
+    elif isinstance(cmd, c.ContinueAsNew):  # check_closing keeps it last; taken off above
+        raise Rejected("invalid_command", "a closing command must be the last and only one")
 
 
 def _activity(state: ExecutionState, seq: int) -> int:
@@ -248,7 +334,13 @@ def close_activity(state: ExecutionState, *, seq: int, outcome: EventType, now: 
     do not grow the history.
     """
     t = _open(state, now)
-    scheduled = _activity(state, seq)
+    _close_activity(t, seq=seq, outcome=outcome, attempt=attempt, worker=worker, **attributes)
+    return t
+
+
+def _close_activity(t: Transition, *, seq: int, outcome: EventType, attempt: int,
+                    worker: str | None, **attributes: Any) -> None:
+    scheduled = _activity(t.state, seq)
     if worker is not None:
         t.add(E.ACTIVITY_TASK_STARTED, scheduled_event_id=scheduled, seq=seq,
               attempt=attempt, worker=worker)
@@ -256,7 +348,6 @@ def close_activity(state: ExecutionState, *, seq: int, outcome: EventType, now: 
         attributes["attempt"] = attempt
     t.add(outcome, scheduled_event_id=scheduled, seq=seq, **attributes)
     _needs_task(t)
-    return t
 
 
 def fire_timer(state: ExecutionState, *, seq: int, now: datetime) -> Transition:
@@ -266,4 +357,74 @@ def fire_timer(state: ExecutionState, *, seq: int, now: datetime) -> Transition:
         raise Rejected("stale_timer", f"timer {seq} is not pending")
     t.add(E.TIMER_FIRED, started_event_id=timer.started_event_id, seq=seq)
     _needs_task(t)
+    return t
+
+
+# ---- activity attempts: retries and timeouts -----------------------------------------------
+
+
+def fail_activity_attempt(state: ExecutionState, *, seq: int, attempt: int,
+                          options: Mapping[str, Any], failure: Mapping[str, Any],
+                          worker: str | None, now: datetime,
+                          timeout_type: str | None = None) -> Transition:
+    """Attempt ``attempt`` of activity ``seq`` failed (or timed out, ``timeout_type``): retry
+    it after its policy's back-off (``RetryActivity``, no event), or, when the policy, the
+    failure or the schedule-to-close deadline says it is over, record the activity's
+    ActivityTaskFailed / ActivityTaskTimedOut. ``options`` are the activity's as scheduled."""
+    policy = c.RetryPolicy.from_dict(options.get("retry_policy"))
+    delay = retry.retry_delay_ms(policy, attempt=attempt, failure=failure, now=now,
+                                 deadline=retry.schedule_to_close_deadline(options))
+    if delay is None:
+        if timeout_type is not None:
+            return close_activity(state, seq=seq, outcome=E.ACTIVITY_TASK_TIMED_OUT, now=now,
+                                  attempt=attempt, worker=worker, timeout_type=timeout_type,
+                                  failure=failure)
+        return close_activity(state, seq=seq, outcome=E.ACTIVITY_TASK_FAILED, now=now,
+                              attempt=attempt, worker=worker, failure=failure)
+    t = _open(state, now)
+    _activity(state, seq)
+    t.effects.append(RetryActivity(seq, attempt + 1, {**failure, "attempt": attempt},
+                                   now + timedelta(milliseconds=delay)))
+    return t
+
+
+def time_out_activity_attempt(state: ExecutionState, *, seq: int, attempt: int,
+                              options: Mapping[str, Any], leased_at: datetime | None,
+                              worker: str | None, now: datetime) -> Transition:
+    """The running attempt passed its start-to-close or heartbeat deadline."""
+    timeout_type = retry.attempt_timeout_type(options, leased_at=leased_at, now=now)
+    return fail_activity_attempt(state, seq=seq, attempt=attempt, options=options,
+                                 failure=retry.timeout_failure(timeout_type), worker=worker,
+                                 now=now, timeout_type=timeout_type)
+
+
+def time_out_activity_schedule_to_start(state: ExecutionState, *, seq: int,
+                                        task_state: TaskState, attempt: int,
+                                        now: datetime) -> Transition:
+    """No worker took the first attempt in time: the activity times out, for good. Nothing
+    happens if an attempt started meanwhile."""
+    if task_state == TaskState.LEASED or attempt > 1:
+        return Transition(state, now)
+    return close_activity(state, seq=seq, outcome=E.ACTIVITY_TASK_TIMED_OUT, now=now,
+                          attempt=attempt, worker=None, timeout_type="schedule_to_start",
+                          failure=retry.timeout_failure("schedule_to_start"))
+
+
+def time_out_activity_schedule_to_close(state: ExecutionState, *, seq: int, attempt: int,
+                                        worker: str | None, now: datetime) -> Transition:
+    """The activity ran out of its whole time, attempts and back-offs included. ``worker``:
+    the worker running an attempt now, if one is."""
+    return close_activity(state, seq=seq, outcome=E.ACTIVITY_TASK_TIMED_OUT, now=now,
+                          attempt=attempt, worker=worker, timeout_type="schedule_to_close",
+                          failure=retry.timeout_failure("schedule_to_close"))
+
+
+def end_activity_backoff(state: ExecutionState, *, seq: int, task_state: TaskState | None,
+                         now: datetime) -> Transition:
+    """An activity's retry back-off is over: its task is ready for the next attempt (if it
+    is still waiting in backoff)."""
+    t = _open(state, now)
+    if task_state == TaskState.BACKOFF:
+        _activity(state, seq)
+        t.effects.append(ReadyActivity(seq))
     return t

@@ -1,8 +1,12 @@
-"""Transition services: each applies one transition in one transaction, or nothing."""
+"""Transition services: each applies one transition in one transaction, or nothing.
+
+The public API of the engine's writes: edges and the other apps' services (dispatch,
+timers) use these names only, never the private modules.
+"""
 
 from __future__ import annotations
 
-from ._write import Lessee, Outcome
+from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
 from .executions import (
     get_run,
     workflow_request_cancel,
@@ -11,17 +15,25 @@ from .executions import (
     workflow_terminate,
 )
 from .tasks import (
+    activity_close,
     activity_task_complete,
     activity_task_fail,
     activity_task_heartbeat,
+    check_lease,
+    rejected,
+    stale,
     workflow_task_complete,
     workflow_task_fail,
+    workflow_task_start,
+    workflow_task_time_out,
+    write_activity_attempt,
 )
-from .timers import timer_fire
 
 __all__ = [
-    "Lessee", "Outcome", "activity_task_complete", "activity_task_fail",
-    "activity_task_heartbeat", "get_run", "timer_fire", "workflow_request_cancel",
-    "workflow_signal", "workflow_start", "workflow_task_complete", "workflow_task_fail",
-    "workflow_terminate",
+    "Lessee", "Outcome", "activity_close", "activity_task_complete", "activity_task_fail",
+    "activity_task_heartbeat", "check_lease", "get_run", "lock_execution", "rejected",
+    "stale", "start_attempt_timers", "workflow_request_cancel", "workflow_signal",
+    "workflow_start", "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
+    "workflow_task_time_out", "workflow_terminate", "write_activity_attempt",
+    "write_transition",
 ]

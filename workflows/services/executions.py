@@ -9,15 +9,17 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from schedproject.transactions import atomic
+from workflows import store as executions
 from workflows.core import decide
+from workflows.core.effects import StartSuccessor
 from workflows.errors import Conflict, NotFound
 from workflows.models import Execution
 
-from ._write import lock_execution, write_transition
+from ._write import write_transition
 
 
 def _open_run(workflow_id: str) -> Execution | None:
-    return Execution.objects.filter(workflow_id=workflow_id, status="running").first()
+    return executions.open_run(workflow_id)
 
 
 def _already_started(run: Execution) -> Conflict:
@@ -62,7 +64,7 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
                                             "run_id": str(parent.run_id)},
         continued_from_run_id=None if continued_from is None else str(continued_from.run_id),
     )
-    execution = Execution.objects.create(
+    execution = executions.create(
         workflow_id=workflow_id, workflow_type=workflow_type, task_queue=task_queue,
         input=input, created_at=now, parent=parent, state={}, run_id=run_id or uuid.uuid4(),
         search_attributes={"traceparent": trace_context} if trace_context else {},
@@ -71,9 +73,19 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
     return execution
 
 
+def start_successor(execution: Execution, successor: StartSuccessor) -> Execution:
+    """Start the run ``execution`` continued as (after the closed run is saved, so the
+    one-open-run constraint holds). In the caller's transaction."""
+    return _create_run(workflow_id=execution.workflow_id, workflow_type=successor.workflow_type,
+                       input=successor.input, task_queue=successor.task_queue,
+                       execution_timeout_ms=successor.execution_timeout_ms,
+                       parent=execution.parent, continued_from=execution,
+                       run_id=uuid.UUID(successor.run_id))
+
+
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
     """The run ``run_id`` of ``workflow_id``, or its latest run."""
-    runs = Execution.objects.filter(workflow_id=workflow_id)
+    runs = executions.runs(workflow_id)
     if run_id is not None:
         try:
             run = runs.filter(run_id=uuid.UUID(run_id)).first()
@@ -88,7 +100,7 @@ def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
 
 def _transition_run(workflow_id: str, run_id: str | None, step: Any) -> Execution:
     with atomic():
-        run = lock_execution(get_run(workflow_id, run_id).pk)
+        run = executions.lock(get_run(workflow_id, run_id).pk)
         try:
             t = step(run.core_state(), timezone.now())
         except decide.Rejected as exc:

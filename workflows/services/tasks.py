@@ -1,41 +1,32 @@
 """Services for task completions from workers, fenced by the task's token.
 
-A token names one lease of one task (``<task id>.<random>``, new at every lease). A
+A token names one lease of one task (``<execution id>.<random>``, new at every lease). A
 completion whose token is not the task's current one — stale, duplicate, forged, or for a
 lease that expired and went to another worker — is refused with ``stale_task`` and writes
-nothing. Each service locks the execution row first, then the task row.
+nothing. Each service locks the execution row first, then the task row
+(``dispatch.store.tasks.lock_leased``, the one lease check).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from dispatch import wakeup
-from dispatch.models import Task, TaskKind, TaskState
+from dispatch.store import Task, TaskKind, execution_id_from_token, tasks
 from schedproject.transactions import atomic
-from timers.models import Timer, TimerKind
+from timers import store as timers
+from workflows import store as executions
 from workflows.core import commands as c
-from workflows.core import decide
+from workflows.core import decide, retry
 from workflows.core.events import EventType
-from workflows.core.retry import retry_delay_ms
 from workflows.errors import Conflict, InvalidInput
-from workflows.models import Execution, HistoryEvent
+from workflows.models import Execution
 
-from . import _sql
-from ._write import (
-    Lessee,
-    Outcome,
-    attempt_deadline,
-    execution_id_from_token,
-    lock_execution,
-    write_transition,
-)
-from .executions import _create_run
+from ._write import Lessee, Outcome, write_transition
+from .executions import start_successor
 
 E = EventType
 
@@ -44,7 +35,11 @@ def stale(message: str = "the task is not leased with that token") -> Conflict:
     return Conflict(message, code="stale_task")
 
 
-def check_lease(token: str, *, kind: str, worker_id: str | None) -> tuple[Execution, Task]:
+def rejected(exc: decide.Rejected) -> Conflict:
+    return Conflict(exc.message, code=exc.code)
+
+
+def check_lease(token: str, *, kind: TaskKind, worker_id: str | None) -> tuple[Execution, Task]:
     """Lock the execution, then the task, and check ``token`` is the task's live lease.
 
     Must run inside the service's atomic block.
@@ -53,18 +48,13 @@ def check_lease(token: str, *, kind: str, worker_id: str | None) -> tuple[Execut
     if execution_id is None:
         raise stale()
     try:
-        execution = lock_execution(execution_id)
+        execution = executions.lock(execution_id)
     except Execution.DoesNotExist:
         raise stale() from None
-    task = _sql.lock_leased_task(token)
-    if (task is None or task.token != token or task.state != TaskState.LEASED
-            or task.kind != kind or (worker_id is not None and task.lease_owner != worker_id)):
+    task = tasks.lock_leased(token, kind=kind, owner=worker_id)
+    if task is None:
         raise stale()
     return execution, task
-
-
-def _rejected(exc: decide.Rejected) -> Conflict:
-    return Conflict(exc.message, code=exc.code)
 
 
 # ---- workflow tasks ------------------------------------------------------------------------
@@ -76,79 +66,35 @@ def workflow_task_complete(*, token: str, commands: list[Any], worker_id: str | 
         parsed = c.parse_commands(commands)
     except c.InvalidCommand as exc:
         raise InvalidInput(str(exc), code="invalid_command") from None
-    continue_as_new = parsed[-1] if parsed and isinstance(parsed[-1], c.ContinueAsNew) else None
-    if continue_as_new is not None:
-        parsed = parsed[:-1]
-        if any(isinstance(cmd, c.TERMINAL_COMMANDS) for cmd in parsed):
-            raise Conflict("a closing command must be the last and only one",
-                           code="invalid_command")
+    continues = bool(parsed) and isinstance(parsed[-1], c.ContinueAsNew)
+    if continues:
+        try:
+            decide.check_closing(parsed)
+        except decide.Rejected as exc:
+            raise rejected(exc) from None
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.WORKFLOW, worker_id=worker_id)
-        now = timezone.now()
+        leased = None
+        cancels = sorted({cmd.seq for cmd in parsed if isinstance(cmd, c.RequestCancelActivity)})
+        if cancels:
+            leased = tasks.lock_leased_activities(execution.pk, cancels)
+        timeout_ms = None
+        if continues:  # each run of the chain gets the execution timeout of the first
+            timeout_ms = executions.started_attributes(execution).get("execution_timeout_ms")
         try:
             t = decide.complete_workflow_task(
                 execution.core_state(), scheduled_event_id=task.scheduled_event_id,
-                commands=parsed, worker=task.lease_owner, now=now)
+                commands=parsed, worker=task.lease_owner, now=timezone.now(),
+                leased_activities=leased,
+                successor_run_id=str(uuid.uuid4()) if continues else None,
+                execution_timeout_ms=timeout_ms)
         except decide.Rejected as exc:
-            raise _rejected(exc) from None
+            raise rejected(exc) from None
         execution.last_task_failure = None
-        cancels = _cancel_activities(execution, t)
-        successor = None
-        if continue_as_new is not None and t.state.is_open and t.state.workflow_task is None:
-            successor = _continue_as_new(execution, t, continue_as_new)
         outcome = write_transition(execution, t, lessee=lessee)
-        outcome.cancels.extend(cancels)
-        if successor is not None:
-            successor()
+        if outcome.successor is not None:
+            start_successor(execution, outcome.successor)
         return outcome
-
-
-def _cancel_activities(execution: Execution, t: decide.Transition) -> list[tuple[str, str]]:
-    """For each activity the workflow asked to cancel: one not running is canceled at once;
-    the worker running one is told, and the activity sees it at its next heartbeat."""
-    notices: list[tuple[str, str]] = []
-    if not t.state.is_open:
-        return notices  # the same task closed the run: every task of it is dropped
-    for e in list(t.events):
-        if e.event_type is not E.ACTIVITY_TASK_CANCEL_REQUESTED:
-            continue
-        task = Task.objects.select_for_update().filter(
-            execution=execution, kind=TaskKind.ACTIVITY,
-            scheduled_event_id=e.attributes["scheduled_event_id"]).first()
-        if task is not None and task.state == TaskState.LEASED:
-            task.cancel_requested = True
-            task.save(update_fields=["cancel_requested"])
-            notices.append((task.lease_owner, task.token))
-            continue
-        step = decide.close_activity(t.state, seq=e.attributes["seq"],
-                                     outcome=E.ACTIVITY_TASK_CANCELED, now=t.now,
-                                     attempt=task.attempt if task else 1, worker=None,
-                                     details=None)
-        t.events.extend(step.events)
-        t.state = step.state
-    return notices
-
-
-def _continue_as_new(execution: Execution, t: decide.Transition,
-                     cmd: c.ContinueAsNew) -> Callable[[], None]:
-    """Close the run as continued-as-new; return the step that starts its successor (run
-    after the closed run is saved, so the one-open-run constraint holds)."""
-    new_run_id = uuid.uuid4()
-    workflow_type = cmd.workflow_type or execution.workflow_type
-    task_queue = cmd.task_queue or execution.task_queue
-    t.add(E.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, new_run_id=str(new_run_id),
-          workflow_type=workflow_type, task_queue=task_queue, input=cmd.input)
-
-    started = HistoryEvent.objects.get(execution=execution, event_id=1)
-
-    def start_successor() -> None:
-        # Each run of the chain gets the execution timeout the first was started with.
-        _create_run(workflow_id=execution.workflow_id, workflow_type=workflow_type,
-                    input=cmd.input, task_queue=task_queue,
-                    execution_timeout_ms=started.attributes.get("execution_timeout_ms"),
-                    parent=execution.parent, continued_from=execution, run_id=new_run_id)
-
-    return start_successor
 
 
 def workflow_task_fail(*, token: str, cause: str, failure: dict[str, Any],
@@ -162,10 +108,24 @@ def workflow_task_fail(*, token: str, cause: str, failure: dict[str, Any],
                 execution.core_state(), scheduled_event_id=task.scheduled_event_id,
                 cause=cause[:64], failure=failure, now=timezone.now())
         except decide.Rejected as exc:
-            raise _rejected(exc) from None
+            raise rejected(exc) from None
         execution.last_task_failure = t.events[-1].attributes["failure"] | {
             "cause": cause[:64], "attempt": task.attempt}
         return write_transition(execution, t)
+
+
+def workflow_task_start(execution: Execution, task: Task, lessee: Lessee,
+                        now: datetime) -> Outcome | None:
+    """Start a ready workflow task on the lessee (the dispatcher picked it). The caller holds
+    the execution and task locks. An orphaned task (its run moved on) is dropped: None."""
+    try:
+        t = decide.start_workflow_task(execution.core_state(),
+                                       scheduled_event_id=task.scheduled_event_id,
+                                       worker=lessee.worker_id, now=now)
+    except decide.Rejected:
+        tasks.delete(task)
+        return None
+    return write_transition(execution, t, lessee=lessee, task=task)
 
 
 def workflow_task_time_out(execution: Execution, task: Task, now: datetime) -> Outcome | None:
@@ -174,7 +134,7 @@ def workflow_task_time_out(execution: Execution, task: Task, now: datetime) -> O
         t = decide.time_out_workflow_task(execution.core_state(),
                                           scheduled_event_id=task.scheduled_event_id, now=now)
     except decide.Rejected:
-        task.delete()
+        tasks.delete(task)
         return None
     return write_transition(execution, t)
 
@@ -186,20 +146,22 @@ def activity_task_complete(*, token: str, result: Any, worker_id: str | None = N
                            lessee: Lessee | None = None) -> Outcome:
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.ACTIVITY, worker_id=worker_id)
-        return _close_activity(execution, task, E.ACTIVITY_TASK_COMPLETED, lessee=lessee,
-                               worker=task.lease_owner, result=result)
+        return activity_close(execution, task, E.ACTIVITY_TASK_COMPLETED, lessee=lessee,
+                              worker=task.lease_owner, result=result)
 
 
-def _close_activity(execution: Execution, task: Task, outcome: EventType, *,
-                    lessee: Lessee | None, worker: str | None, now: datetime | None = None,
-                    **attributes: Any) -> Outcome:
+def activity_close(execution: Execution, task: Task, outcome: EventType, *,
+                   lessee: Lessee | None, worker: str | None, now: datetime | None = None,
+                   **attributes: Any) -> Outcome:
+    """Record the activity's final ``outcome``. The caller holds the execution and task
+    locks."""
     assert task.seq is not None
     try:
         t = decide.close_activity(execution.core_state(), seq=task.seq, outcome=outcome,
                                   now=now or timezone.now(), attempt=task.attempt,
                                   worker=worker, **attributes)
     except decide.Rejected as exc:
-        raise _rejected(exc) from None
+        raise rejected(exc) from None
     return write_transition(execution, t, lessee=lessee)
 
 
@@ -214,72 +176,38 @@ def activity_task_fail(*, token: str, failure: dict[str, Any], canceled: bool = 
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.ACTIVITY, worker_id=worker_id)
         if canceled and task.cancel_requested:
-            return _close_activity(execution, task, E.ACTIVITY_TASK_CANCELED, lessee=lessee,
-                                   worker=task.lease_owner, details=failure.get("details"))
-        return fail_attempt(execution, task, failure, lessee=lessee, now=timezone.now())
+            return activity_close(execution, task, E.ACTIVITY_TASK_CANCELED, lessee=lessee,
+                                  worker=task.lease_owner, details=failure.get("details"))
+        assert task.seq is not None
+        try:
+            t = decide.fail_activity_attempt(
+                execution.core_state(), seq=task.seq, attempt=task.attempt,
+                options=task.options, failure=failure, worker=task.lease_owner or None,
+                now=timezone.now())
+        except decide.Rejected as exc:
+            raise rejected(exc) from None
+        return write_activity_attempt(execution, task, t, lessee=lessee)
 
 
-def fail_attempt(execution: Execution, task: Task, failure: dict[str, Any], *,
-                 lessee: Lessee | None = None, now: datetime,
-                 timeout_type: str | None = None) -> Outcome | None:
-    """Retry a failed attempt or close the activity as failed / timed out. The caller holds
-    the execution and task locks."""
-    policy = c.RetryPolicy.from_dict(task.options.get("retry_policy"))
-    deadline = None
-    if task.options.get("schedule_to_close_ms"):
-        scheduled_at = datetime.fromisoformat(task.options["scheduled_at"])
-        deadline = scheduled_at + timedelta(milliseconds=task.options["schedule_to_close_ms"])
-    delay = retry_delay_ms(policy, attempt=task.attempt, failure=failure, now=now,
-                           deadline=deadline)
-    worker = task.lease_owner or None
-    if delay is None:
-        if timeout_type is not None:
-            return _close_activity(execution, task, E.ACTIVITY_TASK_TIMED_OUT, lessee=lessee,
-                                   worker=worker, now=now, timeout_type=timeout_type,
-                                   failure=failure)
-        return _close_activity(execution, task, E.ACTIVITY_TASK_FAILED, lessee=lessee,
-                               worker=worker, now=now, failure=failure)
-    Timer.objects.filter(execution=execution, kind=TimerKind.ACTIVITY_ATTEMPT,
-                         seq=task.seq).delete()
-    task.state = TaskState.BACKOFF
-    task.attempt += 1
-    task.token = ""
-    task.lease_owner = ""
-    task.leased_at = None
-    task.lease_expires_at = None
-    task.last_failure = failure | {"attempt": task.attempt - 1}
-    task.save(update_fields=["state", "attempt", "token", "lease_owner", "leased_at",
-                             "lease_expires_at", "last_failure"])
-    Timer.objects.create(execution=execution, kind=TimerKind.ACTIVITY_RETRY, seq=task.seq,
-                         fire_at=now + timedelta(milliseconds=delay),
-                         payload={"task_id": task.pk, "attempt": task.attempt}, created_at=now)
-    wakeup.on_commit(wakeup.TIMERS)
-    return None
+def write_activity_attempt(execution: Execution, task: Task, t: decide.Transition, *,
+                           lessee: Lessee | None = None) -> Outcome | None:
+    """Write the outcome of a failed attempt: None when it is retried (no event)."""
+    outcome = write_transition(execution, t, lessee=lessee, task=task)
+    return outcome if t.events else None
 
 
 def activity_task_heartbeat(*, token: str, details: Any,
                             worker_id: str | None = None) -> bool:
     """Record a heartbeat; push the heartbeat deadline out. Returns whether the activity has
     been asked to cancel."""
-    execution_id = execution_id_from_token(token)
-    if execution_id is None:
-        raise stale()
     with atomic():
-        try:
-            lock_execution(execution_id)  # the execution first, as every transition does
-        except Execution.DoesNotExist:
-            raise stale() from None
-        task = _sql.lock_leased_task(token)
-        if (task is None or task.token != token or task.state != TaskState.LEASED
-                or task.kind != TaskKind.ACTIVITY
-                or (worker_id is not None and task.lease_owner != worker_id)):
-            raise stale()
+        _, task = check_lease(token, kind=TaskKind.ACTIVITY, worker_id=worker_id)
         now = timezone.now()
         task.heartbeat_details = details
         task.last_heartbeat_at = now
-        task.save(update_fields=["heartbeat_details", "last_heartbeat_at"])
+        tasks.save_heartbeat(task)
         if task.options.get("heartbeat_ms"):
-            deadline = attempt_deadline(task, now, last_heartbeat=now)
-            Timer.objects.filter(execution_id=task.execution_id, kind=TimerKind.ACTIVITY_ATTEMPT,
-                                 seq=task.seq).update(fire_at=deadline)
+            deadline = retry.attempt_deadline(task.options, leased_at=task.leased_at,
+                                              last_heartbeat=now)
+            timers.reschedule_attempt(task.execution_id, task.seq, deadline)
         return task.cancel_requested

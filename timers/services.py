@@ -1,4 +1,10 @@
-"""Firing a durable timer: one transition per timer, on the run the timer belongs to."""
+"""Firing durable timers: one transition per timer, on the run the timer belongs to.
+
+What a timer's firing means is decided in the core (``decide.fire_timer``, the activity
+timeouts and back-off, the workflow timeout); this module locks the run and the timer (and
+the activity's task when one is involved), asks the core, and writes the transition through
+``workflows.services``.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,18 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from dispatch import wakeup
-from dispatch.fencing import check_term
-from dispatch.models import Task, TaskKind, TaskState
+from dispatch.store import TaskState, check_term, tasks
 from schedproject.transactions import atomic
-from timers.models import Timer, TimerKind
+from workflows import store as executions
 from workflows.core import decide
-from workflows.core.events import EventType
+from workflows.core.effects import TimerKind
+from workflows.core.state import Status
 from workflows.models import Execution
+from workflows.services import Outcome, rejected, write_activity_attempt, write_transition
 
-from ._write import Outcome, lock_execution, write_transition
-from .tasks import _close_activity, fail_attempt
+from . import store
+from .store import Timer
 
-E = EventType
 log = logging.getLogger("sched.timers")
 RETRY_FAILED_SECONDS = 1.0
 
@@ -52,8 +57,7 @@ def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
             except Exception:
                 log.exception("timer %s could not fire; trying again in %s s", timer_id,
                               RETRY_FAILED_SECONDS)
-                Timer.objects.filter(pk=timer_id).update(
-                    fire_at=now + timedelta(seconds=RETRY_FAILED_SECONDS))
+                store.reschedule(timer_id, now + timedelta(seconds=RETRY_FAILED_SECONDS))
                 continue
             fired.append((timer_id, now, outcome))
     return fired
@@ -62,18 +66,24 @@ def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
 def fire_locked(*, timer_id: int, execution_id: int | None, now: datetime) -> Outcome | None:
     """Fire one timer inside the caller's transaction."""
     if execution_id is None:
-        row = Timer.objects.filter(pk=timer_id).values("execution_id").first()
-        if row is None:
+        execution_id = store.execution_of(timer_id)
+        if execution_id is None:
             return None
-        execution_id = row["execution_id"]
-    execution = lock_execution(execution_id)
-    timer = Timer.objects.select_for_update(skip_locked=True).filter(pk=timer_id).first()
+    execution = executions.lock(execution_id)
+    timer = store.lock(timer_id)
     if timer is None:
         return None
-    timer.delete()
-    if execution.status != "running":
+    store.delete_one(timer.pk)
+    if execution.status != Status.RUNNING:
         return None
-    return _FIRE[timer.kind](execution, timer, now)
+    return _FIRE[TimerKind(timer.kind)](execution, timer, now)
+
+
+def _decided(step: Callable[[], decide.Transition]) -> decide.Transition:
+    try:
+        return step()
+    except decide.Rejected as exc:
+        raise rejected(exc) from None
 
 
 def _user(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
@@ -94,64 +104,55 @@ def _workflow_task_retry(execution: Execution, timer: Timer, now: datetime) -> O
     return write_transition(execution, t) if t.events else None
 
 
-def _activity_task(execution: Execution, timer: Timer) -> Task | None:
-    return Task.objects.select_for_update().filter(
-        execution=execution, kind=TaskKind.ACTIVITY, seq=timer.seq).first()
-
-
 def _activity_retry(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
-    task = _activity_task(execution, timer)
-    if task is None or task.state != TaskState.BACKOFF:
+    task = tasks.lock_activity(execution.pk, timer.seq)
+    if task is None or task.seq is None:
         return None
-    task.state = TaskState.READY
-    task.save(update_fields=["state"])
-    wakeup.on_commit(wakeup.DISPATCH)
+    t = decide.end_activity_backoff(execution.core_state(), seq=task.seq,
+                                    task_state=TaskState(task.state), now=now)
+    if t.effects:
+        write_transition(execution, t, task=task)
     return None
 
 
 def _activity_attempt(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
     """The running attempt passed its start-to-close or heartbeat deadline."""
-    task = _activity_task(execution, timer)
-    if task is None or task.token != timer.payload.get("token"):
+    task = tasks.lock_activity(execution.pk, timer.seq)
+    if task is None or task.token != timer.payload.get("token") or task.seq is None:
         return None
-    options = task.options
-    timeout_type = "heartbeat"
-    if options.get("start_to_close_ms") and task.leased_at is not None:
-        elapsed_ms = (now - task.leased_at).total_seconds() * 1000
-        if elapsed_ms >= options["start_to_close_ms"]:
-            timeout_type = "start_to_close"
-    failure = {"type": "TimeoutError", "message": f"activity {timeout_type} timeout",
-               "details": {"timeout_type": timeout_type}}
-    outcome = fail_attempt(execution, task, failure, now=now, timeout_type=timeout_type)
-    return outcome
+    seq = task.seq
+    t = _decided(lambda: decide.time_out_activity_attempt(
+        execution.core_state(), seq=seq, attempt=task.attempt, options=task.options,
+        leased_at=task.leased_at, worker=task.lease_owner or None, now=now))
+    return write_activity_attempt(execution, task, t)
 
 
 def _schedule_to_start(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
-    task = _activity_task(execution, timer)
-    if task is None or task.state == TaskState.LEASED or task.attempt > 1:
+    task = tasks.lock_activity(execution.pk, timer.seq)
+    if task is None or task.seq is None:
         return None
-    failure = {"type": "TimeoutError", "message": "activity schedule_to_start timeout",
-               "non_retryable": True}
-    return _close_activity(execution, task, E.ACTIVITY_TASK_TIMED_OUT, lessee=None, worker=None,
-                           now=now, timeout_type="schedule_to_start", failure=failure)
+    seq = task.seq
+    t = _decided(lambda: decide.time_out_activity_schedule_to_start(
+        execution.core_state(), seq=seq, task_state=TaskState(task.state),
+        attempt=task.attempt, now=now))
+    return write_transition(execution, t) if t.events else None
 
 
 def _schedule_to_close(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
-    task = _activity_task(execution, timer)
-    if task is None:
+    task = tasks.lock_activity(execution.pk, timer.seq)
+    if task is None or task.seq is None:
         return None
-    failure = {"type": "TimeoutError", "message": "activity schedule_to_close timeout",
-               "non_retryable": True}
+    seq = task.seq
     worker = task.lease_owner if task.state == TaskState.LEASED else None
-    outcome = _close_activity(execution, task, E.ACTIVITY_TASK_TIMED_OUT, lessee=None,
-                              worker=worker, now=now, timeout_type="schedule_to_close",
-                              failure=failure)
-    if worker:
+    t = _decided(lambda: decide.time_out_activity_schedule_to_close(
+        execution.core_state(), seq=seq, attempt=task.attempt, worker=worker, now=now))
+    outcome = write_transition(execution, t)
+    if worker:  # the attempt's task is dropped with the activity: tell its worker
         outcome.cancels.append((worker, task.token))
     return outcome
 
 
-_FIRE: dict[str, Callable[[Execution, Timer, datetime], Outcome | None]] = {
+_FIRE: dict[TimerKind, Callable[[Execution, Timer, datetime], Outcome | None]] = {
     TimerKind.USER: _user,
     TimerKind.WORKFLOW_TIMEOUT: _workflow_timeout,
     TimerKind.WORKFLOW_TASK_RETRY: _workflow_task_retry,

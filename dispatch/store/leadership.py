@@ -1,8 +1,10 @@
-"""Fencing a singleton loop's writes by its leadership term."""
+"""Leadership rows and fencing a singleton loop's writes by its term."""
 
 from __future__ import annotations
 
-from .models import Leadership
+from dispatch.models import Leadership
+
+__all__ = ["Leadership", "NotLeader", "check_term"]
 
 
 class NotLeader(Exception):

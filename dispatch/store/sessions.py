@@ -1,0 +1,50 @@
+"""Worker session rows: one per connected worker socket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from dispatch.models import WorkerSession
+
+__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "register", "seen",
+           "silent"]
+
+
+def register(worker_id: str, **fields: Any) -> WorkerSession:
+    session, _ = WorkerSession.objects.update_or_create(worker_id=worker_id, defaults=fields)
+    return session
+
+
+def credit(worker_id: str, *, max_workflow_tasks: int, max_activity_tasks: int,
+           now: datetime) -> None:
+    WorkerSession.objects.filter(worker_id=worker_id).update(
+        max_workflow_tasks=max_workflow_tasks, max_activity_tasks=max_activity_tasks,
+        last_seen_at=now)
+
+
+def seen(worker_id: str, now: datetime) -> bool:
+    """Mark the worker alive; False if its session is gone."""
+    return bool(WorkerSession.objects.filter(worker_id=worker_id).update(last_seen_at=now))
+
+
+def drop(worker_id: str) -> None:
+    WorkerSession.objects.filter(worker_id=worker_id).delete()
+
+
+def live(cutoff: datetime) -> list[WorkerSession]:
+    """Sessions seen since ``cutoff``."""
+    return list(WorkerSession.objects.filter(last_seen_at__gte=cutoff))
+
+
+def silent(cutoff: datetime) -> list[str]:
+    """The worker ids of sessions not seen since ``cutoff``."""
+    return list(WorkerSession.objects.filter(last_seen_at__lt=cutoff)
+                .values_list("worker_id", flat=True))
+
+
+def channels(worker_ids: Sequence[str]) -> dict[str, str]:
+    """The channel name of each of these workers that is connected."""
+    return dict(WorkerSession.objects.filter(worker_id__in=worker_ids)
+                .values_list("worker_id", "channel_name"))

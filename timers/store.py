@@ -1,0 +1,81 @@
+"""Timer rows, written here alone: every wake-up the engine owes a run, with its due time.
+
+Transitions start and drop timers through ``insert``/``delete`` (hand-written statements,
+``schedproject.sql``); the timer manager reads ``due``/``next_due`` and fires each one
+under ``lock``. Inserting a timer wakes the timer manager once the transaction commits
+(the new one may be due sooner than the one it sleeps for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from dispatch import wakeup
+from schedproject import sql
+from timers.models import Timer
+from workflows.core.effects import StartTimer, TimerKind
+
+__all__ = ["Timer", "TimerKind", "build", "delete", "delete_one", "delete_run", "due",
+           "execution_of", "insert", "lock", "next_due", "reschedule", "reschedule_attempt"]
+
+
+def build(execution_id: int, timer: StartTimer, now: datetime) -> Timer:
+    """The (unsaved) row of a timer a transition starts."""
+    return Timer(execution_id=execution_id, kind=timer.kind, seq=timer.seq,
+                 fire_at=timer.fire_at, payload=dict(timer.payload), created_at=now)
+
+
+def insert(timers: Sequence[Timer]) -> None:
+    """Insert timers in one statement and wake the timer manager on commit."""
+    if timers:
+        sql.insert(timers)
+        wakeup.on_commit(wakeup.TIMERS)
+
+
+def delete(execution_id: int, kinds: Sequence[TimerKind], seq: int | None) -> None:
+    """The run's timers of these kinds for ``seq`` (a user timer's, an activity's)."""
+    marks = ", ".join(["%s"] * len(kinds))
+    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
+                f"AND kind IN ({marks}) AND seq = %s",
+                [execution_id, *(k.value for k in kinds), seq])
+
+
+def delete_run(execution_id: int) -> None:
+    """Every timer of a run (it has closed)."""
+    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s", [execution_id])
+
+
+def delete_one(timer_id: int) -> None:
+    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE id = %s", [timer_id])
+
+
+def due(now: datetime, limit: int) -> list[tuple[int, int, str, datetime]]:
+    """(id, execution id, kind, fire_at) of up to ``limit`` timers due by ``now``, earliest
+    first."""
+    return list(Timer.objects.filter(fire_at__lte=now).order_by("fire_at", "id")
+                .values_list("pk", "execution_id", "kind", "fire_at")[:limit])
+
+
+def next_due() -> datetime | None:
+    return Timer.objects.order_by("fire_at").values_list("fire_at", flat=True).first()
+
+
+def execution_of(timer_id: int) -> int | None:
+    row = Timer.objects.filter(pk=timer_id).values("execution_id").first()
+    return None if row is None else int(row["execution_id"])
+
+
+def lock(timer_id: int) -> Timer | None:
+    """The timer, locked; None if it is gone or another transaction is firing it."""
+    return Timer.objects.select_for_update(skip_locked=True).filter(pk=timer_id).first()
+
+
+def reschedule(timer_id: int, fire_at: datetime) -> None:
+    Timer.objects.filter(pk=timer_id).update(fire_at=fire_at)
+
+
+def reschedule_attempt(execution_id: int, seq: int | None, fire_at: datetime | None) -> None:
+    """Move the deadline of an activity's running attempt (a heartbeat pushed it out)."""
+    Timer.objects.filter(execution_id=execution_id, kind=TimerKind.ACTIVITY_ATTEMPT,
+                         seq=seq).update(fire_at=fire_at)

@@ -1,0 +1,105 @@
+"""The executions and their histories: the one module that writes those two tables.
+
+A run's row is locked first by every transition (``lock``), then its events are appended
+(``append``, one statement) and its snapshot columns saved (``save``, one statement). The
+statements every step runs are written out by hand (``schedproject.sql``); the rest use the
+ORM. Reads of pages of history for workers live here too, beside the writes they follow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from schedproject import sql
+from workflows.core.events import Event
+from workflows.core.state import Status
+from workflows.models import Execution, HistoryEvent
+
+__all__ = [
+    "Execution", "append", "create", "get_many", "history", "history_through", "lock",
+    "lock_many_skip_locked", "open_run", "runs", "save", "started_attributes",
+]
+
+
+def lock(execution_id: int) -> Execution:
+    """The execution row, locked for the rest of the transaction. Raises
+    ``Execution.DoesNotExist``. Callers lock it before any task or timer row."""
+    rows = list(Execution.objects.raw(
+        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id = %s{sql.for_update()}", [execution_id]))
+    if not rows:
+        raise Execution.DoesNotExist(execution_id)
+    return rows[0]
+
+
+def lock_many_skip_locked(ids: Iterable[int]) -> dict[int, Execution]:
+    """The executions of ``ids`` no other transaction holds, locked."""
+    return {e.pk: e for e in Execution.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(ids))}
+
+
+def get_many(ids: Iterable[int]) -> dict[int, Execution]:
+    return Execution.objects.in_bulk(set(ids))
+
+
+def open_run(workflow_id: str) -> Execution | None:
+    return Execution.objects.filter(workflow_id=workflow_id, status=Status.RUNNING.value).first()
+
+
+def runs(workflow_id: str) -> QuerySet[Execution]:
+    return Execution.objects.filter(workflow_id=workflow_id)
+
+
+def create(**fields: Any) -> Execution:
+    """A new execution row (its history and snapshot follow in the same transaction)."""
+    return Execution.objects.create(**fields)
+
+
+def append(execution: Execution, events: Sequence[Event]) -> None:
+    """Append ``events`` to the run's history, in one statement."""
+    sql.insert([HistoryEvent(execution=execution, event_id=e.event_id,
+                             event_type=e.event_type.value, timestamp=e.timestamp,
+                             attributes=e.attributes) for e in events])
+
+
+def save(execution: Execution, fields: Sequence[str]) -> None:
+    """Save these columns of the (locked) execution, in one statement."""
+    sql.update(execution, fields)
+
+
+def started_attributes(execution: Execution) -> dict[str, Any]:
+    """The attributes of the run's WorkflowExecutionStarted."""
+    attributes: dict[str, Any] = HistoryEvent.objects.get(execution=execution,
+                                                          event_id=1).attributes
+    return attributes
+
+
+def history(execution_id: int, first: int, before: int) -> list[dict[str, Any]]:
+    """The wire form of events ``first`` <= event_id < ``before`` of a run."""
+    rows = sql.fetch(f"SELECT event_id, event_type, timestamp, attributes "
+                     f"FROM {sql.table(HistoryEvent)} WHERE execution_id = %s "
+                     "AND event_id >= %s AND event_id < %s ORDER BY event_id",
+                     [execution_id, first, before])
+    return [{"event_id": event_id, "event_type": event_type,
+             "timestamp": _timestamp(ts).isoformat(),
+             "attributes": json.loads(attributes) if isinstance(attributes, str | bytes)
+             else attributes}
+            for event_id, event_type, ts, attributes in rows]
+
+
+def history_through(execution: Execution, through: int) -> list[dict[str, Any]]:
+    """The wire form of the run's events 1..``through``."""
+    return [e.to_wire() for e in HistoryEvent.objects.filter(
+        execution=execution, event_id__lte=through).order_by("event_id")]
+
+
+def _timestamp(value: datetime | str) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
