@@ -7,7 +7,7 @@ frame can close the connection or stop the engine.
 
 Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
 it has sent and not seen completed; a completion may hand the run's next tasks straight back
-to this worker within the free slots (see ``workflows.services._write``).
+to this worker within the free slots (see ``workflows.services.write_transition``).
 """
 
 from __future__ import annotations
