@@ -41,11 +41,10 @@ from django.db import connection
 from django.utils import timezone
 
 from schedproject import config
-from schedproject.transactions import atomic
 
 from . import metrics, wakeup
 from .engine import ENGINE_ID
-from .store import Leadership
+from .store import leadership
 
 log = logging.getLogger("sched.leader")
 Loop = Callable[[int], Coroutine[Any, Any, None]]
@@ -66,13 +65,7 @@ def lock_key(name: str) -> int:
 
 def _new_term(name: str) -> int:
     """Take the next term of ``name``: call only while holding its lock."""
-    with atomic():
-        row, _ = Leadership.objects.select_for_update().get_or_create(name=name)
-        row.term += 1
-        row.holder = ENGINE_ID
-        row.renewed_at = timezone.now()
-        row.save()
-        return row.term
+    return leadership.take_term(name, holder=ENGINE_ID, now=timezone.now())
 
 
 new_term = database_sync_to_async(_new_term)
@@ -139,12 +132,7 @@ class LeaderElection:
             # The term is taken on the lock's own connection: waiting there for a paused
             # old leader's row lock keeps the connection busy, where waiting on another one
             # would leave it idle long enough for idle_session_timeout to end it (and the lock).
-            table = Leadership._meta.db_table
-            cur = await conn.execute(
-                f"INSERT INTO {table} (name, term, holder, renewed_at) VALUES (%s, 1, %s, now()) "
-                f"ON CONFLICT (name) DO UPDATE SET term = {table}.term + 1, "
-                "holder = EXCLUDED.holder, renewed_at = now() RETURNING term",
-                [self.name, ENGINE_ID])
+            cur = await conn.execute(leadership.take_term_sql(), [self.name, ENGINE_ID])
             row = await cur.fetchone()
             assert row is not None
             await self._lead(conn, int(row[0]))

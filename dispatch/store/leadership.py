@@ -1,10 +1,19 @@
-"""Leadership rows and fencing a singleton loop's writes by its term."""
+"""Leadership rows: taking a singleton loop's next term, and fencing its writes by it.
+
+A new leader increments the loop's ``term``; every write the loop makes checks its term in
+the same transaction (``check_term``), so a leader that was paused and lost its lock cannot
+write as leader any more. On PostgreSQL the term is taken on the leader lock's own
+connection (``take_term_sql``); on SQLite through Django's (``take_term``).
+"""
 
 from __future__ import annotations
 
-from dispatch.models import Leadership
+from datetime import datetime
 
-__all__ = ["Leadership", "NotLeader", "check_term"]
+from dispatch.models import Leadership
+from schedproject.transactions import atomic
+
+__all__ = ["Leadership", "NotLeader", "check_term", "take_term", "take_term_sql"]
 
 
 class NotLeader(Exception):
@@ -17,3 +26,24 @@ def check_term(name: str, term: int) -> None:
     if not Leadership.objects.select_for_update(no_key=True).filter(name=name,
                                                                    term=term).exists():
         raise NotLeader(f"{name}: term {term} is over")
+
+
+def take_term(name: str, *, holder: str, now: datetime) -> int:
+    """Take the next term of ``name`` in a transaction of its own: call only while holding
+    the loop's lock."""
+    with atomic():
+        row, _ = Leadership.objects.select_for_update().get_or_create(name=name)
+        row.term += 1
+        row.holder = holder
+        row.renewed_at = now
+        row.save()
+        return row.term
+
+
+def take_term_sql() -> str:
+    """The statement that takes the next term (parameters: name, holder) and returns it, for
+    a connection of the caller's own (the leader lock's, on PostgreSQL)."""
+    table = Leadership._meta.db_table
+    return (f"INSERT INTO {table} (name, term, holder, renewed_at) VALUES (%s, 1, %s, now()) "
+            f"ON CONFLICT (name) DO UPDATE SET term = {table}.term + 1, "
+            "holder = EXCLUDED.holder, renewed_at = now() RETURNING term")
