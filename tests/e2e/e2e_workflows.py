@@ -140,3 +140,28 @@ async def many_steps(ctx: sdk.WorkflowContext, n: int) -> int:
 @sdk.workflow
 async def boom(ctx: sdk.WorkflowContext, _: Any) -> Any:
     raise ValueError("workflow code raised")
+
+
+@sdk.activity
+def add(ctx: sdk.ActivityContext, pair: list[int]) -> int:
+    return pair[0] + pair[1]
+
+
+@sdk.activity
+async def times(ctx: sdk.ActivityContext, pair: list[int]) -> int:
+    return pair[0] * pair[1]
+
+
+@sdk.workflow
+async def local_steps(ctx: sdk.WorkflowContext, n: int) -> dict[str, Any]:
+    """Three local activities: one workflow task, three markers."""
+    a = await ctx.execute_local_activity(add, [n, 1], start_to_close_timeout=5)
+    b = await ctx.execute_local_activity(times, [a, 10], start_to_close_timeout=5)
+    c = await ctx.execute_local_activity(add, [b, 2], start_to_close_timeout=5)
+    return {"a": a, "b": b, "c": c}
+
+
+@sdk.workflow
+async def local_retries(ctx: sdk.WorkflowContext, fail_times: int) -> Any:
+    return await ctx.execute_local_activity(flaky, fail_times, start_to_close_timeout=5,
+                                            retry_policy=FAST_RETRY)
