@@ -203,6 +203,40 @@ def test_sticky_continuation_after_a_task_that_ran_local_activities() -> None:
 
 
 @sdk.workflow
+async def local_then_signals(ctx: sdk.WorkflowContext, _: Any) -> list[Any]:
+    a = await ctx.execute_local_activity("add_one", 1, start_to_close_timeout=5)
+    sig = await ctx.wait_for_signal(timeout=60)
+    return [a, [sig.input]]
+
+
+def test_a_signal_during_a_closing_task_runs_its_local_activities_again() -> None:
+    sim = EngineSim(local_then_signals)
+    sim.local = dict(LOCALS)
+    scheduled = sim.start_task()
+    sim.signal("go", 5)  # arrives while the local activity runs
+    sim.finish_task(scheduled)
+    # The task would have started a timer (no signal seen yet): it completes, and the signal
+    # is seen at the next task, after the marker.
+    assert sim.kinds(0) == ["record_marker", "start_timer"]
+    sim.drive()
+    assert sim.final == {"kind": "complete_workflow", "result": [2, [5]]}
+    assert sim.local_runs == ["add_one"]
+    sim.check_replay()
+
+    closing = EngineSim(three_steps, 1)
+    closing.local = dict(LOCALS)
+    scheduled = closing.start_task()
+    closing.signal("news", None)
+    closing.finish_task(scheduled)  # its close is refused: unhandled_events
+    assert closing.history[-2]["attributes"]["cause"] == "unhandled_events"
+    closing.drive()
+    assert closing.final == {"kind": "complete_workflow", "result": 6}
+    assert closing.local_runs == ["add_one", "add_one", "double"] * 2  # at least once
+    assert history_types(closing).count("MarkerRecorded") == 3
+    closing.check_replay()
+
+
+@sdk.workflow
 async def cancels_a_local(ctx: sdk.WorkflowContext, _: Any) -> str:
     async def first() -> str:
         await ctx.execute_local_activity("add_one", 1, start_to_close_timeout=5)
