@@ -21,7 +21,7 @@ from sdk.protocol import LOCAL_ACTIVITY_MARKER
 from workflows.core.state import Status
 
 from .test_runtime import EngineSim, history_types
-from .test_worker_unit import first_events, running_worker, workflow_task
+from .test_worker_unit import event, first_events, running_worker, workflow_task
 from .test_worker_unit import run as run_async
 
 FAST = sdk.RetryPolicy(initial_interval=0.01, backoff_coefficient=2.0, maximum_interval=0.05)
@@ -421,3 +421,47 @@ def test_an_unregistered_local_activity_fails_the_workflow_task() -> None:
 def test_marker_data_is_json() -> None:
     sim = local_sim(three_steps, 1, local=LOCALS)
     assert json.loads(json.dumps(markers(sim))) == markers(sim)
+
+
+@sdk.workflow
+async def local_around_regular(ctx: sdk.WorkflowContext, n: int) -> list[Any]:
+    a = await ctx.execute_local_activity(add_one, n, start_to_close_timeout=5)
+    b = await ctx.execute_activity("remote", a)
+    c = await ctx.execute_local_activity(double, b, start_to_close_timeout=5)
+    return [a, b, c]
+
+
+def test_the_worker_continues_a_run_sticky_after_local_activities() -> None:
+    async def scenario() -> None:
+        async with running_worker(workflows=[local_around_regular],
+                                  activities=[add_one, double]) as (engine, worker, _):
+            await engine.send(workflow_task("local_around_regular",
+                                            first_events("local_around_regular", 1)))
+            first = await engine.expect("workflow_task_completed")
+            marker, schedule = first["commands"]
+            assert marker["kind"] == "record_marker" and schedule["kind"] == "schedule_activity"
+            assert "run1" in worker._cache
+            later = [
+                event(4, "WorkflowTaskCompleted", scheduled_event_id=2, started_event_id=3,
+                      worker="wk1"),
+                event(5, "MarkerRecorded", seq=1, marker_name="local_activity",
+                      data=marker["data"]),
+                event(6, "ActivityTaskScheduled", seq=2, activity_type="remote",
+                      task_queue="q", input=2, retry_policy=None, schedule_to_close_ms=None,
+                      schedule_to_start_ms=None, start_to_close_ms=None, heartbeat_ms=None),
+                event(7, "ActivityTaskStarted", scheduled_event_id=6, seq=2, attempt=1,
+                      worker="wk1"),
+                event(8, "ActivityTaskCompleted", scheduled_event_id=6, seq=2, result=20),
+                event(9, "WorkflowTaskScheduled", task_queue="q", attempt=1),
+                event(10, "WorkflowTaskStarted", scheduled_event_id=9, attempt=1, worker="wk1"),
+            ]
+            await engine.send(workflow_task("local_around_regular", later, token="wt2"))
+            second = await engine.expect("workflow_task_completed")
+            assert second["token"] == "wt2"
+            assert [c["kind"] for c in second["commands"]] == ["record_marker",
+                                                               "complete_workflow"]
+            assert second["commands"][0]["seq"] == 3
+            assert second["commands"][-1]["result"] == [2, 20, 40]
+            assert not any(m["type"] == "history_request" for m in engine.log)
+
+    run_async(scenario)
