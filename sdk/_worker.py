@@ -42,6 +42,7 @@ import math
 import os
 import random
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -543,8 +544,7 @@ class Worker:
     def _activate(
         self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent]
     ) -> None:
-        assert self._loop is not None
-        deadline = self._loop.time() + self._local_budget
+        deadline = time.monotonic() + self._local_budget
         res = self._traced_activation(msg, lambda: inst.activate(events))
         if res.local_activities:
             self._evict(msg.run_id)  # mid-activation: not for another task meanwhile
@@ -617,7 +617,7 @@ class Worker:
         loop = self._loop
         definition = self._activities[request.activity_type]
         policy = request.retry_policy
-        started = loop.time()
+        started = time.monotonic()
         deadline = task_deadline
         if request.schedule_to_close_ms is not None:
             deadline = min(deadline, started + request.schedule_to_close_ms / 1000)
@@ -631,7 +631,7 @@ class Worker:
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - loop.time()
+            remaining = deadline - time.monotonic()
             timeout_type: str | None = None
             failure: WireFailure | None = None
             info = ActivityInfo(
@@ -679,7 +679,7 @@ class Worker:
                 return LocalActivityOutcome(request.seq, failure=failure, attempts=made,
                                             timeout_type=timeout_type)
             delay = _retry_delay(policy, attempt, failure)
-            if delay is None or loop.time() + delay >= deadline:
+            if delay is None or time.monotonic() + delay >= deadline:
                 return LocalActivityOutcome(request.seq, failure=failure, attempts=attempt,
                                             timeout_type=timeout_type)
             await asyncio.sleep(delay)
