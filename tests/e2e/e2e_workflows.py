@@ -165,3 +165,21 @@ async def local_steps(ctx: sdk.WorkflowContext, n: int) -> dict[str, Any]:
 async def local_retries(ctx: sdk.WorkflowContext, fail_times: int) -> Any:
     return await ctx.execute_local_activity(flaky, fail_times, start_to_close_timeout=5,
                                             retry_policy=FAST_RETRY)
+
+
+@sdk.workflow
+async def local_then_signal(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    """A local activity, a wait (another worker may take over), another local activity."""
+    first = await ctx.execute_local_activity(where, None, start_to_close_timeout=5)
+    await ctx.wait_for_signal("go")
+    second = await ctx.execute_local_activity(where, None, start_to_close_timeout=5)
+    return {"first": first, "second": second}
+
+
+@sdk.workflow
+async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    try:
+        await ctx.execute_local_activity(refuse, None, start_to_close_timeout=5)
+    except sdk.ActivityError as err:
+        return {"type": err.type, "message": err.message, "attempt": err.attempt}
+    return None
