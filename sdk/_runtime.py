@@ -749,7 +749,6 @@ class WorkflowInstance:
         placeholder.filled = True
         return value
 
-
     def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
         seq = self._next_seq()
         req = request(seq)
