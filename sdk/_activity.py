@@ -113,6 +113,7 @@ class ActivityInfo:
     scheduled_at: datetime | None
     heartbeat_timeout: float | None
     start_to_close_timeout: float | None
+    is_local: bool = False  # a local activity, run inside its workflow task
 
 
 def parse_timestamp(value: str) -> datetime | None:

@@ -23,6 +23,14 @@ Design (Temporal's model, as in temporalio/sdk-python's ``_WorkflowInstanceImpl`
   command matches between activations, and the next batch starts right after the events it
   has seen (its first events are the command events of the task it just ran, matched then).
   Results are routed by ``seq`` (every result event carries it), so no history is kept.
+* Local activities (``ctx.execute_local_activity``) run in the worker inside the current
+  task. Their ``record_marker`` command takes its place when the code issues it; when the loop
+  has nothing ready and local activities are pending, the current activation *pauses*:
+  ``activate`` returns them (``ActivationResult.local_activities``), the worker runs them and
+  hands their outcomes to ``resolve_local_activities``, which fills the markers, resolves the
+  futures in issue order and runs the loop again, until none is pending and the task's
+  commands are returned. A replayed task pauses at the same points, answering each batch from
+  the task's ``local_activity`` markers instead, so the code interleaves exactly as it did.
 * ``activate`` never raises: a failed match is ``cause="nondeterminism"``, anything else that
   goes wrong outside workflow code is ``cause="worker_error"``. After either the instance is
   broken and must be dropped. Exceptions *in* workflow code fail the workflow instead.
@@ -52,12 +60,14 @@ from sdk._errors import (
 from sdk._workflow import (
     ActivityHandle,
     DurableFuture,
+    LocalActivityRequest,
     Signal,
     WorkflowContext,
     WorkflowDefinition,
     WorkflowInfo,
 )
 from sdk.protocol import (
+    LOCAL_ACTIVITY_MARKER,
     CancelTimer,
     CancelWorkflow,
     Command,
@@ -72,9 +82,17 @@ from sdk.protocol import (
     WireEvent,
     WireFailure,
     encode_commands,
+    normalize_failure,
 )
 
-__all__ = ["ActivationResult", "ReplayResult", "WorkflowInstance", "replay_history"]
+__all__ = [
+    "ActivationResult",
+    "LocalActivityOutcome",
+    "LocalActivityRequest",
+    "ReplayResult",
+    "WorkflowInstance",
+    "replay_history",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +147,26 @@ class _WorkerError(SchedError):
 @dataclass(slots=True)
 class ActivationResult:
     """``commands`` to complete the workflow task with, or ``failure`` + ``cause`` to fail it
-    (``cause`` is ``"nondeterminism"`` or ``"worker_error"``; the instance must be dropped)."""
+    (``cause`` is ``"nondeterminism"`` or ``"worker_error"``; the instance must be dropped),
+    or neither: the activation is paused on ``local_activities``, which the worker runs and
+    hands back to ``WorkflowInstance.resolve_local_activities``."""
 
     commands: list[WireCommand] | None = None
     failure: WireFailure | None = None
     cause: str | None = None
+    local_activities: list[LocalActivityRequest] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalActivityOutcome:
+    """How a local activity ended in the worker: ``result``, or ``failure`` (the activity
+    failure shape; ``timeout_type`` when a timeout ended it), after ``attempts`` attempts."""
+
+    seq: int
+    result: Any = None
+    failure: WireFailure | None = None
+    attempts: int = 1
+    timeout_type: str | None = None
 
 
 _NO_TIMERS = (
@@ -243,6 +276,16 @@ class _SignalWaiter:
     future: asyncio.Future[Signal]
 
 
+@dataclass(eq=False, slots=True)
+class _LocalActivity:
+    """A local activity issued by the code and not yet resolved."""
+
+    request: LocalActivityRequest
+    handle: ActivityHandle
+    command: RecordMarker
+    key: _Key
+
+
 @dataclass(slots=True)
 class _Placeholder:
     """A side-effect marker command whose value is still being computed."""
@@ -278,6 +321,10 @@ class WorkflowInstance:
         self._waiters: list[_SignalWaiter] = []
         self._timer_waiters: dict[int, _SignalWaiter] = {}
         self._markers: dict[int, Any] = {}
+        self._marker_names: dict[int, str] = {}
+        self._local: dict[int, _LocalActivity] = {}  # pending local activities, issue order
+        self._paused = False  # the current activation waits for its local activities
+        self._nondeterminism: NonDeterminismError | None = None  # found inside workflow code
         self._placeholders: list[_Placeholder] = []
         self._now = _EPOCH
         self._attempt = 1
@@ -299,10 +346,21 @@ class WorkflowInstance:
 
     def activate(self, events: list[WireEvent]) -> ActivationResult:
         """Apply the events of one workflow task and run the workflow as far as it can go."""
+        return self._guarded(lambda: self._activate(events))
+
+    def resolve_local_activities(
+        self, outcomes: dict[int, LocalActivityOutcome]
+    ) -> ActivationResult:
+        """Hand the paused activation the outcomes of the local activities it returned (by
+        seq) and run the workflow on; the result is like ``activate``'s (possibly paused on
+        further local activities)."""
+        return self._guarded(lambda: self._resume(outcomes))
+
+    def _guarded(self, run: Callable[[], list[Command]]) -> ActivationResult:
         try:
             if self._broken is not None:
                 raise _WorkerError(f"this workflow instance is unusable: {self._broken}")
-            commands = self._activate(events)
+            commands = run()
         except KeyboardInterrupt:
             raise
         except NonDeterminismError as exc:
@@ -312,11 +370,32 @@ class WorkflowInstance:
             self._broken = f"{type(exc).__name__}: {exc}"
             logger.debug("workflow activation failed", exc_info=True)
             return ActivationResult(failure=failure_from_exception(exc), cause="worker_error")
+        if self._paused:
+            return ActivationResult(
+                local_activities=[la.request for la in self._local.values()])
         return ActivationResult(commands=encode_commands(commands))
+
+    def _resume(self, outcomes: dict[int, LocalActivityOutcome]) -> list[Command]:
+        if not self._paused:
+            raise _WorkerError("no local activities are waiting for their outcomes")
+        for la in list(self._local.values()):
+            outcome = outcomes.get(la.request.seq)
+            if outcome is None:
+                raise _WorkerError(
+                    f"no outcome for local activity seq={la.request.seq} "
+                    f"({la.request.activity_type!r})"
+                )
+            self._resolve_local(la, _marker_data(la.request.activity_type, outcome))
+        if self._settle():
+            self._paused = False
+            self._end_activation()
+        return self._commands
 
     def _activate(self, events: list[WireEvent]) -> list[Command]:
         if not events:
             raise _WorkerError("an activation needs the events of its workflow task")
+        if self._paused:
+            raise _WorkerError("the workflow task's local activities are still running")
         if self._finished:
             raise _WorkerError("the workflow already finished; drop its instance")
         current: list[Command] = []
@@ -374,6 +453,9 @@ class WorkflowInstance:
         """Run the activation of the task started at ``events[i]``; True if it is current."""
         event = events[i]
         self._end_block(event)
+        if self._paused:
+            raise _WorkerError("a workflow task started while another waits for its local "
+                               "activities")
         if self._main is None:
             raise _WorkerError("a workflow task before WorkflowExecutionStarted")
         outcome = None
@@ -389,6 +471,7 @@ class WorkflowInstance:
                 if later["event_type"] == E.MARKER_RECORDED:
                     attributes = later["attributes"]
                     self._markers[attributes["seq"]] = attributes.get("data")
+                    self._marker_names[attributes["seq"]] = str(attributes.get("marker_name"))
                 elif (later["event_type"] not in _COMMAND_EVENTS
                       and later["event_type"] not in _UNMATCHED_COMMAND_EVENTS):
                     break
@@ -438,10 +521,36 @@ class WorkflowInstance:
         jobs, self._jobs = self._jobs, []
         for job in jobs:
             self._apply_job(job)
-        self._loop.run_ready()
-        error = self._loop.callback_error
-        if error is not None:
-            raise _WorkerError(f"a workflow event-loop callback raised: {error!r}") from error
+        if self._settle():
+            self._end_activation()
+        else:
+            self._paused = True
+
+    def _settle(self) -> bool:
+        """Run the loop until nothing is ready. False: local activities are pending (a current
+        task pauses on them); a replayed task answers them from its markers and runs on."""
+        while True:
+            self._loop.run_ready()
+            error = self._loop.callback_error
+            if error is not None:
+                raise _WorkerError(f"a workflow event-loop callback raised: {error!r}") from error
+            if self._nondeterminism is not None:
+                raise self._nondeterminism
+            if not self._local:
+                return True
+            if not self._replaying:
+                return False
+            for la in list(self._local.values()):
+                seq = la.request.seq
+                if self._marker_names.get(seq) != LOCAL_ACTIVITY_MARKER:
+                    raise NonDeterminismError(
+                        f"the workflow code ran local activity {la.request.activity_type!r} "
+                        f"(seq={seq}), but that workflow task recorded no local_activity "
+                        f"marker for it"
+                    )
+                self._resolve_local(la, self._markers.get(seq))
+
+    def _end_activation(self) -> None:
         if self._placeholders:
             if any(not p.filled for p in self._placeholders):
                 raise _WorkerError(
@@ -453,6 +562,7 @@ class WorkflowInstance:
         if main is not None and main.done() and not self._finished:
             self._finish(main)
         self._markers.clear()
+        self._marker_names.clear()
         if self._record is not None:
             self._record.append(self._commands)
 
@@ -638,6 +748,61 @@ class WorkflowInstance:
                            replace(placeholder.command, data=value))
         placeholder.filled = True
         return value
+
+    def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
+        seq = self._next_seq()
+        req = request(seq)
+        key: _Key = ("record_marker", seq, LOCAL_ACTIVITY_MARKER)
+        handle = ActivityHandle(loop=self._loop, seq=seq, activity_type=req.activity_type,
+                                on_cancel=self._cancel_local)
+        # The marker takes its place in order now; its data comes with the outcome.
+        command = RecordMarker(seq=seq, marker_name=LOCAL_ACTIVITY_MARKER)
+        self._local[seq] = _LocalActivity(req, handle, command, key)
+        self._issue(command, key)
+        return handle
+
+    def _cancel_local(self, future: DurableFuture) -> None:
+        """Cancelled before its outcome: no marker (the worker's outcome is ignored)."""
+        la = self._local.pop(future.seq, None)
+        if la is None:
+            return
+        _replace_identical(self._commands, la.command, None)
+        if la.key in self._unmatched:
+            self._unmatched.remove(la.key)
+
+    def _resolve_local(self, la: _LocalActivity, data: Any) -> None:
+        request = la.request
+        del self._local[request.seq]
+        if not isinstance(data, dict):
+            raise _WorkerError(f"the local_activity marker of seq={request.seq} holds no object")
+        recorded = data.get("activity_type")
+        if recorded != request.activity_type:
+            # Raised out of activate (not into the workflow code, which could catch it).
+            self._nondeterminism = NonDeterminismError(
+                f"history has local activity {recorded!r} at seq={request.seq}, but the "
+                f"workflow code ran {request.activity_type!r}"
+            )
+            return
+        _replace_identical(self._commands, la.command, replace(la.command, data=data))
+        if la.handle.done():
+            return
+        failure = data.get("failure")
+        if failure is None:
+            la.handle.set_result(data.get("result"))
+            return
+        la.handle.set_exception(ActivityError(
+            failure, attempt=data.get("attempts"), timeout_type=data.get("timeout_type"),
+            activity_type=request.activity_type, seq=request.seq,
+        ))
+
+
+def _marker_data(activity_type: str, outcome: LocalActivityOutcome) -> dict[str, Any]:
+    """A local activity's marker data (``sdk.protocol.LOCAL_ACTIVITY_MARKER``)."""
+    if outcome.failure is None:
+        return {"activity_type": activity_type, "attempts": outcome.attempts,
+                "result": json.loads(json.dumps(outcome.result))}
+    return {"activity_type": activity_type, "attempts": outcome.attempts,
+            "failure": normalize_failure(outcome.failure), "timeout_type": outcome.timeout_type}
 
 
 def _replace_identical(items: list[Command], item: Command, new: Command | None) -> None:

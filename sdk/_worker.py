@@ -19,6 +19,14 @@ Design notes (what was weighed and why it is this way):
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
   shuts down. Tasks that arrive beyond capacity (an engine bug) wait on a semaphore.
+* Local activities: an activation that pauses on local activities (``ActivationResult.
+  local_activities``) continues in a task of its own: the worker runs the batch at once
+  (async ones on the loop, sync ones in the activity thread pool, neither taking activity
+  credit), with retries and back-off in the worker, hands the outcomes back to the instance
+  and repeats until the workflow task's commands are ready. Every local activity of a
+  workflow task shares ``local_activity_budget`` seconds counted from the task's arrival, so
+  the task completes before the engine's workflow task timeout; an attempt is cut at the
+  budget and no retry starts past it. The run is out of the cache meanwhile.
 * Nothing a task or a frame does can stop the worker: every handler is guarded and logs.
 """
 
@@ -26,11 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
+import json
 import logging
+import math
 import os
 import random
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +62,12 @@ from sdk._activity import (
     parse_timestamp,
 )
 from sdk._errors import ApplicationError, SchedError, failure_from_exception
-from sdk._runtime import WorkflowInstance
+from sdk._runtime import (
+    ActivationResult,
+    LocalActivityOutcome,
+    LocalActivityRequest,
+    WorkflowInstance,
+)
 from sdk._tracing import span
 from sdk._workflow import WorkflowDefinition, workflow_registry
 from sdk.protocol import (
@@ -73,6 +90,7 @@ from sdk.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    RetryPolicy,
     Welcome,
     WireEvent,
     WireFailure,
@@ -93,6 +111,9 @@ FLUSH_TIMEOUT = 2.0
 RECONNECT_BASE_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
 STABLE_CONNECTION = 2.0  # seconds a connection must last to reset the back-off
+# Seconds of local activity work one workflow task may take: below the engine's default
+# workflow task timeout (SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS, 10 s), which no frame announces.
+DEFAULT_LOCAL_ACTIVITY_BUDGET = 8.0
 
 
 class WorkerAuthenticationError(SchedError):
@@ -146,9 +167,13 @@ class Worker:
         max_concurrent_workflow_tasks: int = 100,
         max_cached_workflows: int = 1000,
         identity: str | None = None,
+        local_activity_budget: float = DEFAULT_LOCAL_ACTIVITY_BUDGET,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_workflow_tasks < 1:
             raise ValueError("the concurrency limits must be at least 1")
+        if not local_activity_budget > 0:
+            raise ValueError("local_activity_budget must be positive (seconds)")
+        self._local_budget = float(local_activity_budget)
         self.engine_url = engine_url
         self.ws_url = websocket_url(engine_url)
         self.task_queue = task_queue
@@ -174,6 +199,8 @@ class Worker:
         self._unacked: dict[str, _Pending] = {}
         self._running: dict[str, _RunningActivity] = {}
         self._awaiting_history: dict[str, WorkflowTask] = {}
+        # Workflow tasks running their local activities, by token.
+        self._local_runs: dict[str, asyncio.Task[None]] = {}
         self._conn: _Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -270,7 +297,8 @@ class Worker:
             self._shutdown_done.set()
 
     def _busy(self) -> bool:
-        return bool(self._running or self._unacked or self._awaiting_history)
+        return bool(self._running or self._unacked or self._awaiting_history
+                    or self._local_runs)
 
     # ---- connection --------------------------------------------------------------------
 
@@ -516,20 +544,174 @@ class Worker:
     def _activate(
         self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent]
     ) -> None:
+        deadline = time.monotonic() + self._local_budget
+        res = self._traced_activation(msg, lambda: inst.activate(events))
+        if res.local_activities:
+            self._evict(msg.run_id)  # mid-activation: not for another task meanwhile
+            token = msg.token
+            task = asyncio.create_task(
+                self._run_local_activities(msg, inst, res.local_activities, deadline))
+            self._local_runs[token] = task
+
+            def done(_t: asyncio.Task[None]) -> None:
+                self._local_runs.pop(token, None)
+                self._progress.set()
+
+            task.add_done_callback(done)
+            return
+        self._complete_activation(msg, inst, res)
+
+    def _traced_activation(
+        self, msg: WorkflowTask, run: Callable[[], ActivationResult]
+    ) -> ActivationResult:
         attributes: dict[str, str | int | bool] = {
             "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
             "sched.workflow_type": msg.workflow_type, "sched.task_queue": msg.task_queue,
             "sched.attempt": msg.attempt, "sched.sticky": msg.first_event_id > 1}
         with span(f"workflow_task {msg.workflow_type}", msg.traceparent, attributes) as current:
             try:
-                res = inst.activate(events)
-                commands, failure, cause = res.commands, res.failure, res.cause
+                res = run()
             except Exception as exc:  # activate() should never raise; guard anyway
                 logger.exception("workflow activation raised for %s", msg.workflow_id,
                                  extra=_run_fields(msg))
-                commands, failure, cause = None, failure_from_exception(exc), "worker_error"
-            if failure is not None or commands is None:
-                current.fail(f"{cause}: {(failure or {}).get('message', '')}")
+                res = ActivationResult(failure=failure_from_exception(exc), cause="worker_error")
+            if res.local_activities is None and (res.failure is not None or res.commands is None):
+                current.fail(f"{res.cause}: {(res.failure or {}).get('message', '')}")
+        return res
+
+    async def _run_local_activities(
+        self, msg: WorkflowTask, inst: WorkflowInstance,
+        requests: list[LocalActivityRequest], deadline: float,
+    ) -> None:
+        """Run the paused activation's local activities until its commands are ready."""
+        try:
+            res = ActivationResult(local_activities=requests)
+            while res.local_activities:
+                batch = res.local_activities
+                missing = [r.activity_type for r in batch
+                           if r.activity_type not in self._activities]
+                if missing:
+                    self._fail_workflow_task(msg.token, "unknown_activity_type", ApplicationError(
+                        f"activity type {missing[0]!r} is not registered on this worker",
+                        type="ActivityNotRegisteredError"))
+                    return
+                outcomes = await asyncio.gather(
+                    *(self._run_local_activity(msg, r, deadline) for r in batch))
+                by_seq = {o.seq: o for o in outcomes}
+                res = self._traced_activation(
+                    msg, functools.partial(inst.resolve_local_activities, by_seq))
+        except asyncio.CancelledError:
+            raise  # stopping: the engine times the task out and schedules it again
+        except Exception as exc:
+            logger.exception("local activities of %s failed", msg.workflow_id,
+                             extra=_run_fields(msg))
+            self._fail_workflow_task(msg.token, "worker_error", exc)
+            return
+        self._complete_activation(msg, inst, res)
+
+    async def _run_local_activity(
+        self, msg: WorkflowTask, request: LocalActivityRequest, task_deadline: float
+    ) -> LocalActivityOutcome:
+        """Every attempt of one local activity, under its timeouts and retry policy."""
+        assert self._loop is not None
+        loop = self._loop
+        definition = self._activities[request.activity_type]
+        policy = request.retry_policy
+        started = time.monotonic()
+        deadline = task_deadline
+        if request.schedule_to_close_ms is not None:
+            deadline = min(deadline, started + request.schedule_to_close_ms / 1000)
+        attempt_limit = (math.inf if request.start_to_close_ms is None
+                         else request.start_to_close_ms / 1000)
+        attributes: dict[str, str | int | bool] = {
+            "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
+            "sched.workflow_type": msg.workflow_type, "sched.activity_type": request.activity_type,
+            "sched.activity_id": str(request.seq), "sched.task_queue": msg.task_queue,
+            "sched.local": True}
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            timeout_type: str | None = None
+            failure: WireFailure | None = None
+            info = ActivityInfo(
+                workflow_id=msg.workflow_id, run_id=msg.run_id, workflow_type=msg.workflow_type,
+                activity_id=str(request.seq), activity_type=request.activity_type,
+                task_queue=msg.task_queue, attempt=attempt, scheduled_at=None,
+                heartbeat_timeout=None, start_to_close_timeout=None
+                if request.start_to_close_ms is None else request.start_to_close_ms / 1000,
+                is_local=True)
+            ctx = ActivityContext(info, loop=loop, send=lambda _details: None)
+            with span(f"local_activity {request.activity_type}", msg.traceparent,
+                      {**attributes, "sched.attempt": attempt}) as current:
+                if remaining <= 0:
+                    timeout_type = "schedule_to_close"
+                else:
+                    try:
+                        done, result = await self._attempt_local(
+                            definition, ctx, request.input, min(attempt_limit, remaining))
+                    except asyncio.CancelledError:
+                        raise
+                    except BaseException as exc:
+                        failure = failure_from_exception(exc)
+                    else:
+                        if done:
+                            try:
+                                json.dumps(result)
+                            except (TypeError, ValueError) as err:
+                                failure = failure_from_exception(ApplicationError(
+                                    f"the activity's result is not JSON-serializable: {err}",
+                                    type="SerializationError", non_retryable=True))
+                            else:
+                                return LocalActivityOutcome(request.seq, result=result,
+                                                            attempts=attempt)
+                        else:
+                            timeout_type = ("start_to_close" if attempt_limit < remaining
+                                            else "schedule_to_close")
+                if timeout_type is not None:
+                    failure = {"type": "TimeoutError",
+                               "message": f"local activity {timeout_type} timeout",
+                               "details": {"timeout_type": timeout_type}}
+                assert failure is not None
+                current.fail(f"{failure.get('type')}: {failure.get('message', '')}")
+            if timeout_type == "schedule_to_close":  # out of time: no retry
+                made = attempt if remaining > 0 else attempt - 1
+                return LocalActivityOutcome(request.seq, failure=failure, attempts=made,
+                                            timeout_type=timeout_type)
+            delay = _retry_delay(policy, attempt, failure)
+            if delay is None or time.monotonic() + delay >= deadline:
+                return LocalActivityOutcome(request.seq, failure=failure, attempts=attempt,
+                                            timeout_type=timeout_type)
+            await asyncio.sleep(delay)
+
+    async def _attempt_local(
+        self, definition: ActivityDefinition, ctx: ActivityContext, input: Any, limit: float
+    ) -> tuple[bool, Any]:
+        """One attempt: (True, result), or (False, None) when ``limit`` seconds pass first (a
+        sync activity's thread runs on to its end; its result is dropped)."""
+        assert self._loop is not None
+        future: asyncio.Future[Any]
+        if definition.is_async:
+            future = asyncio.ensure_future(definition.fn(ctx, input))
+        else:
+            future = self._loop.run_in_executor(
+                self._executor, contextvars.copy_context().run, definition.fn, ctx, input)
+        try:
+            done, _ = await asyncio.wait({future}, timeout=None if math.isinf(limit) else limit)
+        except asyncio.CancelledError:
+            ctx._cancel()
+            future.cancel()
+            raise
+        if not done:
+            ctx._cancel()
+            future.cancel()
+            return False, None
+        return True, future.result()
+
+    def _complete_activation(
+        self, msg: WorkflowTask, inst: WorkflowInstance, res: ActivationResult
+    ) -> None:
+        commands, failure, cause = res.commands, res.failure, res.cause
         if failure is not None or commands is None:
             self._evict(msg.run_id)
             self._send_workflow_failure(msg.token, cause or "workflow_task_failed",
@@ -742,10 +924,21 @@ class Worker:
         self._send_tracked(frame, msg_id, on_reply, resend=True)
 
     def _abandon_activities(self) -> None:
+        for task in list(self._local_runs.values()):
+            task.cancel()
         for running in list(self._running.values()):
             self._cancel_activity(running)
             if running.task is not None:
                 running.task.cancel()
+
+
+def _retry_delay(policy: RetryPolicy, attempt: int, failure: WireFailure) -> float | None:
+    """Seconds to wait before retrying a local activity, or None: it failed for good."""
+    if failure.get("non_retryable") or failure.get("type") in policy.non_retryable_error_types:
+        return None
+    if policy.maximum_attempts and attempt >= policy.maximum_attempts:
+        return None
+    return policy.backoff_ms(attempt) / 1000
 
 
 def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:

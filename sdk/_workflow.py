@@ -21,10 +21,12 @@ from typing import Any, Protocol, TypeVar, overload
 
 from sdk._retry import RetryPolicy, to_ms
 from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
+from sdk.protocol import RetryPolicy as WireRetryPolicy
 from sdk.protocol.limits import MAX_NAME_LENGTH
 
 __all__ = [
     "ActivityHandle",
+    "LocalActivityRequest",
     "Signal",
     "WorkflowContext",
     "WorkflowDefinition",
@@ -141,6 +143,21 @@ class ActivityHandle(DurableFuture):
         self.activity_type = activity_type
 
 
+@dataclass(frozen=True, slots=True)
+class LocalActivityRequest:
+    """A local activity the workflow code awaits: the worker runs it inside the workflow task.
+
+    Durations are milliseconds; at least one of the two timeouts is set.
+    """
+
+    seq: int
+    activity_type: str
+    input: Any
+    retry_policy: WireRetryPolicy
+    start_to_close_ms: int | None
+    schedule_to_close_ms: int | None
+
+
 class WorkflowRuntime(Protocol):
     """What ``WorkflowContext`` needs from the runtime (``sdk._runtime.WorkflowInstance``)."""
 
@@ -156,6 +173,9 @@ class WorkflowRuntime(Protocol):
     def start_timer(self, duration_ms: int) -> DurableFuture: ...
     async def wait_for_signal(self, name: str | None, timeout_ms: int | None) -> Signal: ...
     async def side_effect(self, fn: Callable[[], Any]) -> Any: ...
+    def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
+        """Number the call, then run (or replay) the local activity ``request(seq)``."""
+        ...
 
 
 def activity_name(activity: Any) -> str:
@@ -269,6 +289,41 @@ class WorkflowContext:
             schedule_to_start_timeout=schedule_to_start_timeout,
             heartbeat_timeout=heartbeat_timeout,
         )
+
+    async def execute_local_activity(
+        self,
+        activity: Any,
+        input: Any = None,
+        *,
+        start_to_close_timeout: Duration | None = None,
+        schedule_to_close_timeout: Duration | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Any:
+        """Run a short activity in this worker, inside the current workflow task, and return
+        its result; raises ``ActivityError`` if it failed for good.
+
+        Its outcome is recorded as a ``local_activity`` marker in the task's completion, so
+        it costs no transition of its own; a replay returns the recorded outcome without
+        running the activity again. It runs at least once: a worker that crashes before the
+        task completes runs it again. ``start_to_close_timeout`` bounds one attempt and
+        ``schedule_to_close_timeout`` all attempts (give at least one); retries follow
+        ``retry_policy`` with the back-off slept in the worker, within the workflow task's
+        time (``sdk.Worker(local_activity_budget=...)``).
+        """
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be an sdk.RetryPolicy")
+        activity_type = activity_name(activity)
+        start_to_close_ms = _optional_ms(start_to_close_timeout, "start_to_close_timeout")
+        schedule_to_close_ms = _optional_ms(schedule_to_close_timeout, "schedule_to_close_timeout")
+        if start_to_close_ms is None and schedule_to_close_ms is None:
+            raise ValueError("a local activity needs a start_to_close_timeout or a "
+                             "schedule_to_close_timeout")
+        policy = DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy.to_wire()
+        _check_json(input, "the activity input")
+        return await self._rt.local_activity(lambda seq: LocalActivityRequest(
+            seq=seq, activity_type=activity_type, input=input, retry_policy=policy,
+            start_to_close_ms=start_to_close_ms, schedule_to_close_ms=schedule_to_close_ms,
+        ))
 
     async def sleep(self, duration: Duration) -> None:
         """A durable timer. A negative duration sleeps zero (the engine fires it at once)."""

@@ -78,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-activities", type=int, default=100)
     parser.add_argument("--max-workflow-tasks", type=int, default=100)
     parser.add_argument("--identity", default=None)
+    parser.add_argument("--local-activity-budget", type=float, default=8.0, metavar="SECONDS",
+                        help="local activity time per workflow task; keep it below the "
+                             "engine's SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS")
     parser.add_argument("--log-level", default=os.environ.get("SCHED_LOG_LEVEL", "INFO"))
     parser.add_argument("modules", nargs="+", metavar="MODULE",
                         help="module names or .py files holding workflows and activities")
@@ -163,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_concurrent_activities=args.max_activities,
         max_concurrent_workflow_tasks=args.max_workflow_tasks,
         identity=args.identity,
+        local_activity_budget=args.local_activity_budget,
     )
     logger.info("worker for task queue %r: workflows %s, activities %s", args.task_queue,
                 worker.workflow_types, worker.activity_types)

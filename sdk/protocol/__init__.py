@@ -18,6 +18,7 @@ from __future__ import annotations
 from sdk.protocol.commands import (
     COMMAND_CLASSES,
     DEFAULT_RETRY_POLICY,
+    LOCAL_ACTIVITY_MARKER,
     TERMINAL_COMMANDS,
     TERMINAL_KINDS,
     CancelTimer,
@@ -84,6 +85,7 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "ENGINE_MESSAGES",
     "INPUT_EVENTS",
+    "LOCAL_ACTIVITY_MARKER",
     "MAX_DURATION_MS",
     "MAX_NAME_LENGTH",
     "MAX_REQUEST_ID_LENGTH",

@@ -33,6 +33,7 @@ from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand
 __all__ = [
     "COMMAND_CLASSES",
     "DEFAULT_RETRY_POLICY",
+    "LOCAL_ACTIVITY_MARKER",
     "TERMINAL_COMMANDS",
     "TERMINAL_KINDS",
     "CancelTimer",
@@ -179,6 +180,12 @@ class CancelTimer:
     writes: ClassVar[tuple[EventType, ...]] = (E.TIMER_CANCELED,)
     seq: int
     kind: str = "cancel_timer"
+
+
+LOCAL_ACTIVITY_MARKER = "local_activity"
+"""The ``marker_name`` of a local activity's outcome. Its ``data`` is ``{"activity_type",
+"attempts", "result"}`` when it succeeded, ``{"activity_type", "attempts", "failure",
+"timeout_type"}`` when it failed for good (``timeout_type`` null unless a timeout ended it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ Not a test (``make test`` and CI do not run it); the figures go to BENCHMARKS.md
 
 W1 throughput: 2,000 workflows of 3 activities, started as fast as the client can.
 W2 latency: 200 sequential workflows of 3 activities, start-to-result.
+W1L, W2L: W1 and W2 with 3 local activities instead (one workflow task per workflow); DBOS's
+   W1 and W2 (steps, its like-for-like) are compared with them too.
 W3 timers: 200 workflows that each sleep 1 s; wake-up lateness.
 W4 long history: one workflow of 2,000 sequential activities; the mean time per activity of
    the last 200 over that of the first 200.
@@ -82,7 +84,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all",
                         help="sched's database (peers always run on PostgreSQL)")
     parser.add_argument("--w1", type=int, default=2000, help="W1 workflows (0: skip)")
+    parser.add_argument("--w1l", type=int, default=None,
+                        help="W1L workflows (local activities; default: as --w1; 0: skip)")
     parser.add_argument("--w2", type=int, default=200, help="W2 workflows (0: skip)")
+    parser.add_argument("--w2l", type=int, default=None,
+                        help="W2L workflows (local activities; default: as --w2; 0: skip)")
     parser.add_argument("--w3", type=int, default=200, help="W3 workflows (0: skip)")
     parser.add_argument("--w4", type=int, default=2000, help="W4 activities (0: skip)")
     parser.add_argument("--peers", default="dbos,celery",
@@ -96,6 +102,8 @@ def parse_args() -> argparse.Namespace:
                         help="Celery worker processes (default: one per core)")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args()
+    args.w1l = args.w1 if args.w1l is None else args.w1l
+    args.w2l = args.w2 if args.w2l is None else args.w2l
     peers = [] if args.peers in ("", "none") else args.peers.split(",")
     for peer in peers:
         if peer not in report.PEER_NAMES:

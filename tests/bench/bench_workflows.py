@@ -20,6 +20,14 @@ async def three_steps(ctx: sdk.WorkflowContext, n: int) -> int:
 
 
 @sdk.workflow
+async def three_local_steps(ctx: sdk.WorkflowContext, n: int) -> int:
+    """``three_steps`` with local activities: one workflow task, three markers."""
+    for _ in range(3):
+        n = await ctx.execute_local_activity(step, n, start_to_close_timeout=10)
+    return n
+
+
+@sdk.workflow
 async def sleep_one(ctx: sdk.WorkflowContext, seconds: float) -> Any:
     await ctx.sleep(seconds)
     return "woke"

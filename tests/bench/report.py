@@ -41,6 +41,21 @@ PEER_FIGURES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+# sched's local-activity workloads against the peers' W1/W2 (DBOS's steps are checkpointed
+# inside the workflow, as local activities are recorded inside the workflow task).
+LOCAL_PEER_FIGURES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("W1L workflows/s (peer: W1)", ("W1L", "workflows_per_second"),
+     ("W1", "workflows_per_second")),
+    ("W2L p50 ms (client; peer: W2)", ("W2L", "client_ms", "p50"), ("W2", "client_ms", "p50")),
+    ("W2L p95 ms (client; peer: W2)", ("W2L", "client_ms", "p95"), ("W2", "client_ms", "p95")),
+    ("W2L p99 ms (client; peer: W2)", ("W2L", "client_ms", "p99"), ("W2", "client_ms", "p99")),
+    ("W1L CPU ms per workflow, all processes (peer: W1)",
+     ("W1L", "cpu_ms_per_workflow", "total"), ("W1", "cpu_ms_per_workflow", "total")),
+    ("W1L PostgreSQL commits per workflow (peer: W1)", ("W1L", "pg_commits_per_workflow"),
+     ("W1", "pg_commits_per_workflow")),
+]
+
+
 def peer_ratios(sched: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for peer, figures in peers.items():
@@ -48,6 +63,8 @@ def peer_ratios(sched: dict[str, Any], peers: dict[str, Any]) -> dict[str, Any]:
             continue
         out[peer] = {label: ratio(dig(sched, *path), dig(figures, *path))
                      for label, path in PEER_FIGURES}
+        out[peer].update({label: ratio(dig(sched, *ours), dig(figures, *theirs))
+                          for label, ours, theirs in LOCAL_PEER_FIGURES})
     return out
 
 
@@ -107,6 +124,12 @@ def peers_table(sched_label: str, sched: dict[str, Any], peers: dict[str, Any]) 
         rows.append([label, dig(sched, *path), *(dig(f, *path) for f in ran.values()),
                      *(ratio(dig(sched, *path), dig(f, *path)) for f in ran.values()),
                      "lower"])
+    for label, ours, theirs in LOCAL_PEER_FIGURES:
+        if dig(sched, *ours) is None:
+            continue
+        rows.append([label, dig(sched, *ours), *(dig(f, *theirs) for f in ran.values()),
+                     *(ratio(dig(sched, *ours), dig(f, *theirs)) for f in ran.values()),
+                     better(ours[-1]) if ours[-1] == "workflows_per_second" else "lower"])
     rate = sched.get("pg_single_row_commits_per_second")
     if rate:
         rows.append(["PostgreSQL single-row commits/s (this run)", rate,

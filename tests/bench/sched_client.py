@@ -9,6 +9,7 @@ each with one JSON line on stdout, so the bench can read CPU counters between co
   (32 concurrent starts); answers when all are started (the bench watches them close).
 - ``w2 N``: N ``three_steps`` one at a time, start to result; answers with the latencies.
 - ``w4 N``: one ``long_history`` workflow of N activities, start to result.
+- ``w1l N`` / ``w2l N``: ``w1`` / ``w2`` with ``three_local_steps`` (local activities).
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ async def start_many(client: Any, workflow: str, inputs: list[Any], prefix: str)
 
 
 def run(engine: str, token: str, command: str, n: int) -> dict[str, Any]:
-    if command in ("w1", "w3"):
-        workflow, inputs = (("three_steps", list(range(n))) if command == "w1"
-                            else ("sleep_one", [1.0] * n))
+    if command in ("w1", "w1l", "w3"):
+        workflow = {"w1": "three_steps", "w1l": "three_local_steps",
+                    "w3": "sleep_one"}[command]
+        inputs: list[Any] = [1.0] * n if command == "w3" else list(range(n))
 
         async def go() -> None:
             async with sdk.AsyncClient(engine, token=token) as client:
@@ -51,11 +53,13 @@ def run(engine: str, token: str, command: str, n: int) -> dict[str, Any]:
         if command == "warmup":
             client.start_workflow("three_steps", 0, workflow_id="warmup").result(timeout=60)
             return {}
-        if command == "w2":
+        if command in ("w2", "w2l"):
+            workflow = "three_steps" if command == "w2" else "three_local_steps"
             latencies = []
             for i in range(n):
                 started = time.perf_counter()
-                client.start_workflow("three_steps", i, workflow_id=f"w2-{i}").result(timeout=60)
+                client.start_workflow(workflow, i, workflow_id=f"{command}-{i}").result(
+                    timeout=60)
                 latencies.append((time.perf_counter() - started) * 1000)
             return {"latencies_ms": latencies}
         if command == "w4":

@@ -159,15 +159,18 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                         pg_commit_rate(f"{pg_base}/{database}"), 1)
                 processes = {"engine": engine.pid, "worker": worker.pid, "client": client.pid}
                 on_pg = backend == "postgres"
-                for label, n in (("W1", args.w1), ("W2", args.w2), ("W3", args.w3),
-                                 ("W4", args.w4)):
+                for label, n in (("W1", args.w1), ("W1L", args.w1l), ("W2", args.w2),
+                                 ("W2L", args.w2l), ("W3", args.w3), ("W4", args.w4)):
                     if n <= 0:
                         continue
                     print(f"{tag} {label} ...", flush=True)
-                    if label == "W1":
+                    if label in ("W1", "W1L"):
                         out[label] = w1(client, db, n, processes, thread_log,
                                         database if on_pg else None, pg_base,
-                                        redis_url if on_pg else None, args.settle)
+                                        redis_url if on_pg else None, args.settle,
+                                        local=label == "W1L")
+                    elif label == "W2L":
+                        out[label] = w2(client, db, n, local=True)
                     else:
                         out[label] = {"W2": w2, "W3": w3, "W4": w4}[label](client, db, n)
                     print(f"{tag} {label}: {json.dumps(out[label])}", flush=True)
@@ -210,17 +213,19 @@ def wait_closed(db: Db, prefix: str, count: int, timeout: float, every: float = 
 
 def w1(client: Any, db: Db, count: int, processes: dict[str, int], thread_log: Path,
        database: str | None, pg_base: str, redis_url: str | None,
-       settle: float) -> dict[str, Any]:
+       settle: float, *, local: bool = False) -> dict[str, Any]:
+    """W1 (``local``: W1L, the same with local activities)."""
+    workflow = "three_local_steps" if local else "three_steps"
     window = Window(processes, threads_of={"engine": (processes["engine"], thread_log)},
                     database=database, pg_base=pg_base, redis_url=redis_url)
     own_queries = db.queries
     window.open(settle=settle)
-    client.ask(f"w1 {count}", timeout=1200)
-    wait_closed(db, "three_steps", count, timeout=1200)
+    client.ask(f"{'w1l' if local else 'w1'} {count}", timeout=1200)
+    wait_closed(db, workflow, count, timeout=1200)
     polls = db.queries - own_queries
     first, last, failed = db.rows(
         "SELECT min(created_at), max(closed_at), sum(CASE WHEN status = 'completed' THEN 0 "
-        "ELSE 1 END) FROM workflows_execution WHERE workflow_id LIKE ?", "three_steps-%")[0]
+        "ELSE 1 END) FROM workflows_execution WHERE workflow_id LIKE ?", workflow + "-%")[0]
     seconds = (db.ts(last) - db.ts(first)).total_seconds()
     out: dict[str, Any] = {"workflows": count, "seconds": round(seconds, 3),
                            "workflows_per_second": round(count / seconds, 1),
@@ -230,10 +235,12 @@ def w1(client: Any, db: Db, count: int, processes: dict[str, int], thread_log: P
     return out
 
 
-def w2(client: Any, db: Db, count: int) -> dict[str, Any]:
-    latencies = client.ask(f"w2 {count}", timeout=60 * count + 60)["latencies_ms"]
+def w2(client: Any, db: Db, count: int, *, local: bool = False) -> dict[str, Any]:
+    """W2 (``local``: W2L, the same with local activities)."""
+    command = "w2l" if local else "w2"
+    latencies = client.ask(f"{command} {count}", timeout=60 * count + 60)["latencies_ms"]
     rows = db.rows("SELECT created_at, closed_at FROM workflows_execution "
-                   "WHERE workflow_id LIKE ?", "w2-%")
+                   "WHERE workflow_id LIKE ?", command + "-%")
     engine_side = [(db.ts(b) - db.ts(a)).total_seconds() * 1000 for a, b in rows]
     return {"workflows": count, "client_ms": percentiles(latencies),
             "engine_ms": percentiles(engine_side)}

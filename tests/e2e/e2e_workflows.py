@@ -140,3 +140,46 @@ async def many_steps(ctx: sdk.WorkflowContext, n: int) -> int:
 @sdk.workflow
 async def boom(ctx: sdk.WorkflowContext, _: Any) -> Any:
     raise ValueError("workflow code raised")
+
+
+@sdk.activity
+def add(ctx: sdk.ActivityContext, pair: list[int]) -> int:
+    return pair[0] + pair[1]
+
+
+@sdk.activity
+async def times(ctx: sdk.ActivityContext, pair: list[int]) -> int:
+    return pair[0] * pair[1]
+
+
+@sdk.workflow
+async def local_steps(ctx: sdk.WorkflowContext, n: int) -> dict[str, Any]:
+    """Three local activities: one workflow task, three markers."""
+    a = await ctx.execute_local_activity(add, [n, 1], start_to_close_timeout=5)
+    b = await ctx.execute_local_activity(times, [a, 10], start_to_close_timeout=5)
+    c = await ctx.execute_local_activity(add, [b, 2], start_to_close_timeout=5)
+    return {"a": a, "b": b, "c": c}
+
+
+@sdk.workflow
+async def local_retries(ctx: sdk.WorkflowContext, fail_times: int) -> Any:
+    return await ctx.execute_local_activity(flaky, fail_times, start_to_close_timeout=5,
+                                            retry_policy=FAST_RETRY)
+
+
+@sdk.workflow
+async def local_then_signal(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    """A local activity, a wait (another worker may take over), another local activity."""
+    first = await ctx.execute_local_activity(where, None, start_to_close_timeout=5)
+    await ctx.wait_for_signal("go")
+    second = await ctx.execute_local_activity(where, None, start_to_close_timeout=5)
+    return {"first": first, "second": second}
+
+
+@sdk.workflow
+async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    try:
+        await ctx.execute_local_activity(refuse, None, start_to_close_timeout=5)
+    except sdk.ActivityError as err:
+        return {"type": err.type, "message": err.message, "attempt": err.attempt}
+    return None

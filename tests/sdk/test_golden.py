@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from sdk._runtime import WorkflowInstance, replay_history
+from sdk._runtime import LocalActivityOutcome, WorkflowInstance, replay_history
 from sdk._workflow import workflow_definition
+from sdk.protocol import LOCAL_ACTIVITY_MARKER
 from tests.sdk.test_runtime import EngineSim
 
 HISTORIES = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
@@ -66,6 +67,23 @@ def _cancel() -> EngineSim:
     return sim
 
 
+def _checkout() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    cart = {"id": 9, "coupon": "SPRING", "email": "ann@example.com",
+            "items": [{"sku": "tea", "price": 4, "qty": 2}, {"sku": "cup", "price": 7, "qty": 1}]}
+    sim = EngineSim(g.golden_checkout, cart, workflow_id="checkout-9",
+                    run_id="5e0c-golden-checkout")
+    sim.local = {
+        "validate": lambda c: sum(i["price"] * i["qty"] for i in c["items"]),
+        "coupon": lambda code: _raise("CouponExpired", f"coupon {code} expired"),
+        "price_line": lambda item: f"{item['sku']} x{item['qty']}",
+        "notify": lambda who: f"told {who}",
+    }
+    sim.drive({"reserve": lambda order: f"res-{order['id']}"})
+    return sim
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -76,6 +94,7 @@ SCENARIOS = {
     "order": ("fixtures.golden_workflows:golden_order", _order),
     "approval": ("fixtures.golden_workflows:golden_approval", _approval),
     "cancel": ("fixtures.golden_workflows:golden_cancel", _cancel),
+    "checkout": ("fixtures.golden_workflows:golden_checkout", _checkout),
 }
 
 
@@ -89,9 +108,11 @@ def _regenerate(name: str) -> None:
     sim = build()
     sim.check_replay()
     for event in sim.history:  # keep the files free of this machine's paths
-        failure = event["attributes"].get("failure")
-        if isinstance(failure, dict) and failure.get("stack"):
-            failure["stack"] = "Traceback (most recent call last): ... (trimmed)"
+        data = event["attributes"].get("data")
+        for failure in (event["attributes"].get("failure"),
+                        data.get("failure") if isinstance(data, dict) else None):
+            if isinstance(failure, dict) and failure.get("stack"):
+                failure["stack"] = "Traceback (most recent call last): ... (trimmed)"
     HISTORIES.mkdir(parents=True, exist_ok=True)
     doc = {
         "workflow": ref,
@@ -142,8 +163,28 @@ def test_golden_history_replays(name: str) -> None:
                                     run_id=doc["run_id"], workflow_type=definition.name,
                                     task_queue="q")
         result = instance.activate(events[: index + 1])
+        while result.local_activities:  # run again, they give what the markers recorded
+            result = instance.resolve_local_activities(_recorded_outcomes(events, index))
         assert result.failure is None, result.failure
         assert result.commands == commands
+
+
+def _recorded_outcomes(events: list[dict[str, Any]], started: int
+                       ) -> dict[int, LocalActivityOutcome]:
+    """The local activity outcomes the task started at ``events[started]`` recorded."""
+    outcomes: dict[int, LocalActivityOutcome] = {}
+    for event in events[started + 2:]:
+        if event["event_type"] != "MarkerRecorded":
+            if event["event_type"] in ("WorkflowTaskScheduled", "WorkflowTaskStarted"):
+                break
+            continue
+        attributes = event["attributes"]
+        if attributes["marker_name"] == LOCAL_ACTIVITY_MARKER:
+            data = attributes["data"]
+            outcomes[attributes["seq"]] = LocalActivityOutcome(
+                attributes["seq"], result=data.get("result"), failure=data.get("failure"),
+                attempts=data["attempts"], timeout_type=data.get("timeout_type"))
+    return outcomes
 
 
 def test_golden_history_catches_changed_code() -> None:

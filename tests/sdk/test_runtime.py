@@ -25,7 +25,12 @@ from sdk._errors import (
     failure_from_exception,
 )
 from sdk._retry import RetryPolicy
-from sdk._runtime import ActivationResult, WorkflowInstance, replay_history
+from sdk._runtime import (
+    ActivationResult,
+    LocalActivityOutcome,
+    WorkflowInstance,
+    replay_history,
+)
 from sdk._workflow import (
     Signal,
     WorkflowContext,
@@ -68,6 +73,10 @@ class EngineSim:
         self.batches: list[list[dict[str, Any]]] = []
         self.results: list[ActivationResult] = []
         self.sent: list[list[dict[str, Any]]] = []  # commands the engine accepted, per task
+        # Local activities the "worker" runs inside a task: one attempt each, by type.
+        self.local: dict[str, Callable[[Any], Any]] = {}
+        self.local_runs: list[str] = []  # activity types run, in order
+        self.pauses = 0  # times an activation paused on local activities
 
     # ---- engine side ------------------------------------------------------------------
 
@@ -103,7 +112,7 @@ class EngineSim:
         batch = self.history[self.delivered:self.task_end]
         self.delivered = self.task_end
         self.batches.append(batch)
-        result = self.instance.activate(batch)
+        result = self.resolve_locals(self.instance, self.instance.activate(batch))
         self.results.append(result)
         if result.failure is not None:
             assert result.commands is None
@@ -122,6 +131,24 @@ class EngineSim:
             self.sent.append(commands)
         if self.instance.finished or new[0]["event_type"] != "WorkflowTaskCompleted":
             self.instance = None
+        return result
+
+    def resolve_locals(self, instance: WorkflowInstance,
+                       result: ActivationResult) -> ActivationResult:
+        """Run the local activities a paused activation waits for, as a worker does."""
+        while result.local_activities:
+            self.pauses += 1
+            outcomes = {}
+            for request in result.local_activities:
+                self.local_runs.append(request.activity_type)
+                try:
+                    value = self.local[request.activity_type](request.input)
+                except Exception as exc:
+                    outcomes[request.seq] = LocalActivityOutcome(
+                        request.seq, failure=failure_from_exception(exc))
+                else:
+                    outcomes[request.seq] = LocalActivityOutcome(request.seq, result=value)
+            result = instance.resolve_local_activities(outcomes)
         return result
 
     def scheduled(self, seq: int) -> dict[str, Any]:
