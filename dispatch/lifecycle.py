@@ -29,7 +29,7 @@ The process's runtime state, and who owns it. An engine process is otherwise sta
   by the consumer as sockets come and go, switched to draining by ``Engine`` alone);
 - ``dispatch.wakeup``: the loops waiting for work in this process, and which leaders run here
   (written by the loops and by leader election);
-- ``workflows.changes``: the long-poll generation counter and the after-commit observers
+- ``workflows.changes``: the long polls' waiters per run and the after-commit observers
   (subscribed once by ``schedproject.metrics.install`` at start);
 - ``workflows.metrics``: when each workflow task started here, to time its completion;
 - ``dispatch.engine``: this process's identity (``ENGINE_ID``), fixed at import;
