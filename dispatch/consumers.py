@@ -35,7 +35,7 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import draining, notify, services, wakeup
+from . import draining, lessees, notify, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
@@ -76,6 +76,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         draining.discard(self)
+        lessees.unregister(self)
         if self.hello is not None:
             await database_sync_to_async(services.worker_disconnect)(
                 worker_id=self.worker_id, now=timezone.now())
@@ -165,7 +166,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # ---- channel layer events --------------------------------------------------------------
 
     async def task_deliver(self, event: dict[str, Any]) -> None:
-        await self.send_tasks(event["messages"])
+        try:
+            await self.send_tasks(event["messages"])
+        finally:
+            lessees.delivered(self, event)
 
     async def task_cancel(self, event: dict[str, Any]) -> None:
         if event["token"] in self.held:
@@ -182,6 +186,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.hello = message
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks
+        lessees.register(self)
         await self.send_message(protocol.Welcome(
             worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds))
         wakeup.wake(wakeup.DISPATCH)

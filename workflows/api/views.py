@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dispatch import lessees
 from schedproject.tracing import current_traceparent
 from workflows import selectors, services
 from workflows.core.state import Status
@@ -145,9 +146,21 @@ class WorkflowsApi(ApiView):
     def post(self, request: Request) -> Response:
         data = _validated(self.StartInputSerializer, request.data)
         timeout = data.pop("execution_timeout")
-        run = services.workflow_start(
-            **data, execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
-            trace_context=current_traceparent())
+        # A worker connected to this process may take the run's first task in the start's
+        # own transaction; otherwise the dispatcher leases it.
+        reservation = lessees.reserve(task_queue=data["task_queue"],
+                                      workflow_type=data["workflow_type"])
+        outcome = None
+        try:
+            outcome = services.workflow_start_handing_off(
+                **data,
+                execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
+                trace_context=current_traceparent(),
+                lessee=None if reservation is None else reservation.lessee)
+        finally:
+            if reservation is not None:
+                reservation.settle(outcome.deliveries if outcome is not None else [])
+        run = outcome.execution
         return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"{_run_path(run.workflow_id)}?run_id={run.run_id}"})
 

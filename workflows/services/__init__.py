@@ -12,6 +12,7 @@ from .executions import (
     workflow_request_cancel,
     workflow_signal,
     workflow_start,
+    workflow_start_handing_off,
     workflow_terminate,
 )
 from .tasks import (
@@ -33,7 +34,7 @@ __all__ = [
     "Lessee", "Outcome", "activity_close", "activity_task_complete", "activity_task_fail",
     "activity_task_heartbeat", "check_lease", "get_run", "lock_execution", "rejected",
     "stale", "start_attempt_timers", "workflow_request_cancel", "workflow_signal",
-    "workflow_start", "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
-    "workflow_task_time_out", "workflow_terminate", "write_activity_attempt",
-    "write_transition",
+    "workflow_start", "workflow_start_handing_off", "workflow_task_complete",
+    "workflow_task_fail", "workflow_task_start", "workflow_task_time_out", "workflow_terminate",
+    "write_activity_attempt", "write_transition",
 ]

@@ -15,7 +15,7 @@ from workflows.core.effects import StartSuccessor
 from workflows.errors import Conflict, NotFound
 from workflows.models import Execution
 
-from ._write import write_transition
+from ._write import Lessee, Outcome, write_transition
 
 
 def _open_run(workflow_id: str) -> Execution | None:
@@ -34,6 +34,22 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
     """Start a run. A ``workflow_id`` with an open run is refused (Conflict naming it).
     ``trace_context``: the caller's W3C traceparent (tracing on), kept with the run and sent
     with each of its tasks."""
+    return workflow_start_handing_off(
+        workflow_type=workflow_type, input=input, workflow_id=workflow_id,
+        task_queue=task_queue, execution_timeout_ms=execution_timeout_ms, parent=parent,
+        trace_context=trace_context, lessee=None).execution
+
+
+def workflow_start_handing_off(*, workflow_type: str, input: Any = None,
+                               workflow_id: str | None = None, task_queue: str = "default",
+                               execution_timeout_ms: int | None = None,
+                               parent: Execution | None = None,
+                               trace_context: str | None = None,
+                               lessee: Lessee | None) -> Outcome:
+    """``workflow_start``, handing the run's first workflow task to ``lessee`` in the same
+    transaction if it serves the run's queue and type and has a free workflow slot. The
+    outcome's ``deliveries`` (none without a lessee) are for the caller to send to the
+    lessee once this has committed; otherwise the task is ready for the dispatcher."""
     workflow_id = workflow_id or str(uuid.uuid4())
     try:
         with atomic():
@@ -42,7 +58,7 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
                 raise _already_started(open_run)
             return _create_run(workflow_id=workflow_id, workflow_type=workflow_type, input=input,
                                task_queue=task_queue, execution_timeout_ms=execution_timeout_ms,
-                               parent=parent, trace_context=trace_context)
+                               parent=parent, trace_context=trace_context, lessee=lessee)
     except IntegrityError:
         # Another start of the same id committed between our check and our insert.
         open_run = _open_run(workflow_id)
@@ -55,7 +71,8 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
                 execution_timeout_ms: int | None, parent: Execution | None,
                 continued_from: Execution | None = None,
                 run_id: uuid.UUID | None = None,
-                trace_context: str | None = None) -> Execution:
+                trace_context: str | None = None,
+                lessee: Lessee | None = None) -> Outcome:
     now = timezone.now()
     t = decide.start(
         workflow_type=workflow_type, task_queue=task_queue, input=input, now=now,
@@ -69,8 +86,7 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
         input=input, created_at=now, parent=parent, state={}, run_id=run_id or uuid.uuid4(),
         search_attributes={"traceparent": trace_context} if trace_context else {},
     )
-    write_transition(execution, t)
-    return execution
+    return write_transition(execution, t, lessee=lessee)
 
 
 def start_successor(execution: Execution, successor: StartSuccessor) -> Execution:
@@ -80,7 +96,7 @@ def start_successor(execution: Execution, successor: StartSuccessor) -> Executio
                        input=successor.input, task_queue=successor.task_queue,
                        execution_timeout_ms=successor.execution_timeout_ms,
                        parent=execution.parent, continued_from=execution,
-                       run_id=uuid.UUID(successor.run_id))
+                       run_id=uuid.UUID(successor.run_id)).execution
 
 
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
