@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from schedproject.transactions import atomic
@@ -65,6 +67,45 @@ def workflow_start_handing_off(*, workflow_type: str, input: Any = None,
         if open_run is None:
             raise
         raise _already_started(open_run) from None
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """One start of ``workflow_start_many``: the arguments of ``workflow_start``."""
+
+    workflow_type: str
+    input: Any = None
+    workflow_id: str | None = None
+    task_queue: str = "default"
+    execution_timeout_ms: int | None = None
+    trace_context: str | None = None
+
+
+def workflow_start_many(*, starts: Sequence[StartRequest]) -> list[Execution | Conflict]:
+    """Start many runs in one transaction, in order, each in its own savepoint: a start that
+    is refused (a ``workflow_id`` with an open run, this batch's own runs included) is
+    answered with its Conflict, and the others start all the same. One answer per start."""
+    with atomic():
+        return [_start_in_savepoint(start) for start in starts]
+
+
+def _start_in_savepoint(start: StartRequest) -> Execution | Conflict:
+    workflow_id = start.workflow_id or str(uuid.uuid4())
+    try:
+        with transaction.atomic():  # a savepoint: a refused start undoes only itself
+            open_run = _open_run(workflow_id)
+            if open_run is not None:
+                return _already_started(open_run)
+            return _create_run(workflow_id=workflow_id, workflow_type=start.workflow_type,
+                               input=start.input, task_queue=start.task_queue,
+                               execution_timeout_ms=start.execution_timeout_ms, parent=None,
+                               trace_context=start.trace_context).execution
+    except IntegrityError:
+        # Another transaction's start of the same id committed between our check and insert.
+        open_run = _open_run(workflow_id)
+        if open_run is None:
+            raise
+        return _already_started(open_run)
 
 
 def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue: str,
