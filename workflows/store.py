@@ -48,7 +48,12 @@ def get_many(ids: Iterable[int]) -> dict[int, Execution]:
 
 
 def open_run(workflow_id: str) -> Execution | None:
-    return Execution.objects.filter(workflow_id=workflow_id, status=Status.RUNNING.value).first()
+    """The run of ``workflow_id`` that is open (at most one is), or None."""
+    rows = list(Execution.objects.raw(
+        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        "WHERE workflow_id = %s AND status = %s ORDER BY id LIMIT 1",
+        [workflow_id, Status.RUNNING.value]))
+    return rows[0] if rows else None
 
 
 def runs(workflow_id: str) -> QuerySet[Execution]:
@@ -56,8 +61,12 @@ def runs(workflow_id: str) -> QuerySet[Execution]:
 
 
 def create(**fields: Any) -> Execution:
-    """A new execution row (its history and snapshot follow in the same transaction)."""
-    return Execution.objects.create(**fields)
+    """A new execution row (its history and snapshot follow in the same transaction). One
+    hand-written ``INSERT``: ``Execution`` has no ``auto_now`` fields and no signal
+    receivers."""
+    execution = Execution(**fields)
+    sql.insert_one(execution)
+    return execution
 
 
 def append(execution: Execution, events: Sequence[Event]) -> None:
