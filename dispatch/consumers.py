@@ -7,7 +7,9 @@ frame can close the connection or stop the engine.
 
 Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
 it has sent and not seen completed; a completion may hand the run's next tasks straight back
-to this worker within the free slots (see ``workflows.services.write_transition``).
+to this worker (activities within the free slots, the run's workflow task whatever they say;
+see ``workflows.services.write_transition``), and a start may hand it a new run's first
+workflow task within its free workflow slots (``dispatch.lessees``, registered on hello).
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ Design notes (what was weighed and why it is this way):
   supersedes them; a task waiting for history is abandoned and re-delivered by the engine
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
-  shuts down. Tasks that arrive beyond capacity (an engine bug) wait on a semaphore.
+  shuts down. Activities that arrive beyond capacity (an engine bug) wait on a semaphore.
+  Workflow tasks are not counted here: they run on the loop one at a time, and the engine
+  hands a cached run's next workflow task back even when the workflow credit is all held.
 * Nothing a task or a frame does can stop the worker: every handler is guarded and logs.
 """
 
