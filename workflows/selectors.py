@@ -166,6 +166,8 @@ def history_page(*, workflow_id: str, run_id: str | None = None, after: int = 0,
     """Events of one run with ``event_id > after``, at most ``limit``. With ``wait``, waits up
     to that many seconds for such events while the run is open."""
     run = get_run(workflow_id, run_id)
+    if wait <= 0:  # the run as just read is fresh enough
+        return _history_page(run, after=after, limit=limit)
 
     def read() -> HistoryPage:
         run.refresh_from_db(fields=["status", "next_event_id"])
@@ -181,6 +183,8 @@ def execution_result(*, workflow_id: str, run_id: str | None = None,
                      wait: float = 0) -> Execution:
     """The run, once it has closed or after ``wait`` seconds, whichever comes first."""
     run = get_run(workflow_id, run_id)
+    if wait <= 0:  # the run as just read
+        return run
 
     def read() -> Execution:
         run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])

@@ -9,10 +9,12 @@ ORM. Reads of pages of history for workers live here too, beside the writes they
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from schedproject import sql
@@ -22,7 +24,7 @@ from workflows.models import Execution, HistoryEvent
 
 __all__ = [
     "Execution", "append", "create", "get_many", "history", "history_through", "lock",
-    "lock_many_skip_locked", "open_run", "runs", "save", "started_attributes",
+    "lock_many_skip_locked", "open_run", "run", "runs", "save", "started_attributes",
 ]
 
 
@@ -58,6 +60,27 @@ def open_run(workflow_id: str) -> Execution | None:
 
 def runs(workflow_id: str) -> QuerySet[Execution]:
     return Execution.objects.filter(workflow_id=workflow_id)
+
+
+def run(workflow_id: str, run_id: uuid.UUID | None = None) -> Execution | None:
+    """The run ``run_id`` of ``workflow_id``, or (``run_id`` None) its latest run: the one
+    created last. Every request about one workflow starts here, so it is written out."""
+    if run_id is None:
+        rows = list(Execution.objects.raw(
+            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+            "WHERE workflow_id = %s ORDER BY created_at DESC, id DESC LIMIT 1", [workflow_id]))
+    else:
+        rows = list(Execution.objects.raw(
+            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+            "WHERE workflow_id = %s AND run_id = %s LIMIT 1",
+            [workflow_id, _run_id_param(run_id)]))
+    return rows[0] if rows else None
+
+
+def _run_id_param(run_id: uuid.UUID) -> Any:
+    """``run_id`` as the UUID column stores it (``char(32)`` hex on SQLite, ``uuid`` on
+    PostgreSQL)."""
+    return Execution._meta.get_field("run_id").get_db_prep_value(run_id, connection)
 
 
 def create(**fields: Any) -> Execution:

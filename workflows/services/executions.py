@@ -142,14 +142,13 @@ def start_successor(execution: Execution, successor: StartSuccessor) -> Executio
 
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
     """The run ``run_id`` of ``workflow_id``, or its latest run."""
-    runs = executions.runs(workflow_id)
     if run_id is not None:
         try:
-            run = runs.filter(run_id=uuid.UUID(run_id)).first()
+            run = executions.run(workflow_id, uuid.UUID(run_id))
         except ValueError:
             run = None
     else:
-        run = runs.order_by("-created_at", "-id").first()
+        run = executions.run(workflow_id)
     if run is None:
         raise NotFound(f"no workflow {workflow_id!r}" + (f" run {run_id!r}" if run_id else ""))
     return run
