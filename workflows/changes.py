@@ -5,8 +5,9 @@ lease of a task calls ``on_commit_lease(...)``. Once the transaction commits:
 
 - requests long-polling that run in this process (its result, its new history events) are
   woken: a waiter registers on one execution id (``watch``) and only a commit of that run
-  sets it, so a waiting request re-reads its run when the run changed, not on every commit
-  here; changes committed by another engine process are seen at the waiter's next poll;
+  sets it (for a result, only the commit that closes the run), so a waiting request
+  re-reads its run when the run changed as it waits for, not on every commit here; changes
+  committed by another engine process are seen at the waiter's next poll;
 - observers registered with ``subscribe`` / ``subscribe_leases`` (metrics, say) are called
   with what was committed. An observer's failure is logged and never reaches the caller.
 
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from workflows.core.events import Event
+from workflows.core.state import Status
 
 if TYPE_CHECKING:
     from workflows.models import Execution
@@ -62,12 +64,14 @@ def subscribe_leases(observer: LeaseObserver) -> None:
 
 
 class Watch:
-    """One waiter on one run: set by a commit of that run in this process."""
+    """One waiter on one run: set by a commit of that run in this process (with
+    ``closing_only``, only by the commit that closes it)."""
 
-    __slots__ = ("_event", "execution_id")
+    __slots__ = ("_event", "closing_only", "execution_id")
 
-    def __init__(self, execution_id: int) -> None:
+    def __init__(self, execution_id: int, *, closing_only: bool = False) -> None:
         self.execution_id = execution_id
+        self.closing_only = closing_only
         self._event = threading.Event()
 
     def clear(self) -> None:
@@ -82,9 +86,10 @@ class Watch:
 
 
 @contextmanager
-def watch(execution_id: int) -> Iterator[Watch]:
-    """Wait on one run's commits in this process for the duration of the block."""
-    w = Watch(execution_id)
+def watch(execution_id: int, *, closing_only: bool = False) -> Iterator[Watch]:
+    """Wait on one run's commits in this process for the duration of the block; with
+    ``closing_only``, on the commit that closes the run (what a result waits for)."""
+    w = Watch(execution_id, closing_only=closing_only)
     with _watch_lock:
         _watches.setdefault(execution_id, set()).add(w)
     try:
@@ -104,21 +109,23 @@ def watched() -> dict[int, int]:
         return {execution_id: len(ws) for execution_id, ws in _watches.items()}
 
 
-def _notify(execution_id: int) -> None:
+def _notify(execution_id: int, *, closed: bool) -> None:
     with _watch_lock:
         waiters = _watches.get(execution_id)
         if not waiters:
             return
-        woken = list(waiters)
+        woken = [w for w in waiters if closed or not w.closing_only]
     for w in woken:
         w._event.set()
 
 
 def on_commit(execution: Execution, events: Sequence[Event]) -> None:
+    """Call with the run's snapshot saved (its ``status`` as this transaction leaves it)."""
     execution_id = execution.pk
+    closed = execution.status != Status.RUNNING.value
 
     def committed() -> None:
-        _notify(execution_id)
+        _notify(execution_id, closed=closed)
         for observer in _transition_observers:
             try:
                 observer(execution, events)

@@ -5,7 +5,8 @@ re-read their run when a commit of that run in this process wakes them
 (``workflows.changes.watch``) or, for changes another engine process committed, every
 ``POLL_INTERVAL_SECONDS``: a sync view under ASGI runs in its own thread, so a waiting request
 costs a thread, and between reads it gives its database connection back (to psycopg's pool)
-so that waiting requests do not hold the pool's few connections.
+so that waiting requests do not hold the pool's few connections. A result waits for the
+commit that closes its run; a history page for any commit of its run.
 
 Process state: the dashboard's status counts, when slow to count, are kept a few seconds per filter
 (``_status_counts_cache``, owned here); everything else is read from the database each time.
@@ -44,22 +45,23 @@ ACTIVITY_STATES = {TaskState.READY: "scheduled", TaskState.LEASED: "started",
 
 
 def poll(execution_id: int, read: Callable[[], T], done: Callable[[T], bool], *, wait: float,
-         interval: float | None = None) -> T:
+         interval: float | None = None, closing_only: bool = False) -> T:
     """``read()`` until ``done`` or ``wait`` seconds have passed; the last value read. Between
-    reads, waits for a commit of run ``execution_id`` in this process, or ``interval``."""
+    reads, waits for a commit of run ``execution_id`` in this process (``closing_only``: the
+    commit that closes it), or ``interval``."""
     if wait <= 0:
         return read()
     interval = POLL_INTERVAL_SECONDS if interval is None else interval
     deadline = time.monotonic() + wait
-    with changes.watch(execution_id) as watch:
+    with changes.watch(execution_id, closing_only=closing_only) as watch:
         while True:
             watch.clear()  # before the read: a commit after it wakes the wait below
             value = read()
             remaining = deadline - time.monotonic()
             if done(value) or remaining <= 0:
                 return value
-            if not connection.in_atomic_block:
-                connection.close()  # back to the pool while we wait
+            if not connection.in_atomic_block and connection.vendor != "sqlite":
+                connection.close()  # back to the pool while we wait (SQLite has none)
             watch.wait(min(interval, remaining))
 
 
@@ -190,7 +192,8 @@ def execution_result(*, workflow_id: str, run_id: str | None = None,
         run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
         return run
 
-    return poll(run.pk, read, lambda r: r.status != Status.RUNNING.value, wait=wait)
+    return poll(run.pk, read, lambda r: r.status != Status.RUNNING.value, wait=wait,
+                closing_only=True)
 
 
 # ---- dashboard -----------------------------------------------------------------------------
