@@ -117,3 +117,25 @@ def test_without_a_connected_worker_the_dispatcher_leases_the_start(
             await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_start_gives_its_reserved_slot_back(api_client: APIClient) -> None:
+    async def scenario() -> None:
+        comm = await connect_worker(max_workflow_tasks=2)
+        try:
+            await database_sync_to_async(_start)(api_client, "a")
+            assert (await comm.receive_json_from(timeout=10))["workflow_id"] == "a"
+            for _ in range(3):  # each takes the free slot, then gives it back
+                r = await database_sync_to_async(api_client.post)(
+                    "/api/workflows", {"workflow_type": "T", "workflow_id": "a",
+                                       "task_queue": QUEUE}, format="json")
+                assert r.status_code == 409
+            await database_sync_to_async(_start)(api_client, "b")
+            assert (await comm.receive_json_from(timeout=10))["workflow_id"] == "b"
+            [entry] = lessees._workers.values()
+            assert entry.reserved == 0
+        finally:
+            await comm.disconnect()
+
+    asyncio.run(scenario())
