@@ -4,9 +4,9 @@ Writes live in ``workflows.services``; nothing here writes. The long-poll reads 
 re-read their run when a commit of that run in this process wakes them
 (``workflows.changes.watch``) or, for changes another engine process committed, every
 ``POLL_INTERVAL_SECONDS``: a sync view under ASGI runs in its own thread, so a waiting request
-costs a thread, and between reads it gives its database connection back (to psycopg's pool)
-so that waiting requests do not hold the pool's few connections. A result waits for the
-commit that closes its run; a history page for any commit of its run.
+costs a thread, and between reads it gives its database connection back (on PostgreSQL, to
+psycopg's pool) so that waiting requests do not hold the pool's few connections. A result
+waits for the commit that closes its run; a history page for any commit of its run.
 
 Process state: the dashboard's status counts, when slow to count, are kept a few seconds per filter
 (``_status_counts_cache``, owned here); everything else is read from the database each time.
