@@ -7,7 +7,9 @@ frame can close the connection or stop the engine.
 
 Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
 it has sent and not seen completed; a completion may hand the run's next tasks straight back
-to this worker within the free slots (see ``workflows.services.write_transition``).
+to this worker (activities within the free slots, the run's workflow task whatever they say;
+see ``workflows.services.write_transition``), and a start may hand it a new run's first
+workflow task within its free workflow slots (``dispatch.lessees``, registered on hello).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import draining, notify, services, wakeup
+from . import draining, lessees, notify, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
@@ -76,6 +78,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def disconnect(self, code: int) -> None:
         draining.discard(self)
+        lessees.unregister(self)
         if self.hello is not None:
             await database_sync_to_async(services.worker_disconnect)(
                 worker_id=self.worker_id, now=timezone.now())
@@ -165,7 +168,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     # ---- channel layer events --------------------------------------------------------------
 
     async def task_deliver(self, event: dict[str, Any]) -> None:
-        await self.send_tasks(event["messages"])
+        try:
+            await self.send_tasks(event["messages"])
+        finally:
+            lessees.delivered(self, event)
 
     async def task_cancel(self, event: dict[str, Any]) -> None:
         if event["token"] in self.held:
@@ -182,6 +188,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.hello = message
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks
+        lessees.register(self)
         await self.send_message(protocol.Welcome(
             worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds))
         wakeup.wake(wakeup.DISPATCH)

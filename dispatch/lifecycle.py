@@ -27,9 +27,11 @@ The process's runtime state, and who owns it. An engine process is otherwise sta
 - this module's ``Engine``: the listening ports, the loops' tasks, the shutdown in progress;
 - ``dispatch.draining``: the live worker sockets and whether the engine is draining (written
   by the consumer as sockets come and go, switched to draining by ``Engine`` alone);
+- ``dispatch.lessees``: the worker sockets this process serves and the workflow slots
+  starts have reserved on them (registered by the consumer on hello, dropped on disconnect);
 - ``dispatch.wakeup``: the loops waiting for work in this process, and which leaders run here
   (written by the loops and by leader election);
-- ``workflows.changes``: the long-poll generation counter and the after-commit observers
+- ``workflows.changes``: the long polls' waiters per run and the after-commit observers
   (subscribed once by ``schedproject.metrics.install`` at start);
 - ``workflows.metrics``: when each workflow task started here, to time its completion;
 - ``dispatch.engine``: this process's identity (``ENGINE_ID``), fixed at import;

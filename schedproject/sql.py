@@ -70,6 +70,28 @@ def insert(objs: Sequence[models.Model]) -> None:
                        + ", ".join([row] * len(objs)), params)
 
 
+def insert_one(obj: models.Model) -> None:
+    """``obj.save()`` of a new row (``Model.objects.create``) without the ORM's query building:
+    one ``INSERT``, and ``obj.pk`` set from it. No ``pre_save``/``post_save`` signals are sent
+    and no field's ``pre_save`` runs, so it is only for models with no ``auto_now`` fields and
+    no signal receivers (the caller says so)."""
+    model = type(obj)
+    fields = _insert_fields(model)
+    names = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+    statement = (f"INSERT INTO {table(model)} ({names}) VALUES ("
+                 + ", ".join(["%s"] * len(fields)) + ")")
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(statement + " RETURNING id", params)
+            obj.pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(statement, params)
+            obj.pk = cursor.lastrowid
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run one statement; how many rows it touched."""
     with connection.cursor() as cursor:

@@ -18,7 +18,10 @@ Design notes (what was weighed and why it is this way):
   supersedes them; a task waiting for history is abandoned and re-delivered by the engine
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
-  shuts down. Tasks that arrive beyond capacity (an engine bug) wait on a semaphore.
+  shuts down. Activities that arrive beyond capacity (an engine bug) wait on a semaphore.
+  Workflow tasks are not counted here: they run on the loop (one paused on local activities
+  goes on in a task of its own), and the engine hands a cached run's next workflow task back
+  even when the workflow credit is all held.
 * Local activities: an activation that pauses on local activities (``ActivationResult.
   local_activities``) continues in a task of its own: the worker runs the batch at once
   (async ones on the loop, sync ones in the activity thread pool, neither taking activity

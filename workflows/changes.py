@@ -3,28 +3,33 @@
 Every transaction that writes a run's events calls ``on_commit(execution, events)``; every
 lease of a task calls ``on_commit_lease(...)``. Once the transaction commits:
 
-- requests long-polling in this process (a run's result, new history events) re-check
-  (``generation`` / ``wait_for_change``); changes committed by another engine process are
-  seen at their next poll;
+- requests long-polling that run in this process (its result, its new history events) are
+  woken: a waiter registers on one execution id (``watch``) and only a commit of that run
+  sets it (for a result, only the commit that closes the run), so a waiting request
+  re-reads its run when the run changed as it waits for, not on every commit here; changes
+  committed by another engine process are seen at the waiter's next poll;
 - observers registered with ``subscribe`` / ``subscribe_leases`` (metrics, say) are called
   with what was committed. An observer's failure is logged and never reaches the caller.
 
-Process state: the generation counter (moved by every commit here, read by the long polls)
-and the observer lists, subscribed once at start (``schedproject.metrics.install``, from
-``WorkflowsConfig.ready``) and only read afterwards.
+Process state: the waiters by execution id (``_watches``, added and removed by the long
+polls, set by commits here, under ``_watch_lock``) and the observer lists, subscribed once
+at start (``schedproject.metrics.install``, from ``WorkflowsConfig.ready``) and only read
+afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from workflows.core.events import Event
+from workflows.core.state import Status
 
 if TYPE_CHECKING:
     from workflows.models import Execution
@@ -44,8 +49,8 @@ class Lease:
 TransitionObserver = Callable[["Execution", Sequence[Event]], None]
 LeaseObserver = Callable[[Sequence[Lease]], None]
 
-_changed = threading.Condition()
-_generation = 0
+_watch_lock = threading.Lock()
+_watches: dict[int, set[Watch]] = {}
 _transition_observers: list[TransitionObserver] = []
 _lease_observers: list[LeaseObserver] = []
 
@@ -58,16 +63,69 @@ def subscribe_leases(observer: LeaseObserver) -> None:
     _lease_observers.append(observer)
 
 
-def _notify() -> None:
-    global _generation
-    with _changed:
-        _generation += 1
-        _changed.notify_all()
+class Watch:
+    """One waiter on one run: set by a commit of that run in this process (with
+    ``closing_only``, only by the commit that closes it)."""
+
+    __slots__ = ("_event", "closing_only", "execution_id")
+
+    def __init__(self, execution_id: int, *, closing_only: bool = False) -> None:
+        self.execution_id = execution_id
+        self.closing_only = closing_only
+        self._event = threading.Event()
+
+    def clear(self) -> None:
+        """Forget past commits: call before reading the run, so a commit after the read is
+        not missed."""
+        self._event.clear()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the run's next commit (or since ``clear``), or ``timeout`` seconds.
+        Whether a commit of the run woke it."""
+        return self._event.wait(timeout=timeout)
+
+
+@contextmanager
+def watch(execution_id: int, *, closing_only: bool = False) -> Iterator[Watch]:
+    """Wait on one run's commits in this process for the duration of the block; with
+    ``closing_only``, on the commit that closes the run (what a result waits for)."""
+    w = Watch(execution_id, closing_only=closing_only)
+    with _watch_lock:
+        _watches.setdefault(execution_id, set()).add(w)
+    try:
+        yield w
+    finally:
+        with _watch_lock:
+            waiters = _watches.get(execution_id)
+            if waiters is not None:
+                waiters.discard(w)
+                if not waiters:
+                    del _watches[execution_id]
+
+
+def watched() -> dict[int, int]:
+    """How many waiters each watched run has (for tests and the curious)."""
+    with _watch_lock:
+        return {execution_id: len(ws) for execution_id, ws in _watches.items()}
+
+
+def _notify(execution_id: int, *, closed: bool) -> None:
+    with _watch_lock:
+        waiters = _watches.get(execution_id)
+        if not waiters:
+            return
+        woken = [w for w in waiters if closed or not w.closing_only]
+    for w in woken:
+        w._event.set()
 
 
 def on_commit(execution: Execution, events: Sequence[Event]) -> None:
+    """Call with the run's snapshot saved (its ``status`` as this transaction leaves it)."""
+    execution_id = execution.pk
+    closed = execution.status != Status.RUNNING.value
+
     def committed() -> None:
-        _notify()
+        _notify(execution_id, closed=closed)
         for observer in _transition_observers:
             try:
                 observer(execution, events)
@@ -89,16 +147,3 @@ def on_commit_lease(leases: Sequence[Lease]) -> None:
                 log.exception("lease observer %r failed", observer)
 
     transaction.on_commit(committed)
-
-
-def generation() -> int:
-    """A counter that moves on every commit in this process that changed a run."""
-    with _changed:
-        return _generation
-
-
-def wait_for_change(since: int, timeout: float) -> None:
-    """Wait until a commit moves the counter past ``since``, or ``timeout`` seconds."""
-    with _changed:
-        if _generation == since:
-            _changed.wait(timeout=timeout)

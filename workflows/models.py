@@ -18,6 +18,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
+from schedproject import sql
 from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 from .core.events import Event, EventType
@@ -146,7 +147,11 @@ class ApiToken(models.Model):
         """The live token matching ``raw`` that may act in ``scope`` (api or worker)."""
         if not raw or len(raw) > 200:
             return None
-        token = cls.objects.filter(digest=hash_token(raw), revoked_at__isnull=True).first()
+        # Every API request runs this: written out, not built by the ORM's query compiler.
+        rows = list(cls.objects.raw(
+            f"SELECT {sql.columns(cls)} FROM {sql.table(cls)} "
+            "WHERE digest = %s AND revoked_at IS NULL ORDER BY id LIMIT 1", [hash_token(raw)]))
+        token = rows[0] if rows else None
         if token is None or token.scope not in (TokenScope.ADMIN, scope):
             return None
         return token

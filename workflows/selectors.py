@@ -1,9 +1,12 @@
 """Reads of executions and their history, for the API, the admin and the dashboard.
 
 Writes live in ``workflows.services``; nothing here writes. The long-poll reads (``wait``)
-poll the database: a sync view under ASGI runs in its own thread, so a waiting request costs
-a thread, and between polls it gives its database connection back (to psycopg's pool) so that
-waiting requests do not hold the pool's few connections.
+re-read their run when a commit of that run in this process wakes them
+(``workflows.changes.watch``) or, for changes another engine process committed, every
+``POLL_INTERVAL_SECONDS``: a sync view under ASGI runs in its own thread, so a waiting request
+costs a thread, and between reads it gives its database connection back (on PostgreSQL, to
+psycopg's pool) so that waiting requests do not hold the pool's few connections. A result
+waits for the commit that closes its run; a history page for any commit of its run.
 
 Process state: the dashboard's status counts, when slow to count, are kept a few seconds per filter
 (``_status_counts_cache``, owned here); everything else is read from the database each time.
@@ -31,8 +34,8 @@ from workflows.errors import InvalidInput
 from workflows.models import Execution, HistoryEvent
 from workflows.services import get_run
 
-# Changes this engine process commits wake a waiting read at once (``workflows.changes``);
-# this is how soon one sees a change another engine process committed.
+# A commit of the run in this engine process wakes a waiting read at once
+# (``workflows.changes``); this is how soon one sees a change another engine process committed.
 POLL_INTERVAL_SECONDS = 0.25
 T = TypeVar("T")
 
@@ -41,19 +44,25 @@ ACTIVITY_STATES = {TaskState.READY: "scheduled", TaskState.LEASED: "started",
                    TaskState.BACKOFF: "backoff"}
 
 
-def poll(read: Callable[[], T], done: Callable[[T], bool], *, wait: float,
-         interval: float = POLL_INTERVAL_SECONDS) -> T:
-    """``read()`` until ``done`` or ``wait`` seconds have passed; the last value read."""
+def poll(execution_id: int, read: Callable[[], T], done: Callable[[T], bool], *, wait: float,
+         interval: float | None = None, closing_only: bool = False) -> T:
+    """``read()`` until ``done`` or ``wait`` seconds have passed; the last value read. Between
+    reads, waits for a commit of run ``execution_id`` in this process (``closing_only``: the
+    commit that closes it), or ``interval``."""
+    if wait <= 0:
+        return read()
+    interval = POLL_INTERVAL_SECONDS if interval is None else interval
     deadline = time.monotonic() + wait
-    while True:
-        seen = changes.generation()
-        value = read()
-        remaining = deadline - time.monotonic()
-        if done(value) or remaining <= 0:
-            return value
-        if not connection.in_atomic_block:
-            connection.close()  # back to the pool while we wait
-        changes.wait_for_change(seen, min(interval, remaining))
+    with changes.watch(execution_id, closing_only=closing_only) as watch:
+        while True:
+            watch.clear()  # before the read: a commit after it wakes the wait below
+            value = read()
+            remaining = deadline - time.monotonic()
+            if done(value) or remaining <= 0:
+                return value
+            if not connection.in_atomic_block and connection.vendor != "sqlite":
+                connection.close()  # back to the pool while we wait (SQLite has none)
+            watch.wait(min(interval, remaining))
 
 
 # ---- listing -------------------------------------------------------------------------------
@@ -159,6 +168,8 @@ def history_page(*, workflow_id: str, run_id: str | None = None, after: int = 0,
     """Events of one run with ``event_id > after``, at most ``limit``. With ``wait``, waits up
     to that many seconds for such events while the run is open."""
     run = get_run(workflow_id, run_id)
+    if wait <= 0:  # the run as just read is fresh enough
+        return _history_page(run, after=after, limit=limit)
 
     def read() -> HistoryPage:
         run.refresh_from_db(fields=["status", "next_event_id"])
@@ -167,19 +178,22 @@ def history_page(*, workflow_id: str, run_id: str | None = None, after: int = 0,
     def done(page: HistoryPage) -> bool:
         return bool(page.events) or page.execution.status != Status.RUNNING.value
 
-    return poll(read, done, wait=wait)
+    return poll(run.pk, read, done, wait=wait)
 
 
 def execution_result(*, workflow_id: str, run_id: str | None = None,
                      wait: float = 0) -> Execution:
     """The run, once it has closed or after ``wait`` seconds, whichever comes first."""
     run = get_run(workflow_id, run_id)
+    if wait <= 0:  # the run as just read
+        return run
 
     def read() -> Execution:
         run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
         return run
 
-    return poll(read, lambda r: r.status != Status.RUNNING.value, wait=wait)
+    return poll(run.pk, read, lambda r: r.status != Status.RUNNING.value, wait=wait,
+                closing_only=True)
 
 
 # ---- dashboard -----------------------------------------------------------------------------

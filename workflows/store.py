@@ -9,10 +9,12 @@ ORM. Reads of pages of history for workers live here too, beside the writes they
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from schedproject import sql
@@ -22,7 +24,7 @@ from workflows.models import Execution, HistoryEvent
 
 __all__ = [
     "Execution", "append", "create", "get_many", "history", "history_through", "lock",
-    "lock_many_skip_locked", "open_run", "runs", "save", "started_attributes",
+    "lock_many_skip_locked", "open_run", "run", "runs", "save", "started_attributes",
 ]
 
 
@@ -48,16 +50,46 @@ def get_many(ids: Iterable[int]) -> dict[int, Execution]:
 
 
 def open_run(workflow_id: str) -> Execution | None:
-    return Execution.objects.filter(workflow_id=workflow_id, status=Status.RUNNING.value).first()
+    """The run of ``workflow_id`` that is open (at most one is), or None."""
+    rows = list(Execution.objects.raw(
+        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        "WHERE workflow_id = %s AND status = %s ORDER BY id LIMIT 1",
+        [workflow_id, Status.RUNNING.value]))
+    return rows[0] if rows else None
 
 
 def runs(workflow_id: str) -> QuerySet[Execution]:
     return Execution.objects.filter(workflow_id=workflow_id)
 
 
+def run(workflow_id: str, run_id: uuid.UUID | None = None) -> Execution | None:
+    """The run ``run_id`` of ``workflow_id``, or (``run_id`` None) its latest run: the one
+    created last. Every request about one workflow starts here, so it is written out."""
+    if run_id is None:
+        rows = list(Execution.objects.raw(
+            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+            "WHERE workflow_id = %s ORDER BY created_at DESC, id DESC LIMIT 1", [workflow_id]))
+    else:
+        rows = list(Execution.objects.raw(
+            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+            "WHERE workflow_id = %s AND run_id = %s LIMIT 1",
+            [workflow_id, _run_id_param(run_id)]))
+    return rows[0] if rows else None
+
+
+def _run_id_param(run_id: uuid.UUID) -> Any:
+    """``run_id`` as the UUID column stores it (``char(32)`` hex on SQLite, ``uuid`` on
+    PostgreSQL)."""
+    return Execution._meta.get_field("run_id").get_db_prep_value(run_id, connection)
+
+
 def create(**fields: Any) -> Execution:
-    """A new execution row (its history and snapshot follow in the same transaction)."""
-    return Execution.objects.create(**fields)
+    """A new execution row (its history and snapshot follow in the same transaction). One
+    hand-written ``INSERT``: ``Execution`` has no ``auto_now`` fields and no signal
+    receivers."""
+    execution = Execution(**fields)
+    sql.insert_one(execution)
+    return execution
 
 
 def append(execution: Execution, events: Sequence[Event]) -> None:

@@ -22,6 +22,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", **_public),
          name="api-docs"),
     path("api/workflows", views.WorkflowsApi.as_view(), name="workflows"),
+    path("api/workflows:batch", views.WorkflowsBatchApi.as_view(), name="workflows-batch"),
     path("api/workflows/<path:workflow_id>/history", views.WorkflowHistoryApi.as_view(),
          name="workflow-history"),
     path("api/workflows/<path:workflow_id>/result", views.WorkflowResultApi.as_view(),

@@ -146,3 +146,39 @@ def test_long_poll_returns_early_when_an_event_arrives(api_client: APIClient) ->
     assert 0.25 <= elapsed < 3
     assert [e["event_type"] for e in body["events"]] == ["WorkflowExecutionSignaled"]
     assert body["events"][0]["attributes"]["signal_name"] == "wake"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_history_wait_is_woken_by_its_own_run_only(api_client: APIClient,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from workflows import selectors
+    from workflows.models import Execution
+
+    monkeypatch.setattr(selectors, "POLL_INTERVAL_SECONDS", 30.0)  # no fallback poll here
+    start(api_client, "a")
+    start(api_client, "b")
+    a = Execution.objects.get(workflow_id="a").pk
+    reads: list[int] = []
+    refresh = Execution.refresh_from_db
+
+    def counting(self: Execution, *args: Any, **kwargs: Any) -> None:
+        reads.append(self.pk)
+        refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Execution, "refresh_from_db", counting)
+
+    def commit_b_then_a() -> None:
+        try:
+            time.sleep(0.2)
+            signal(api_client, 5, "b")
+            time.sleep(0.2)
+            signal(api_client, 1, "a")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=commit_b_then_a)
+    thread.start()
+    body = api_client.get("/api/workflows/a/history", {"after": 2, "wait": 10}).json()
+    thread.join()
+    assert [e["event_type"] for e in body["events"]] == ["WorkflowExecutionSignaled"]
+    assert reads == [a, a]  # before waiting, and after run a's commit: b's woke nothing

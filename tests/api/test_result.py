@@ -87,3 +87,47 @@ def test_wait_returns_when_the_run_closes(api_client: APIClient, engine: Engine)
     thread.join()
     assert 0.25 <= elapsed < 3
     assert body["status"] == "completed" and body["result"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_is_woken_by_its_own_run_closing_only(api_client: APIClient, engine: Engine,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from workflows import changes, selectors
+    from workflows.models import Execution
+
+    monkeypatch.setattr(selectors, "POLL_INTERVAL_SECONDS", 30.0)  # no fallback poll here
+    start(api_client, "a")
+    start(api_client, "b")
+    a = engine.open_run("a").pk
+    reads: list[int] = []
+    refresh = Execution.refresh_from_db
+
+    def counting(self: Execution, *args: Any, **kwargs: Any) -> None:
+        reads.append(self.pk)
+        refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Execution, "refresh_from_db", counting)
+    watched: list[dict[int, int]] = []
+
+    def commit_others_then_close_a() -> None:
+        try:
+            time.sleep(0.2)
+            watched.append(changes.watched())
+            for n in range(5):
+                api_client.post("/api/workflows/b/signals", {"name": f"s{n}"}, format="json")
+            api_client.post("/api/workflows/a/signals", {"name": "a1"}, format="json")
+            time.sleep(0.2)
+            engine.complete_workflow("a", "ok")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=commit_others_then_close_a)
+    thread.start()
+    body = api_client.get("/api/workflows/a/result", {"wait": 10}).json()
+    thread.join()
+    assert body["status"] == "completed"
+    assert watched == [{a: 1}]
+    # One read before waiting, one after the commit that closed run a: run b's five commits
+    # woke nothing, nor did run a's commits that left it open (a signal, its task started).
+    assert reads == [a, a]
+    assert changes.watched() == {}

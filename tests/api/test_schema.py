@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     ("/api/workflows", "post"): "workflow_start",
     ("/api/workflows", "get"): "workflow_list",
+    ("/api/workflows:batch", "post"): "workflow_start_batch",
     ("/api/workflows/{workflow_id}", "get"): "workflow_describe",
     ("/api/workflows/{workflow_id}/history", "get"): "workflow_history",
     ("/api/workflows/{workflow_id}/result", "get"): "workflow_result",

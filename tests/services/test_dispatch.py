@@ -19,6 +19,7 @@ from workflows.services import (
     activity_task_complete,
     workflow_signal,
     workflow_start,
+    workflow_start_handing_off,
     workflow_task_complete,
 )
 
@@ -207,6 +208,64 @@ def test_a_lessee_without_room_gets_nothing(worker: Worker) -> None:
     states = dict(Task.objects.filter(execution=run, kind=TaskKind.ACTIVITY)
                   .values_list("seq", "state"))
     assert states == {1: TaskState.LEASED, 2: TaskState.READY}
+
+
+def test_the_sticky_worker_gets_its_run_back_with_every_workflow_slot_held(
+        worker: Worker) -> None:
+    run = start()
+    msg = workflow_task(run)
+    outcome = workflow_task_complete(token=msg["token"], commands=[activity(1)],
+                                     worker_id=worker.worker_id,
+                                     lessee=worker.lessee(workflow_slots=0))
+    [act] = outcome.deliveries
+    # The worker's workflow slots are all held (by other runs): credit bounds new runs, not
+    # the run it caches, so the run's next workflow task still comes straight back.
+    outcome = activity_task_complete(token=act["token"], result=5, worker_id=worker.worker_id,
+                                     lessee=worker.lessee(workflow_slots=0))
+    [wt] = outcome.deliveries
+    assert wt["type"] == "workflow_task" and wt["first_event_id"] == 4
+    outcome = workflow_task_complete(token=wt["token"], commands=[activity(2)],
+                                     worker_id=worker.worker_id,
+                                     lessee=worker.lessee(workflow_slots=0))
+    assert [m["type"] for m in outcome.deliveries] == ["activity_task"]
+    assert tick() == []
+    assert_consistent(run)
+
+
+def test_a_start_hands_the_first_workflow_task_to_a_lessee_with_a_free_slot(
+        worker: Worker) -> None:
+    outcome = workflow_start_handing_off(workflow_type=WORKFLOW, task_queue=QUEUE,
+                                         workflow_id="wf", lessee=worker.lessee())
+    [wt] = outcome.deliveries
+    run = outcome.execution
+    assert wt["type"] == "workflow_task" and wt["first_event_id"] == 1
+    assert [e["event_type"] for e in wt["events"]] == [
+        "WorkflowExecutionStarted", "WorkflowTaskScheduled", "WorkflowTaskStarted"]
+    task = Task.objects.get(execution=run, kind=TaskKind.WORKFLOW)
+    assert task.state == TaskState.LEASED and task.lease_owner == worker.worker_id
+    assert tick() == []  # nothing left for the dispatcher
+    # The worker now caches the run: its completion is sticky as after a dispatcher lease.
+    outcome = workflow_task_complete(token=wt["token"], commands=[activity(1)],
+                                     worker_id=worker.worker_id, lessee=worker.lessee())
+    assert [m["type"] for m in outcome.deliveries] == ["activity_task"]
+    assert_consistent(run)
+
+
+@pytest.mark.parametrize("lessee", ["no_slot", "other_queue", "other_type"])
+def test_a_start_without_a_fitting_lessee_leaves_the_task_to_the_dispatcher(
+        worker: Worker, lessee: str) -> None:
+    offer = {"no_slot": worker.lessee(workflow_slots=0),
+             "other_queue": Worker(worker.worker_id, worker.channel, "elsewhere").lessee(),
+             "other_type": worker.lessee()}[lessee]
+    outcome = workflow_start_handing_off(
+        workflow_type="Other" if lessee == "other_type" else WORKFLOW, task_queue=QUEUE,
+        workflow_id="wf", lessee=offer)
+    assert outcome.deliveries == []
+    run = outcome.execution
+    assert Task.objects.get(execution=run, kind=TaskKind.WORKFLOW).state == TaskState.READY
+    if lessee != "other_type":
+        assert messages(tick(), "workflow_task") != []
+    assert_consistent(run)
 
 
 def test_signal_during_a_sticky_task_is_handed_back_at_once(worker: Worker) -> None:

@@ -57,12 +57,16 @@ def _message(detail: Any) -> str:
     return str(detail)
 
 
-def _validation(exc: exceptions.ValidationError) -> Response:
+def validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
+    """The ``invalid_input`` error body for a serializer's ``ValidationError``."""
     detail = exc.detail
     fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
     names = ", ".join(str(name) for name in fields)
-    body = error_body("invalid_input", f"invalid input: {names}", fields=fields)
-    return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return error_body("invalid_input", f"invalid input: {names}", fields=fields)
+
+
+def _validation(exc: exceptions.ValidationError) -> Response:
+    return Response(validation_body(exc), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 def _api_exception(exc: exceptions.APIException) -> Response:

@@ -11,20 +11,24 @@ from urllib.parse import quote
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from dispatch import lessees
 from schedproject.tracing import current_traceparent
 from workflows import selectors, services
 from workflows.core.state import Status
+from workflows.errors import SchedError
 
+from .errors import error_body, validation_body
 from .health import health_checks
 from .parsers import LimitedJSONParser
 from .serializers import (
     MAX_REASON_LENGTH,
+    ErrorDetailSerializer,
     ErrorSerializer,
     InputSerializer,
     JSONValueField,
@@ -39,6 +43,7 @@ from .serializers import (
 
 MAX_EXECUTION_TIMEOUT_SECONDS = 3653 * 24 * 3600  # ten years, leap days included
 MAX_PAGE_SIZE = 1000
+MAX_BATCH_STARTS = 1000  # starts in one POST /api/workflows:batch
 MAX_HISTORY_LIMIT = 10_000
 MAX_EVENT_ID = 2**31 - 1
 STATUSES = [s.value for s in Status]
@@ -145,9 +150,21 @@ class WorkflowsApi(ApiView):
     def post(self, request: Request) -> Response:
         data = _validated(self.StartInputSerializer, request.data)
         timeout = data.pop("execution_timeout")
-        run = services.workflow_start(
-            **data, execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
-            trace_context=current_traceparent())
+        # A worker connected to this process may take the run's first task in the start's
+        # own transaction; otherwise the dispatcher leases it.
+        reservation = lessees.reserve(task_queue=data["task_queue"],
+                                      workflow_type=data["workflow_type"])
+        outcome = None
+        try:
+            outcome = services.workflow_start_handing_off(
+                **data,
+                execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
+                trace_context=current_traceparent(),
+                lessee=None if reservation is None else reservation.lessee)
+        finally:
+            if reservation is not None:
+                reservation.settle(outcome.deliveries if outcome is not None else [])
+        run = outcome.execution
         return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
                         headers={"Location": f"{_run_path(run.workflow_id)}?run_id={run.run_id}"})
 
@@ -162,6 +179,75 @@ class WorkflowsApi(ApiView):
         page, next_cursor = selectors.execution_list(filters=query, cursor=cursor,
                                                      page_size=page_size)
         return Response(WorkflowListSerializer({"items": page, "next_cursor": next_cursor}).data)
+
+
+# ---- /api/workflows:batch ------------------------------------------------------------------
+
+
+class StartBatchInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The batch body (documentation only: each item is validated on its own, so that a bad
+    item fails only itself)."""
+
+    workflows = WorkflowsApi.StartInputSerializer(
+        many=True,
+        help_text=f"1 to {MAX_BATCH_STARTS} starts, each the body of `POST /api/workflows`.")
+
+
+class StartBatchResultItemSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """One start's answer: the run it started, or its error (documentation only)."""
+
+    workflow_id = serializers.CharField(required=False)
+    run_id = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=STATUSES, required=False)
+    error = ErrorDetailSerializer(
+        required=False, help_text="This start's error (`invalid_input`, "
+                                  "`workflow_already_started`...); the others still start.")
+
+
+class StartBatchResultSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    results = StartBatchResultItemSerializer(many=True, help_text="One per start, in order.")
+
+
+class WorkflowsBatchApi(ApiView):
+    """Start many workflows in one request and one transaction (POST)."""
+
+    class BatchInputSerializer(InputSerializer):
+        workflows = serializers.ListField(child=serializers.JSONField(), min_length=1,
+                                          max_length=MAX_BATCH_STARTS)
+
+    @extend_schema(operation_id="workflow_start_batch", request=StartBatchInputSerializer,
+                   responses={200: StartBatchResultSerializer, **_errors(400, 401, 403, 413, 422)},
+                   description=(
+                       f"Start up to {MAX_BATCH_STARTS} runs in one transaction. Each item is "
+                       "the body of `POST /api/workflows` and is answered in order, in "
+                       "`results`: the run (`workflow_id`, `run_id`, `status`) or an `error` "
+                       "(`invalid_input` with its `fields`, or `workflow_already_started` "
+                       "naming the open `run_id`), which fails that item only. A body that "
+                       "is not such a list is a 422."))
+    def post(self, request: Request) -> Response:
+        items = _validated(self.BatchInputSerializer, request.data)["workflows"]
+        trace_context = current_traceparent()
+        results: list[dict[str, Any] | None] = []
+        starts: list[services.StartRequest] = []
+        for item in items:
+            serializer = WorkflowsApi.StartInputSerializer(data=item)
+            if not serializer.is_valid():
+                results.append(validation_body(exceptions.ValidationError(serializer.errors)))
+                continue
+            data = dict(serializer.validated_data)
+            timeout = data.pop("execution_timeout")
+            starts.append(services.StartRequest(
+                **data, trace_context=trace_context,
+                execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000))))
+            results.append(None)
+        answers = iter(services.workflow_start_many(starts=starts) if starts else [])
+        for i, result in enumerate(results):
+            if result is None:
+                answer = next(answers)
+                results[i] = (error_body(answer.code, answer.message, **answer.extra)
+                              if isinstance(answer, SchedError)
+                              else dict(RunRefSerializer(answer).data))
+        return Response({"results": results})
 
 
 # ---- /api/workflows/{workflow_id} ----------------------------------------------------------

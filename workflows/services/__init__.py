@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
 from .executions import (
+    StartRequest,
     get_run,
     workflow_request_cancel,
     workflow_signal,
     workflow_start,
+    workflow_start_handing_off,
+    workflow_start_many,
     workflow_terminate,
 )
 from .tasks import (
@@ -30,10 +33,11 @@ from .tasks import (
 )
 
 __all__ = [
-    "Lessee", "Outcome", "activity_close", "activity_task_complete", "activity_task_fail",
-    "activity_task_heartbeat", "check_lease", "get_run", "lock_execution", "rejected",
-    "stale", "start_attempt_timers", "workflow_request_cancel", "workflow_signal",
-    "workflow_start", "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
+    "Lessee", "Outcome", "StartRequest", "activity_close", "activity_task_complete",
+    "activity_task_fail", "activity_task_heartbeat", "check_lease", "get_run",
+    "lock_execution", "rejected", "stale", "start_attempt_timers", "workflow_request_cancel",
+    "workflow_signal", "workflow_start", "workflow_start_handing_off", "workflow_start_many",
+    "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
     "workflow_task_time_out", "workflow_terminate", "write_activity_attempt",
     "write_transition",
 ]

@@ -8,9 +8,10 @@ each, so a step costs the same few statements whatever it implies. Wake-ups for 
 dispatcher and the timer manager are sent on commit by the stores.
 
 A worker completing a task may be handed the run's next tasks in the same transaction
-(``Lessee``): the workflow task of a run whose cache it holds, the activities it serves. That
-saves the dispatcher a round trip and a transaction per step, which is where most of a
-workflow's latency would go.
+(``Lessee``): the workflow task of a run whose cache it holds, the activities it serves. A
+start may likewise hand a new run's first workflow task to a connected worker with a free
+slot. That saves the dispatcher a round trip and a transaction per step, which is where most
+of a workflow's latency would go.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ SNAPSHOT_FIELDS = ["state", "next_event_id", "status", "sticky_worker", "sticky_
 
 @dataclass
 class Lessee:
-    """A connected worker that may take a run's new tasks in the same transaction."""
+    """A connected worker that may take a run's new tasks in the same transaction.
+
+    ``workflow_slots`` bounds the new runs it may be handed (a start's first workflow task);
+    ``activity_slots`` the activities. A run it caches gets its next workflow task whatever
+    the slots say."""
 
     worker_id: str
     task_queue: str
@@ -156,17 +161,27 @@ def _retry(execution: Execution, task: Task, effect: fx.RetryActivity,
 
 
 def _lease_new_workflow_task(execution: Execution, t: decide.Transition, lessee: Lessee) -> None:
-    """Start the run's newly scheduled workflow task on the lessee, if it caches the run."""
+    """Start the run's newly scheduled workflow task on the lessee: if it caches the run, or
+    if this transition starts the run and the lessee serves its queue and has a free slot.
+
+    Credit bounds the new runs a worker takes (and its activities), not the runs it already
+    holds: a run's next workflow task goes back to the worker caching it even when all its
+    workflow slots are held. Completing the run's own workflow task frees the slot the next
+    one takes; after an activity, the worker holds one more workflow task than its slots,
+    which it runs on its loop like any other (``sdk._worker`` does not bound workflow tasks),
+    and the dispatcher gives it no new run until it is back under its credit."""
     wt = t.state.workflow_task
-    if (wt is None or wt.started_event_id is not None or lessee.workflow_slots <= 0
-            or execution.sticky_worker != lessee.worker_id
-            or wt.scheduled_event_id < t.events[0].event_id):
+    if (wt is None or wt.started_event_id is not None
+            or wt.scheduled_event_id < t.events[0].event_id
+            or execution.workflow_type not in lessee.workflow_types):
         return
-    if execution.workflow_type not in lessee.workflow_types:
-        return
+    if execution.sticky_worker != lessee.worker_id:
+        if (t.events[0].event_type != E.WORKFLOW_EXECUTION_STARTED
+                or execution.task_queue != lessee.task_queue or lessee.workflow_slots <= 0):
+            return
+        lessee.workflow_slots -= 1  # a new run takes a slot
     t.extend(decide.start_workflow_task(t.state, scheduled_event_id=wt.scheduled_event_id,
                                         worker=lessee.worker_id, now=t.now))
-    lessee.workflow_slots -= 1
 
 
 def _mark_workflow_task_started(execution: Execution, candidates: list[Task],

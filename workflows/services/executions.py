@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from schedproject.transactions import atomic
@@ -15,7 +17,7 @@ from workflows.core.effects import StartSuccessor
 from workflows.errors import Conflict, NotFound
 from workflows.models import Execution
 
-from ._write import write_transition
+from ._write import Lessee, Outcome, write_transition
 
 
 def _open_run(workflow_id: str) -> Execution | None:
@@ -34,6 +36,22 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
     """Start a run. A ``workflow_id`` with an open run is refused (Conflict naming it).
     ``trace_context``: the caller's W3C traceparent (tracing on), kept with the run and sent
     with each of its tasks."""
+    return workflow_start_handing_off(
+        workflow_type=workflow_type, input=input, workflow_id=workflow_id,
+        task_queue=task_queue, execution_timeout_ms=execution_timeout_ms, parent=parent,
+        trace_context=trace_context, lessee=None).execution
+
+
+def workflow_start_handing_off(*, workflow_type: str, input: Any = None,
+                               workflow_id: str | None = None, task_queue: str = "default",
+                               execution_timeout_ms: int | None = None,
+                               parent: Execution | None = None,
+                               trace_context: str | None = None,
+                               lessee: Lessee | None) -> Outcome:
+    """``workflow_start``, handing the run's first workflow task to ``lessee`` in the same
+    transaction if it serves the run's queue and type and has a free workflow slot. The
+    outcome's ``deliveries`` (none without a lessee) are for the caller to send to the
+    lessee once this has committed; otherwise the task is ready for the dispatcher."""
     workflow_id = workflow_id or str(uuid.uuid4())
     try:
         with atomic():
@@ -42,7 +60,7 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
                 raise _already_started(open_run)
             return _create_run(workflow_id=workflow_id, workflow_type=workflow_type, input=input,
                                task_queue=task_queue, execution_timeout_ms=execution_timeout_ms,
-                               parent=parent, trace_context=trace_context)
+                               parent=parent, trace_context=trace_context, lessee=lessee)
     except IntegrityError:
         # Another start of the same id committed between our check and our insert.
         open_run = _open_run(workflow_id)
@@ -51,11 +69,51 @@ def workflow_start(*, workflow_type: str, input: Any = None, workflow_id: str | 
         raise _already_started(open_run) from None
 
 
+@dataclass(frozen=True)
+class StartRequest:
+    """One start of ``workflow_start_many``: the arguments of ``workflow_start``."""
+
+    workflow_type: str
+    input: Any = None
+    workflow_id: str | None = None
+    task_queue: str = "default"
+    execution_timeout_ms: int | None = None
+    trace_context: str | None = None
+
+
+def workflow_start_many(*, starts: Sequence[StartRequest]) -> list[Execution | Conflict]:
+    """Start many runs in one transaction, in order, each in its own savepoint: a start that
+    is refused (a ``workflow_id`` with an open run, this batch's own runs included) is
+    answered with its Conflict, and the others start all the same. One answer per start."""
+    with atomic():
+        return [_start_in_savepoint(start) for start in starts]
+
+
+def _start_in_savepoint(start: StartRequest) -> Execution | Conflict:
+    workflow_id = start.workflow_id or str(uuid.uuid4())
+    try:
+        with transaction.atomic():  # a savepoint: a refused start undoes only itself
+            open_run = _open_run(workflow_id)
+            if open_run is not None:
+                return _already_started(open_run)
+            return _create_run(workflow_id=workflow_id, workflow_type=start.workflow_type,
+                               input=start.input, task_queue=start.task_queue,
+                               execution_timeout_ms=start.execution_timeout_ms, parent=None,
+                               trace_context=start.trace_context).execution
+    except IntegrityError:
+        # Another transaction's start of the same id committed between our check and insert.
+        open_run = _open_run(workflow_id)
+        if open_run is None:
+            raise
+        return _already_started(open_run)
+
+
 def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue: str,
                 execution_timeout_ms: int | None, parent: Execution | None,
                 continued_from: Execution | None = None,
                 run_id: uuid.UUID | None = None,
-                trace_context: str | None = None) -> Execution:
+                trace_context: str | None = None,
+                lessee: Lessee | None = None) -> Outcome:
     now = timezone.now()
     t = decide.start(
         workflow_type=workflow_type, task_queue=task_queue, input=input, now=now,
@@ -69,8 +127,7 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
         input=input, created_at=now, parent=parent, state={}, run_id=run_id or uuid.uuid4(),
         search_attributes={"traceparent": trace_context} if trace_context else {},
     )
-    write_transition(execution, t)
-    return execution
+    return write_transition(execution, t, lessee=lessee)
 
 
 def start_successor(execution: Execution, successor: StartSuccessor) -> Execution:
@@ -80,19 +137,18 @@ def start_successor(execution: Execution, successor: StartSuccessor) -> Executio
                        input=successor.input, task_queue=successor.task_queue,
                        execution_timeout_ms=successor.execution_timeout_ms,
                        parent=execution.parent, continued_from=execution,
-                       run_id=uuid.UUID(successor.run_id))
+                       run_id=uuid.UUID(successor.run_id)).execution
 
 
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
     """The run ``run_id`` of ``workflow_id``, or its latest run."""
-    runs = executions.runs(workflow_id)
     if run_id is not None:
         try:
-            run = runs.filter(run_id=uuid.UUID(run_id)).first()
+            run = executions.run(workflow_id, uuid.UUID(run_id))
         except ValueError:
             run = None
     else:
-        run = runs.order_by("-created_at", "-id").first()
+        run = executions.run(workflow_id)
     if run is None:
         raise NotFound(f"no workflow {workflow_id!r}" + (f" run {run_id!r}" if run_id else ""))
     return run
