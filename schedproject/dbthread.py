@@ -11,29 +11,45 @@ its hot paths off it:
   transitions of independent runs proceed side by side; ``Lane`` runs one caller's units in
   the order submitted, one at a time, on whichever of the pool's threads is free.
 
-Every unit of work runs with the thread's connection closed and reopened around it
-(``close_old_connections``), as Django expects of long-lived threads: on PostgreSQL the
-connection goes back to the pool between units, on SQLite the thread keeps its own until
-``CONN_MAX_AGE``.
+Connections: each thread has a connection of its own. Every unit of work runs between two
+``close_old_connections()``, as Django expects of long-lived threads (a connection that
+failed, or outlived ``CONN_MAX_AGE``, is closed and the next unit opens another), and a
+thread that has had no work for ``IDLE_SECONDS`` closes its connection. On PostgreSQL the
+thread's connection is opened outside Django's connection pool (same server, database and
+options, ``CONN_MAX_AGE`` 300 s): the pool is shared with the request threads, and under a
+burst of REST calls a transition waited there for most of its time. On SQLite the
+connection is the usual one (already kept for ``CONN_MAX_AGE``).
 
 A caller's coroutine may be canceled (its socket went away) while its unit runs: the unit
 is not interrupted, it runs to its commit or its rollback, and a lane's next unit starts
 only after it. So whatever a unit does must be safe to do for a caller that is gone (the
-consumer's completions are fenced by the task's token).
+consumer's completions are fenced by the task's token). At interpreter exit the threads
+finish the units already submitted, then stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from django.db.utils import load_backend
 
 T = TypeVar("T")
+IDLE_SECONDS = 2.0
+OWN_CONN_MAX_AGE = 300
+
+# The interpreter's hook that runs before it joins non-daemon threads (what
+# concurrent.futures uses to finish its queued work at exit); without it, daemon threads.
+_register_atexit: Callable[[Callable[[], None]], None] | None = getattr(
+    threading, "_register_atexit", None)
+
+_Item = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...],
+              dict[str, Any]]
 
 
 def _unit(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
@@ -44,27 +60,93 @@ def _unit(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -
         close_old_connections()
 
 
-class DbThread:
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sched-{name}")
-
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.wrap_future(self._executor.submit(_unit, fn, args, kwargs))
+def _own_connection() -> None:
+    """Give this thread a connection of its own, outside Django's PostgreSQL pool."""
+    settings_dict = connections.settings[DEFAULT_DB_ALIAS]
+    options = dict(settings_dict.get("OPTIONS") or {})
+    if options.pop("pool", None) is None:
+        return
+    own = {**settings_dict, "OPTIONS": options, "CONN_MAX_AGE": OWN_CONN_MAX_AGE}
+    backend = load_backend(own["ENGINE"])
+    connections[DEFAULT_DB_ALIAS] = backend.DatabaseWrapper(own, DEFAULT_DB_ALIAS)
 
 
 class DbPool:
-    """``size`` threads for database work; the threads start as work first needs them."""
+    """``size`` threads for database work, each with its own connection; they start when
+    work first comes."""
 
     def __init__(self, name: str, size: int) -> None:
+        self.name = name
         self.size = size
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"sched-{name}")
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def submit(self, fn: Callable[..., T], /, *args: Any,
                **kwargs: Any) -> concurrent.futures.Future[T]:
-        return self._executor.submit(_unit, fn, args, kwargs)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError(f"the {self.name} database threads have stopped")
+            if not self._threads:
+                self._start()
+            self._queue.put((future, fn, args, kwargs))
+        return future
 
     def lane(self) -> Lane:
         return Lane(self)
+
+    def stop(self) -> None:
+        """Let the threads finish the units submitted, then end them."""
+        with self._lock:
+            self._stopped = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
+
+    def _start(self) -> None:
+        for i in range(self.size):
+            thread = threading.Thread(target=self._serve, name=f"sched-{self.name}_{i}",
+                                      daemon=_register_atexit is None)
+            thread.start()
+            self._threads.append(thread)
+        if _register_atexit is not None:
+            _register_atexit(self.stop)
+
+    def _serve(self) -> None:
+        _own_connection()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=IDLE_SECONDS)
+                except queue.Empty:
+                    connections.close_all()  # this thread's: no work for a while
+                    continue
+                if item is None:
+                    return
+                future, fn, args, kwargs = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    result = _unit(fn, args, kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                del item, future, fn, args, kwargs
+        finally:
+            connections.close_all()
+
+
+class DbThread:
+    def __init__(self, name: str) -> None:
+        self._pool = DbPool(name, 1)
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.wrap_future(self._pool.submit(fn, *args, **kwargs))
 
 
 class Lane:

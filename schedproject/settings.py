@@ -69,10 +69,7 @@ def _database() -> dict[str, object]:
         db: dict[str, object] = dict(dj_database_url.parse(SCHED.database_url, conn_max_age=0))
         if SCHED.uses_postgres:
             options = dict(db.get("OPTIONS") or {})  # type: ignore[call-overload]
-            # Room for the request threads and loops, plus one per worker-socket database
-            # thread, so a socket's transition does not wait for a connection behind them.
-            options.setdefault("pool", {"min_size": 1, "max_size": 8 + SCHED.db_threads,
-                                        "timeout": 10})
+            options.setdefault("pool", {"min_size": 1, "max_size": 8, "timeout": 10})
             # A process paused inside a transaction (SIGSTOP, a debugger) must not hold its row
             # locks, and so every other engine, forever.
             options.setdefault("options", "-c idle_in_transaction_session_timeout=5000")
