@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -48,8 +49,8 @@ OWN_CONN_MAX_AGE = 300
 _register_atexit: Callable[[Callable[[], None]], None] | None = getattr(
     threading, "_register_atexit", None)
 
-_Item = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...],
-              dict[str, Any]]
+_Item = tuple["concurrent.futures.Future[Any]", contextvars.Context, Callable[..., Any],
+              tuple[Any, ...], dict[str, Any]]
 
 
 def _unit(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
@@ -85,13 +86,19 @@ class DbPool:
 
     def submit(self, fn: Callable[..., T], /, *args: Any,
                **kwargs: Any) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on one of the threads, in a copy of the caller's context (as asgiref's
+        ``sync_to_async`` does: log and trace context carry over)."""
+        return self.submit_in(contextvars.copy_context(), fn, args, kwargs)
+
+    def submit_in(self, context: contextvars.Context, fn: Callable[..., T],
+                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             if self._stopped:
                 raise RuntimeError(f"the {self.name} database threads have stopped")
             if not self._threads:
                 self._start()
-            self._queue.put((future, fn, args, kwargs))
+            self._queue.put((future, context, fn, args, kwargs))
         return future
 
     def lane(self) -> Lane:
@@ -127,18 +134,23 @@ class DbPool:
                     continue
                 if item is None:
                     return
-                future, fn, args, kwargs = item
+                future, context, fn, args, kwargs = item
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
-                    result = _unit(fn, args, kwargs)
+                    result = context.run(_unit, fn, args, kwargs)
                 except BaseException as exc:
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
-                del item, future, fn, args, kwargs
+                del item, future, context, fn, args, kwargs
         finally:
             connections.close_all()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class DbThread:
@@ -161,11 +173,12 @@ class Lane:
 
     def submit(self, fn: Callable[..., T], /, *args: Any,
                **kwargs: Any) -> concurrent.futures.Future[T]:
+        context = contextvars.copy_context()
         mine: concurrent.futures.Future[T] = concurrent.futures.Future()
         mine.set_running_or_notify_cancel()  # never canceled: a running unit cannot be
 
         def settle(done: concurrent.futures.Future[T]) -> None:
-            if done.cancelled():  # only a pool shut down with its queue canceled does this
+            if done.cancelled():  # nothing cancels a pool's futures; never leave ``mine`` open
                 mine.set_exception(concurrent.futures.CancelledError())
                 return
             exc = done.exception()
@@ -176,7 +189,7 @@ class Lane:
 
         def start(_: object = None) -> None:
             try:
-                self._pool.submit(fn, *args, **kwargs).add_done_callback(settle)
+                self._pool.submit_in(context, fn, args, kwargs).add_done_callback(settle)
             except BaseException as exc:  # the pool is shut down: the process is exiting
                 mine.set_exception(exc)
 
@@ -191,10 +204,7 @@ class Lane:
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Submit ``fn`` and wait for its result. Canceling the wait does not cancel the unit
         (see the module's docstring)."""
-        return await asyncio.shield(asyncio.wrap_future(self.submit(fn, *args, **kwargs)))
-
-    async def idle(self) -> None:
-        """Wait until every unit submitted so far has finished (whatever its outcome)."""
-        last = self._last
-        if last is not None and not last.done():
-            await asyncio.wait([asyncio.wrap_future(last)])
+        waited = asyncio.wrap_future(self.submit(fn, *args, **kwargs))
+        # Once nobody awaits it (the caller was canceled), its outcome is not "lost".
+        waited.add_done_callback(_retrieve)
+        return await asyncio.shield(waited)
