@@ -6,19 +6,19 @@ its hot paths off it:
 
 - ``DbThread``: one thread for a loop (the dispatcher, the timer manager). A loop must not
   queue behind the sockets' traffic (a timer that fires late because a hundred completions
-  were ahead of it is a late timer).
+  were ahead of it is a late timer). Its connection is Django's usual one.
 - ``DbPool``: a few threads shared by the callers of one edge (the worker sockets), so the
   transitions of independent runs proceed side by side; ``Lane`` runs one caller's units in
   the order submitted, one at a time, on whichever of the pool's threads is free.
 
-Connections: each thread has a connection of its own. Every unit of work runs between two
-``close_old_connections()``, as Django expects of long-lived threads (a connection that
-failed, or outlived ``CONN_MAX_AGE``, is closed and the next unit opens another), and a
-thread that has had no work for ``IDLE_SECONDS`` closes its connection. On PostgreSQL the
-thread's connection is opened outside Django's connection pool (same server, database and
-options, ``CONN_MAX_AGE`` 300 s): the pool is shared with the request threads, and under a
-burst of REST calls a transition waited there for most of its time. On SQLite the
-connection is the usual one (already kept for ``CONN_MAX_AGE``).
+Connections: every unit of work runs between two ``close_old_connections()``, as Django
+expects of long-lived threads (a connection that failed, or outlived ``CONN_MAX_AGE``, is
+closed and the next unit opens another). The sockets' threads each keep a connection of
+their own, and one that has had no work for ``IDLE_SECONDS`` closes it. On PostgreSQL that
+connection is opened outside Django's connection pool (same server, database and options,
+``CONN_MAX_AGE`` 300 s): the pool is shared with the request threads, and under a burst of
+REST calls a transition waited there for most of its time. On SQLite it is the usual one
+(already kept for ``CONN_MAX_AGE``).
 
 A caller's coroutine may be canceled (its socket went away) while its unit runs: the unit
 is not interrupted, it runs to its commit or its rollback, and a lane's next unit starts
@@ -73,12 +73,15 @@ def _own_connection() -> None:
 
 
 class DbPool:
-    """``size`` threads for database work, each with its own connection; they start when
-    work first comes."""
+    """``size`` threads for database work; they start when work first comes. With
+    ``own_connections`` (the worker sockets' pool) each thread keeps a connection of its own
+    as the module's docstring says; without (a loop's ``DbThread``), a thread takes its
+    connection as any Django thread does (on PostgreSQL from the shared pool, for one unit)."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, name: str, size: int, *, own_connections: bool = True) -> None:
         self.name = name
         self.size = size
+        self.own_connections = own_connections
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -124,11 +127,13 @@ class DbPool:
             _register_atexit(self.stop)
 
     def _serve(self) -> None:
-        _own_connection()
+        if self.own_connections:
+            _own_connection()
+        idle = IDLE_SECONDS if self.own_connections else None
         try:
             while True:
                 try:
-                    item = self._queue.get(timeout=IDLE_SECONDS)
+                    item = self._queue.get(timeout=idle)
                 except queue.Empty:
                     connections.close_all()  # this thread's: no work for a while
                     continue
@@ -155,7 +160,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 class DbThread:
     def __init__(self, name: str) -> None:
-        self._pool = DbPool(name, 1)
+        self._pool = DbPool(name, 1, own_connections=False)
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return await asyncio.wrap_future(self._pool.submit(fn, *args, **kwargs))
