@@ -81,3 +81,10 @@ def test_needs_a_token(anon_client: APIClient) -> None:
     r = batch(anon_client, [{"workflow_type": "T"}])
     assert r.status_code == 401
     assert Execution.objects.count() == 0
+
+
+def test_a_null_item_is_named_in_flat_fields(api_client: APIClient) -> None:
+    r = batch(api_client, [{"workflow_type": "T"}, None])
+    assert r.status_code == 422, r.content
+    assert r.json()["error"]["fields"] == {"workflows.1": ["This field may not be null."]}
+    assert Execution.objects.count() == 0

@@ -57,11 +57,28 @@ def _message(detail: Any) -> str:
     return str(detail)
 
 
+def _flat_fields(detail: Any, name: str, out: dict[str, list[str]]) -> None:
+    """Errors of a nested field under dotted names (``workflows.0.workflow_type``), so that
+    ``fields`` is always a flat map of field name to messages, as the schema says."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            _flat_fields(value, f"{name}.{key}" if name else str(key), out)
+    elif isinstance(detail, list | tuple):
+        for i, value in enumerate(detail):
+            if isinstance(value, dict | list | tuple):
+                _flat_fields(value, f"{name}.{i}" if name else str(i), out)
+            else:
+                out.setdefault(name or "non_field_errors", []).append(str(value))
+    else:
+        out.setdefault(name or "non_field_errors", []).append(str(detail))
+
+
 def validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
     """The ``invalid_input`` error body for a serializer's ``ValidationError``."""
-    detail = exc.detail
-    fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-    names = ", ".join(str(name) for name in fields)
+    fields: dict[str, list[str]] = {}
+    _flat_fields(exc.detail if isinstance(exc.detail, dict)
+                 else {"non_field_errors": exc.detail}, "", fields)
+    names = ", ".join(fields)
     return error_body("invalid_input", f"invalid input: {names}", fields=fields)
 
 
