@@ -84,6 +84,11 @@ class Checkout:
         env.update(extra)
         return env
 
+    def has_local_activities(self) -> bool:
+        """Whether this checkout's SDK has local activities (W1L and W2L need them)."""
+        workflow = self.root / "sdk" / "_workflow.py"
+        return "def execute_local_activity" in workflow.read_text(encoding="utf-8")
+
     def identify(self, env: dict[str, str]) -> dict[str, Any]:
         """Where the engine's and the SDK's modules are imported from under ``env``, and the
         commit checked out; raises if that is not this checkout."""
@@ -162,6 +167,10 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                 for label, n in (("W1", args.w1), ("W1L", args.w1l), ("W2", args.w2),
                                  ("W2L", args.w2l), ("W3", args.w3), ("W4", args.w4)):
                     if n <= 0:
+                        continue
+                    if label in ("W1L", "W2L") and not checkout.has_local_activities():
+                        print(f"{tag} {label}: skipped (no local activities in this checkout)",
+                              flush=True)
                         continue
                     print(f"{tag} {label} ...", flush=True)
                     if label in ("W1", "W1L"):
