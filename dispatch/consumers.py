@@ -10,6 +10,19 @@ it has sent and not seen completed; a completion may hand the run's next tasks s
 to this worker (activities within the free slots, the run's workflow task whatever they say;
 see ``workflows.services.write_transition``), and a start may hand it a new run's first
 workflow task within its free workflow slots (``dispatch.lessees``, registered on hello).
+
+Database work: every service call runs on ``db_pool()``, a few threads of sched's own
+(``SCHED_DB_THREADS``; ``schedproject.dbthread``), not on asgiref's one thread shared by the
+process, so the transitions of different sockets proceed side by side and none waits behind
+another's. Order is kept per socket, and this is what makes ``held`` and the free credit
+right: Channels hands a consumer its frames and channel-layer events one at a time (the
+next is dispatched once the handler of the one before has returned), so a socket's frames
+are applied in the order they arrived: a heartbeat before the completion of the same task,
+a completion before the next frame of the same run, a credit before the completions that
+follow it. The socket's ``Lane`` keeps that order when a handler's coroutine is canceled
+while its unit runs (the socket went away): the unit finishes on its thread, and the
+socket's next unit (its ``worker_disconnect``) starts only after it, so a hand-off committed
+by that unit is released with the rest of the worker's leases.
 """
 
 from __future__ import annotations
@@ -19,12 +32,13 @@ import logging
 import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from schedproject import config
+from schedproject.dbthread import DbPool, Lane
 from sdk import protocol
 from workflows.errors import SchedError
 from workflows.models import ApiToken
@@ -45,6 +59,18 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_DATABASE_ERROR = 1011
 
 
+_pool: DbPool | None = None
+
+
+def db_pool() -> DbPool:
+    """The threads all worker sockets of this process run their database work on
+    (``SCHED_DB_THREADS`` of them), made at first use."""
+    global _pool
+    if _pool is None:
+        _pool = DbPool("sockets", config.get().db_threads)
+    return _pool
+
+
 def _bearer(scope: dict[str, Any]) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -58,7 +84,17 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     worker_id: str = ""
     hello: protocol.Hello | None = None
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first hops to asgiref's shared thread to close that thread's
+        # stale connections, for every frame and every delivery. This consumer does no
+        # database work on that thread (its lane's units close their own), so skip the hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self) -> None:
+        self.db: Lane = db_pool().lane()
         self.held: dict[str, str] = {}  # token -> task kind, of leases this worker holds
         self.max_workflow = 0
         self.max_activity = 0
@@ -66,8 +102,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if draining.active:  # this engine is shutting down: try another
             await self.close(code=draining.CLOSE_GOING_AWAY)
             return
-        token = await database_sync_to_async(ApiToken.verify)(_bearer(self.scope),
-                                                              scope="worker")
+        token = await self.db.run(ApiToken.verify, _bearer(self.scope), scope="worker")
         if token is None:
             await self.send_message(protocol.Error(code="unauthenticated",
                                                    message="a worker token is required"))
@@ -80,8 +115,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         draining.discard(self)
         lessees.unregister(self)
         if self.hello is not None:
-            await database_sync_to_async(services.worker_disconnect)(
-                worker_id=self.worker_id, now=timezone.now())
+            await self.db.run(
+                services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
             wakeup.wake(wakeup.DISPATCH)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -182,9 +217,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_hello(self, message: protocol.Hello) -> None:
         if self.hello is not None:
             raise SchedError("hello was already sent", code="unexpected_message")
-        await database_sync_to_async(services.worker_register)(
-            worker_id=self.worker_id, channel_name=self.channel_name, engine_id=ENGINE_ID,
-            hello=message, now=timezone.now())
+        await self.db.run(
+            services.worker_register, worker_id=self.worker_id, channel_name=self.channel_name,
+            engine_id=ENGINE_ID, hello=message, now=timezone.now())
         self.hello = message
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks
@@ -194,8 +229,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_credit(self, message: protocol.Credit) -> None:
-        await database_sync_to_async(services.worker_credit)(
-            worker_id=self.worker_id, max_workflow_tasks=message.max_workflow_tasks,
+        await self.db.run(
+            services.worker_credit, worker_id=self.worker_id,
+            max_workflow_tasks=message.max_workflow_tasks,
             max_activity_tasks=message.max_activity_tasks, now=timezone.now())
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks
@@ -205,9 +241,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_workflow_task_completed(self, message: protocol.WorkflowTaskCompleted) -> None:
         was_full = self.is_full()
         try:
-            outcome = await database_sync_to_async(workflow_task_complete)(
-                token=message.token, commands=message.commands, worker_id=self.worker_id,
-                lessee=self.lessee())
+            outcome = await self.db.run(
+                workflow_task_complete, token=message.token, commands=message.commands,
+                worker_id=self.worker_id, lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
         await self.after_completion(message.token, outcome, message.id, was_full=was_full)
@@ -215,9 +251,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_workflow_task_failed(self, message: protocol.WorkflowTaskFailedMsg) -> None:
         was_full = self.is_full()
         try:
-            outcome = await database_sync_to_async(workflow_task_fail)(
-                token=message.token, cause=message.cause, failure=message.failure,
-                worker_id=self.worker_id)
+            outcome = await self.db.run(
+                workflow_task_fail, token=message.token, cause=message.cause,
+                failure=message.failure, worker_id=self.worker_id)
         finally:
             self.held.pop(message.token, None)
         await self.after_completion(message.token, outcome, message.id, was_full=was_full)
@@ -225,9 +261,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_activity_task_completed(self, message: protocol.ActivityTaskCompleted) -> None:
         was_full = self.is_full()
         try:
-            outcome = await database_sync_to_async(activity_task_complete)(
-                token=message.token, result=message.result, worker_id=self.worker_id,
-                lessee=self.lessee())
+            outcome = await self.db.run(
+                activity_task_complete, token=message.token, result=message.result,
+                worker_id=self.worker_id, lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
         await self.after_completion(message.token, outcome, message.id, was_full=was_full)
@@ -235,27 +271,28 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
         was_full = self.is_full()
         try:
-            outcome = await database_sync_to_async(activity_task_fail)(
-                token=message.token, failure=message.failure, canceled=message.canceled,
-                worker_id=self.worker_id, lessee=self.lessee())
+            outcome = await self.db.run(
+                activity_task_fail, token=message.token, failure=message.failure,
+                canceled=message.canceled, worker_id=self.worker_id, lessee=self.lessee())
         finally:
             self.held.pop(message.token, None)
         await self.after_completion(message.token, outcome, message.id, was_full=was_full)
 
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
-        cancel = await database_sync_to_async(activity_task_heartbeat)(
-            token=message.token, details=message.details, worker_id=self.worker_id)
+        cancel = await self.db.run(
+            activity_task_heartbeat, token=message.token, details=message.details,
+            worker_id=self.worker_id)
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
-        events = await database_sync_to_async(services.history_for)(
-            token=message.token, worker_id=self.worker_id)
+        events = await self.db.run(
+            services.history_for, token=message.token, worker_id=self.worker_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,
                                                    id=message.id).encode())
 
     async def handle_ping(self, message: protocol.Ping) -> None:
-        alive = await database_sync_to_async(services.worker_ping)(
-            worker_id=self.worker_id, now=timezone.now())
+        alive = await self.db.run(
+            services.worker_ping, worker_id=self.worker_id, now=timezone.now())
         if not alive:
             # The engine dropped this worker as silent and handed its tasks back.
             await self.close(code=4408)

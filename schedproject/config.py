@@ -71,6 +71,9 @@ class SchedConfig:
     leader_check_seconds: float
     shutdown_grace_seconds: float
     run_loops: bool
+    # Threads for the worker sockets' database work (their transitions), each with its own
+    # connection; SCHED_DB_THREADS, by default 4 on PostgreSQL and 2 on SQLite.
+    db_threads: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -83,10 +86,15 @@ class SchedConfig:
 
 def load() -> SchedConfig:
     debug = _bool("SCHED_DEBUG", False)
+    database_url = os.environ.get("DATABASE_URL") or None
+    # On SQLite writers queue on one process lock (schedproject.transactions), so more
+    # threads only overlap reads and the Python around the writes; on PostgreSQL independent
+    # runs' transitions proceed side by side.
+    on_postgres = (database_url or "").startswith(("postgres", "pgsql"))
     return SchedConfig(
         debug=debug,
         secret_key=os.environ.get("SCHED_SECRET_KEY") or None,
-        database_url=os.environ.get("DATABASE_URL") or None,
+        database_url=database_url,
         redis_url=os.environ.get("REDIS_URL") or None,
         data_dir=Path(os.environ.get("SCHED_DATA_DIR") or BASE_DIR / "data"),
         log_level=_choice("SCHED_LOG_LEVEL", "INFO",
@@ -105,6 +113,7 @@ def load() -> SchedConfig:
         leader_check_seconds=_number("SCHED_LEADER_CHECK_SECONDS", 2, minimum=0.1),
         shutdown_grace_seconds=_number("SCHED_SHUTDOWN_GRACE_SECONDS", 8, minimum=0),
         run_loops=_bool("SCHED_RUN_LOOPS", True),
+        db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )
 
