@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from dispatch.models import Task, TaskKind
 from dispatch.store.tasks import lease
-from workflows import services
+from workflows import selectors, services
 from workflows.core import decide
 from workflows.models import Execution
 from workflows.services import Lessee, lock_execution, write_transition
@@ -77,3 +77,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/api/" in str(item.fspath):
             item.add_marker(pytest.mark.timeout(60))
+
+
+@pytest.fixture
+def run_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The execution ids a long poll re-reads, in order (``Execution.refresh_from_db``), with
+    the fallback poll pushed out of reach, so only a commit's wake-up can cause a read."""
+    monkeypatch.setattr(selectors, "POLL_INTERVAL_SECONDS", 30.0)
+    reads: list[int] = []
+    refresh = Execution.refresh_from_db
+
+    def counting(self: Execution, *args: Any, **kwargs: Any) -> None:
+        reads.append(self.pk)
+        refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(Execution, "refresh_from_db", counting)
+    return reads
