@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,14 +54,22 @@ def workflow_start_handing_off(*, workflow_type: str, input: Any = None,
     outcome's ``deliveries`` (none without a lessee) are for the caller to send to the
     lessee once this has committed; otherwise the task is ready for the dispatcher."""
     workflow_id = workflow_id or str(uuid.uuid4())
+    return _start_once(atomic, workflow_id, lambda: _create_run(
+        workflow_id=workflow_id, workflow_type=workflow_type, input=input,
+        task_queue=task_queue, execution_timeout_ms=execution_timeout_ms, parent=parent,
+        trace_context=trace_context, lessee=lessee))
+
+
+def _start_once(block: Callable[[], AbstractContextManager[Any]], workflow_id: str,
+                create: Callable[[], Outcome]) -> Outcome:
+    """Run ``create`` in ``block`` (the start's transaction, or a batch item's savepoint)
+    unless ``workflow_id`` has an open run; either way a refusal is the Conflict naming it."""
     try:
-        with atomic():
+        with block():
             open_run = _open_run(workflow_id)
             if open_run is not None:
                 raise _already_started(open_run)
-            return _create_run(workflow_id=workflow_id, workflow_type=workflow_type, input=input,
-                               task_queue=task_queue, execution_timeout_ms=execution_timeout_ms,
-                               parent=parent, trace_context=trace_context, lessee=lessee)
+            return create()
     except IntegrityError:
         # Another start of the same id committed between our check and our insert.
         open_run = _open_run(workflow_id)
@@ -91,21 +100,13 @@ def workflow_start_many(*, starts: Sequence[StartRequest]) -> list[Execution | C
 
 def _start_in_savepoint(start: StartRequest) -> Execution | Conflict:
     workflow_id = start.workflow_id or str(uuid.uuid4())
-    try:
-        with transaction.atomic():  # a savepoint: a refused start undoes only itself
-            open_run = _open_run(workflow_id)
-            if open_run is not None:
-                return _already_started(open_run)
-            return _create_run(workflow_id=workflow_id, workflow_type=start.workflow_type,
-                               input=start.input, task_queue=start.task_queue,
-                               execution_timeout_ms=start.execution_timeout_ms, parent=None,
-                               trace_context=start.trace_context).execution
-    except IntegrityError:
-        # Another transaction's start of the same id committed between our check and insert.
-        open_run = _open_run(workflow_id)
-        if open_run is None:
-            raise
-        return _already_started(open_run)
+    try:  # in a savepoint: a refused start undoes only itself
+        return _start_once(transaction.atomic, workflow_id, lambda: _create_run(
+            workflow_id=workflow_id, workflow_type=start.workflow_type, input=start.input,
+            task_queue=start.task_queue, execution_timeout_ms=start.execution_timeout_ms,
+            parent=None, trace_context=start.trace_context)).execution
+    except Conflict as refused:
+        return refused
 
 
 def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue: str,
