@@ -13,10 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from dispatch.consumers import WorkerConsumer  # noqa: E402
+from workflows.api.fast import LeanApi  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": LeanApi(django_asgi_app),
         "websocket": URLRouter([path("ws/worker/", WorkerConsumer.as_asgi())]),
     }
 )

@@ -74,6 +74,9 @@ class SchedConfig:
     # Threads for the worker sockets' database work (their transitions), each with its own
     # connection; SCHED_DB_THREADS, by default 4 on PostgreSQL and 2 on SQLite.
     db_threads: int
+    # The lean path of the start and result calls (workflows.api.fast); SCHED_LEAN_API=0
+    # sends every request through Django's full request cycle.
+    lean_api: bool
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -114,6 +117,7 @@ def load() -> SchedConfig:
         shutdown_grace_seconds=_number("SCHED_SHUTDOWN_GRACE_SECONDS", 8, minimum=0),
         run_loops=_bool("SCHED_RUN_LOOPS", True),
         db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
+        lean_api=_bool("SCHED_LEAN_API", True),
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )
 

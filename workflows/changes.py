@@ -19,12 +19,13 @@ afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db import transaction
 
@@ -84,12 +85,60 @@ class Watch:
         Whether a commit of the run woke it."""
         return self._event.wait(timeout=timeout)
 
+    def _set(self) -> None:
+        self._event.set()
+
+
+class AsyncWatch(Watch):
+    """A ``Watch`` awaited on an event loop (no thread waits): a commit, on whatever thread,
+    wakes it through the loop."""
+
+    __slots__ = ("_loop", "_woken")
+
+    def __init__(self, execution_id: int, *, closing_only: bool = False) -> None:
+        super().__init__(execution_id, closing_only=closing_only)
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+
+    def clear(self) -> None:
+        self._woken.clear()
+
+    async def wait_async(self, timeout: float) -> bool:  # noqa: ASYNC109 (= Watch.wait)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._woken.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _set(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._woken.set)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            pass
+
 
 @contextmanager
 def watch(execution_id: int, *, closing_only: bool = False) -> Iterator[Watch]:
     """Wait on one run's commits in this process for the duration of the block; with
     ``closing_only``, on the commit that closes the run (what a result waits for)."""
-    w = Watch(execution_id, closing_only=closing_only)
+    with _watching(Watch(execution_id, closing_only=closing_only)) as w:
+        yield w
+
+
+@contextmanager
+def watch_async(execution_id: int, *, closing_only: bool = False) -> Iterator[AsyncWatch]:
+    """``watch`` for a coroutine on the running event loop: ``await w.wait_async(t)``."""
+    with _watching(AsyncWatch(execution_id, closing_only=closing_only)) as w:
+        yield w
+
+
+W = TypeVar("W", bound=Watch)
+
+
+@contextmanager
+def _watching(w: W) -> Iterator[W]:
+    execution_id = w.execution_id
     with _watch_lock:
         _watches.setdefault(execution_id, set()).add(w)
     try:
@@ -116,7 +165,7 @@ def _notify(execution_id: int, *, closed: bool) -> None:
             return
         woken = [w for w in waiters if closed or not w.closing_only]
     for w in woken:
-        w._event.set()
+        w._set()
 
 
 def on_commit(execution: Execution, events: Sequence[Event]) -> None:

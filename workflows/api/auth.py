@@ -32,24 +32,33 @@ class TokenUser:
         return f"token:{self.token.name}"
 
 
+KEYWORD = "Bearer"
+
+
+def authenticate_header(header: str) -> tuple[TokenUser, ApiToken] | None:
+    """The caller an ``Authorization`` header names: None if it is not a bearer token (the
+    permission check answers 401), ``AuthenticationFailed`` / ``PermissionDenied`` if the
+    token is malformed, unknown, revoked or of another scope."""
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != KEYWORD.lower():
+        return None  # not ours: answered 401 by the permission check
+    raw = raw.strip()
+    if not raw or " " in raw:
+        raise exceptions.AuthenticationFailed("malformed bearer token")
+    token = ApiToken.verify(raw, scope=TokenScope.API)
+    if token is None:
+        if ApiToken.verify(raw, scope=TokenScope.WORKER) is not None:
+            raise exceptions.PermissionDenied("this token's scope does not allow the API")
+        raise exceptions.AuthenticationFailed("invalid or revoked token")
+    token_mark_used(token)
+    return TokenUser(token), token
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+    keyword = KEYWORD
 
     def authenticate(self, request: Request) -> tuple[TokenUser, ApiToken] | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, raw = header.partition(" ")
-        if scheme.lower() != self.keyword.lower():
-            return None  # not ours: answered 401 by the permission check
-        raw = raw.strip()
-        if not raw or " " in raw:
-            raise exceptions.AuthenticationFailed("malformed bearer token")
-        token = ApiToken.verify(raw, scope=TokenScope.API)
-        if token is None:
-            if ApiToken.verify(raw, scope=TokenScope.WORKER) is not None:
-                raise exceptions.PermissionDenied("this token's scope does not allow the API")
-            raise exceptions.AuthenticationFailed("invalid or revoked token")
-        token_mark_used(token)
-        return TokenUser(token), token
+        return authenticate_header(request.META.get("HTTP_AUTHORIZATION", ""))
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

@@ -22,6 +22,7 @@ from schedproject.tracing import current_traceparent
 from workflows import selectors, services
 from workflows.core.state import Status
 from workflows.errors import SchedError
+from workflows.models import Execution
 
 from .errors import error_body, validation_body
 from .health import health_checks
@@ -118,6 +119,33 @@ class WorkflowListSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # ---- /api/workflows ------------------------------------------------------------------------
 
 
+def start_workflow(data: dict[str, Any]) -> Execution:
+    """Start the run a validated start body asks for (``WorkflowsApi.StartInputSerializer``);
+    shared by the view and the lean start path (``workflows.api.fast``)."""
+    data = dict(data)
+    timeout = data.pop("execution_timeout")
+    # A worker connected to this process may take the run's first task in the start's
+    # own transaction; otherwise the dispatcher leases it.
+    reservation = lessees.reserve(task_queue=data["task_queue"],
+                                  workflow_type=data["workflow_type"])
+    outcome = None
+    try:
+        outcome = services.workflow_start_handing_off(
+            **data,
+            execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
+            trace_context=current_traceparent(),
+            lessee=None if reservation is None else reservation.lessee)
+    finally:
+        if reservation is not None:
+            reservation.settle(outcome.deliveries if outcome is not None else [])
+    return outcome.execution
+
+
+def run_location(run: Execution) -> str:
+    return f"{_run_path(run.workflow_id)}?run_id={run.run_id}"
+
+
+
 class WorkflowsApi(ApiView):
     """Start a workflow (POST) and list runs (GET)."""
 
@@ -148,25 +176,9 @@ class WorkflowsApi(ApiView):
                    description="Start a run. A `workflow_id` with an open run is refused "
                                "(409 `workflow_already_started`, naming its `run_id`).")
     def post(self, request: Request) -> Response:
-        data = _validated(self.StartInputSerializer, request.data)
-        timeout = data.pop("execution_timeout")
-        # A worker connected to this process may take the run's first task in the start's
-        # own transaction; otherwise the dispatcher leases it.
-        reservation = lessees.reserve(task_queue=data["task_queue"],
-                                      workflow_type=data["workflow_type"])
-        outcome = None
-        try:
-            outcome = services.workflow_start_handing_off(
-                **data,
-                execution_timeout_ms=None if timeout is None else max(1, round(timeout * 1000)),
-                trace_context=current_traceparent(),
-                lessee=None if reservation is None else reservation.lessee)
-        finally:
-            if reservation is not None:
-                reservation.settle(outcome.deliveries if outcome is not None else [])
-        run = outcome.execution
+        run = start_workflow(_validated(self.StartInputSerializer, request.data))
         return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": f"{_run_path(run.workflow_id)}?run_id={run.run_id}"})
+                        headers={"Location": run_location(run)})
 
     @extend_schema(operation_id="workflow_list", parameters=[ListQuerySerializer],
                    responses={200: WorkflowListSerializer, **_errors(401, 403, 422)},
