@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
 
 
 def for_update() -> str:
@@ -90,6 +92,48 @@ def insert_one(obj: models.Model) -> None:
             obj.pk = cursor.lastrowid
     obj._state.adding = False
     obj._state.db = connection.alias
+
+
+@cache
+def qualified_columns(model: type[models.Model], alias: str) -> str:
+    """``columns(model)`` qualified by the table's ``alias`` in a join."""
+    return ", ".join(f"{alias}.{connection.ops.quote_name(str(f.column))}"
+                     for f in model._meta.concrete_fields)
+
+
+def width(model: type[models.Model]) -> int:
+    """How many values a row of ``columns(model)`` has."""
+    return len(model._meta.concrete_fields)
+
+
+def instance(model: type[M], values: Sequence[Any]) -> M:
+    """The instance of a row read as ``columns(model)`` (e.g. one side of a join), with each
+    column converted from the database as the ORM's own reads convert it."""
+    converted = list(values)
+    for i, field, converters in _converters(model, connection.vendor):
+        value = converted[i]
+        for convert in converters:
+            value = convert(value, field, connection)
+        converted[i] = value
+    return model.from_db(connection.alias, _attnames(model), converted)
+
+
+@cache
+def _attnames(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(f.attname for f in model._meta.concrete_fields)
+
+
+@cache
+def _converters(model: type[models.Model], vendor: str) -> tuple[
+        tuple[int, Any, tuple[Any, ...]], ...]:
+    out = []
+    for i, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        converters = (*connection.ops.get_db_converters(column),
+                      *column.get_db_converters(connection))
+        if converters:
+            out.append((i, column, converters))
+    return tuple(out)
 
 
 def execute(sql: str, params: Sequence[Any]) -> int:

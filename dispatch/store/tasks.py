@@ -36,8 +36,8 @@ __all__ = [
     "delete_run", "execution_id_from_token", "execution_of", "expired", "extend_leases",
     "held_counts", "insert", "lease", "leased_activity_tokens",
     "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
-    "lock_leased", "lock_leased_activities",
-    "lock_leased_id", "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",
+    "lock_leased", "lock_leased_activities", "lock_leased_id", "lock_leased_run",
+    "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",
     "save_lease", "save_leases", "unlease",
 ]
 
@@ -123,6 +123,32 @@ def lock_leased(token: str, *, kind: TaskKind, owner: str | None) -> Task | None
             or task.kind != kind or (owner is not None and task.lease_owner != owner)):
         return None
     return task
+
+
+def lock_leased_run(token: str, *, kind: TaskKind,
+                    owner: str | None) -> tuple[Execution, Task] | None:
+    """The run and its task of ``kind`` leased under ``token`` (to ``owner``, if given), both
+    locked, in one statement (the run's row first, as every transition locks them); None if
+    ``token`` is not such a live lease. What ``lock_leased`` checks, for a caller that has not
+    locked the run yet."""
+    execution_id = execution_id_from_token(token)
+    if execution_id is None:
+        return None
+    rows = sql.fetch(
+        f"SELECT {sql.qualified_columns(Execution, 'e')}, {sql.qualified_columns(Task, 't')} "
+        f"FROM {sql.table(Execution)} e JOIN {sql.table(Task)} t ON t.execution_id = e.id "
+        f"WHERE e.id = %s AND t.token = %s AND t.state = %s{sql.for_update()}",
+        [execution_id, token, TaskState.LEASED.value])
+    if not rows:
+        return None
+    split = sql.width(Execution)
+    execution = sql.instance(Execution, rows[0][:split])
+    task = sql.instance(Task, rows[0][split:])
+    if (task.token != token or task.kind != kind
+            or (owner is not None and task.lease_owner != owner)):
+        return None
+    task.execution = execution
+    return execution, task
 
 
 def unlease(task: Task, *, to: TaskState, attempt: int | None = None,

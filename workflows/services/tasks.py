@@ -15,7 +15,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from dispatch.store import Task, TaskKind, execution_id_from_token, tasks
+from dispatch.store import Task, TaskKind, tasks
 from schedproject.transactions import atomic
 from timers import store as timers
 from workflows import store as executions
@@ -44,17 +44,10 @@ def check_lease(token: str, *, kind: TaskKind, worker_id: str | None) -> tuple[E
 
     Must run inside the service's atomic block.
     """
-    execution_id = execution_id_from_token(token)
-    if execution_id is None:
+    locked = tasks.lock_leased_run(token, kind=kind, owner=worker_id)
+    if locked is None:
         raise stale()
-    try:
-        execution = executions.lock(execution_id)
-    except Execution.DoesNotExist:
-        raise stale() from None
-    task = tasks.lock_leased(token, kind=kind, owner=worker_id)
-    if task is None:
-        raise stale()
-    return execution, task
+    return locked
 
 
 # ---- workflow tasks ------------------------------------------------------------------------
