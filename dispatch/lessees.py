@@ -22,13 +22,13 @@ all under ``_lock``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -56,6 +56,7 @@ class LocalWorker(Protocol):
 @dataclass
 class _Entry:
     worker: LocalWorker
+    loop: asyncio.AbstractEventLoop  # the worker's consumer's; sends go out from it
     reserved: int = 0  # workflow slots taken by starts whose frame has not reached it
 
 
@@ -64,9 +65,10 @@ _workers: dict[str, _Entry] = {}
 
 
 def register(worker: LocalWorker) -> None:
-    """A worker said hello on this process: starts may hand it new runs."""
+    """A worker said hello on this process: starts may hand it new runs. Call on the
+    consumer's event loop."""
     with _lock:
-        _workers[worker.worker_id] = _Entry(worker)
+        _workers[worker.worker_id] = _Entry(worker, asyncio.get_running_loop())
 
 
 def unregister(worker: LocalWorker) -> None:
@@ -105,6 +107,7 @@ class Reservation:
 
     lessee: Lessee
     channel_name: str
+    loop: asyncio.AbstractEventLoop
     _settled: bool = False
 
     def settle(self, deliveries: Sequence[dict[str, Any]]) -> None:
@@ -121,17 +124,28 @@ class Reservation:
         transaction.on_commit(lambda: self._send(messages))
 
     def _send(self, messages: list[dict[str, Any]]) -> None:
-        layer = get_channel_layer()
+        """Hand the frame to the channel layer from the consumer's event loop (a start runs
+        on a database thread, which has no loop of its own to send from), without waiting."""
+        event = {"type": DELIVER, "messages": messages, RESERVED: 1}
         try:
-            assert layer is not None
-            async_to_sync(layer.send)(self.channel_name, {"type": DELIVER, "messages": messages,
-                                                          RESERVED: 1})
-        except Exception:
-            # The lease stands and times out (WorkflowTaskTimedOut), then the task is
-            # scheduled again: the same as a dispatcher delivery the channel layer lost.
-            log.warning("could not send a started run's first task to worker %s",
-                        self.lessee.worker_id, exc_info=True)
-            _release(self.lessee.worker_id, 1)
+            sent = asyncio.run_coroutine_threadsafe(self._deliver(event), self.loop)
+        except RuntimeError:  # the loop has closed: the process is going away
+            self._lost(None)
+            return
+        sent.add_done_callback(lambda done: self._lost(done.exception())
+                               if not done.cancelled() and done.exception() else None)
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        await layer.send(self.channel_name, event)
+
+    def _lost(self, exc: BaseException | None) -> None:
+        # The lease stands and times out (WorkflowTaskTimedOut), then the task is scheduled
+        # again: the same as a dispatcher delivery the channel layer lost.
+        log.warning("could not send a started run's first task to worker %s",
+                    self.lessee.worker_id, exc_info=exc)
+        _release(self.lessee.worker_id, 1)
 
 
 def reserve(*, task_queue: str, workflow_type: str) -> Reservation | None:
@@ -161,4 +175,4 @@ def reserve(*, task_queue: str, workflow_type: str) -> Reservation | None:
         Lessee(worker.worker_id, task_queue, frozenset(worker.hello.workflow_types),
                frozenset(worker.hello.activity_types), 1, 0, cfg.lease_timeout_seconds,
                cfg.workflow_task_timeout_seconds),
-        worker.channel_name)
+        worker.channel_name, entry.loop)
