@@ -21,7 +21,8 @@ from schedproject import config
 from schedproject.dbthread import DbThread
 
 from . import notify, services, wakeup
-from .store import NotLeader
+from .store import NotLeader, Shard
+from .store.leadership import ONLY
 
 log = logging.getLogger("sched.dispatcher")
 BATCH = 200
@@ -29,21 +30,26 @@ RECLAIM_EVERY_SECONDS = 1.0
 MIN_TICK_INTERVAL_SECONDS = 0.01
 
 
-async def run_dispatcher(term: int) -> None:
+async def run_dispatcher(term: int, shard: Shard = ONLY) -> None:
+    """Lead ``shard`` (the only one by default): lease its runs' ready tasks; shard 0 also
+    reclaims silent workers and expired leases."""
     wake = asyncio.Event()
-    wakeup.register(wakeup.DISPATCH, wake, asyncio.get_running_loop())
+    names = {wakeup.DISPATCH, wakeup.shard_name(shard.index, shard.count)}
+    for name in names:
+        wakeup.register(name, wake, asyncio.get_running_loop())
     poll = config.get().dispatch_poll_seconds
-    db = DbThread("dispatcher")
+    db = DbThread("dispatcher" if shard.index == 0 else f"dispatcher-{shard.index}")
     last_reclaim = 0.0
     try:
         while True:
             wake.clear()
-            if time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS:
+            if (shard.index == 0
+                    and time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS):
                 last_reclaim = time.monotonic()
                 await db.run(services.reclaim, now=timezone.now(), term=term)
             tick_started = time.monotonic()
             deliveries = await db.run(services.dispatch_tick, now=timezone.now(), term=term,
-                                      batch=BATCH)
+                                      batch=BATCH, shard=shard)
             if deliveries:
                 await notify.deliver(deliveries)
             if len(deliveries) >= BATCH:
@@ -56,7 +62,8 @@ async def run_dispatcher(term: int) -> None:
             if since < MIN_TICK_INTERVAL_SECONDS:
                 await asyncio.sleep(MIN_TICK_INTERVAL_SECONDS - since)
     except NotLeader:
-        log.warning("dispatcher: lost leadership (term %d)", term)
+        log.warning("%s: lost leadership (term %d)", shard.name, term)
         raise
     finally:
-        wakeup.unregister(wakeup.DISPATCH, wake)
+        for name in names:
+            wakeup.unregister(name, wake)

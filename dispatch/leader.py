@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import time
 import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -71,16 +72,75 @@ def _new_term(name: str) -> int:
 new_term = database_sync_to_async(_new_term)
 
 
+APPLICATION_NAME = "sched-engine:"  # + ENGINE_ID, on every election connection
+
+
+class ShardBalance:
+    """Spreads the dispatch shards over the engines that campaign for them (PostgreSQL).
+
+    Engines are counted by their election connections (``application_name``
+    ``sched-engine:<id>`` in ``pg_stat_activity``). An engine takes a free shard only while it
+    leads fewer than its fair share (the shards over the engines, rounded up), and one that
+    leads more than that (an engine joined) gives up its highest shard, one per check
+    interval, and leaves it to the others for a few intervals. Shard 0 (the dispatcher's own
+    name, which also reclaims silent workers) is never given up while led: it moves only when
+    its leader goes away. An engine that dies closes its connections, so its shards are free
+    at once and the others take them at their next try."""
+
+    def __init__(self, shards: int, check_seconds: float) -> None:
+        self.shards = shards
+        self.check_seconds = check_seconds
+        self.led: set[int] = set()
+        self._released: dict[int, float] = {}
+        self._engines = (0.0, 1)  # (read at, count)
+
+    async def _engine_count(self, conn: LockConnection) -> int:
+        read_at, count = self._engines
+        if time.monotonic() - read_at < self.check_seconds:
+            return count
+        cur = await conn.execute(
+            "SELECT count(DISTINCT application_name) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE %s",
+            [APPLICATION_NAME + "%"])
+        row = await cur.fetchone()
+        count = max(1, int(row[0]) if row else 1)
+        self._engines = (time.monotonic(), count)
+        return count
+
+    async def fair_share(self, conn: LockConnection) -> int:
+        return -(-self.shards // await self._engine_count(conn))
+
+    async def may_take(self, index: int, conn: LockConnection) -> bool:
+        released = self._released.get(index)
+        if released is not None and time.monotonic() - released < 3 * self.check_seconds:
+            return False
+        return len(self.led) < await self.fair_share(conn)
+
+    async def must_give_up(self, index: int, conn: LockConnection) -> bool:
+        if index == 0 or index != max(self.led, default=-1):
+            return False
+        if len(self.led) <= await self.fair_share(conn):
+            return False
+        self._released[index] = time.monotonic()
+        return True
+
+
 class LeaderElection:
-    """Runs ``loop(term)`` while this process leads ``name``; waits as a standby otherwise."""
+    """Runs ``loop(term)`` while this process leads ``name``; waits as a standby otherwise.
+    With ``shard`` and ``balance`` (a dispatch shard), it also takes and gives up the lead as
+    ``balance`` says, to spread the shards over the engines."""
 
     def __init__(self, name: str, wake_name: str, loop: Loop, *,
-                 retry_seconds: float | None = None) -> None:
+                 retry_seconds: float | None = None, wake_names: tuple[str, ...] = (),
+                 shard: int | None = None, balance: ShardBalance | None = None) -> None:
         self.name = name
         self.wake_name = wake_name
+        self.wake_names = {wake_name, *wake_names}  # pg_notify payloads forwarded
         self.loop = loop
         self.check_seconds = config.get().leader_check_seconds
         self.retry_seconds = retry_seconds or self.check_seconds
+        self.shard = shard
+        self.balance = balance
         metrics.set_leader(name, False)
 
     async def run(self) -> None:
@@ -118,15 +178,20 @@ class LeaderElection:
             host=str(db.get("HOST") or "") or None, port=str(db.get("PORT") or "") or None,
             dbname=str(db["NAME"]), user=str(db.get("USER") or "") or None,
             password=str(db.get("PASSWORD") or "") or None, autocommit=True, connect_timeout=5,
+            application_name=APPLICATION_NAME + ENGINE_ID[-40:],
         )
         async with conn:
             idle_ms = int(lease_seconds() * 1000)
             await conn.execute(f"SET idle_session_timeout = {idle_ms}")
             while True:
-                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(self.name)])
-                row = await cur.fetchone()
-                if row and row[0]:
-                    break
+                if self.balance is None or await self.balance.may_take(self._index, conn):
+                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                             [lock_key(self.name)])
+                    row = await cur.fetchone()
+                    if row and row[0]:
+                        break
+                else:
+                    await conn.execute("SELECT 1")  # keep the connection (and its count) alive
                 await asyncio.sleep(self.retry_seconds)
             await conn.execute(f"LISTEN {wakeup.PG_CHANNEL}")
             # The term is taken on the lock's own connection: waiting there for a paused
@@ -137,12 +202,18 @@ class LeaderElection:
             assert row is not None
             await self._lead(conn, int(row[0]))
 
+    @property
+    def _index(self) -> int:
+        return self.shard or 0
+
     async def _lead(self, conn: LockConnection | None, term: int | None = None) -> None:
         if term is None:
             term = await new_term(self.name)
         log.info("%s: leading, term %d", self.name, term)
         metrics.set_leader(self.name, True)
         wakeup.local_leaders.add(self.wake_name)
+        if self.balance is not None:
+            self.balance.led.add(self._index)
         task = asyncio.create_task(self.loop(term), name=f"sched-{self.name}")
         try:
             if conn is None:
@@ -152,6 +223,8 @@ class LeaderElection:
         finally:
             metrics.set_leader(self.name, False)
             wakeup.local_leaders.discard(self.wake_name)
+            if self.balance is not None:
+                self.balance.led.discard(self._index)
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -162,7 +235,10 @@ class LeaderElection:
         """Forward wake-ups and check the lock's connection until either fails."""
         while not task.done():
             async for notice in conn.notifies(timeout=self.check_seconds, stop_after=100):
-                if notice.payload == self.wake_name:
-                    wakeup.wake(self.wake_name)
+                if notice.payload in self.wake_names:
+                    wakeup.wake(notice.payload)
             await conn.execute("SELECT 1")
+            if self.balance is not None and await self.balance.must_give_up(self._index, conn):
+                log.info("%s: giving the shard to another engine", self.name)
+                return
         task.result()  # re-raise what ended the loop

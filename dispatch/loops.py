@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
+from schedproject import config
 from timers.manager import run_timers
 
+from . import wakeup
 from .dispatcher import run_dispatcher
-from .leader import LeaderElection
+from .leader import LeaderElection, ShardBalance
+from .store import leadership
 
 log = logging.getLogger("sched.loops")
 
@@ -16,10 +20,23 @@ log = logging.getLogger("sched.loops")
 def elections(*, dispatcher: bool = True, timers: bool = True) -> list[LeaderElection]:
     out = []
     if dispatcher:
-        out.append(LeaderElection("dispatcher", "dispatch", run_dispatcher))
+        out.extend(_dispatch_elections())
     if timers:
         out.append(LeaderElection("timers", "timers", run_timers))
     return out
+
+
+def _dispatch_elections() -> list[LeaderElection]:
+    """One election per dispatch shard (``SCHED_DISPATCH_SHARDS``), balanced over the
+    engines when there are several shards."""
+    shards = leadership.shards()
+    if len(shards) == 1:
+        return [LeaderElection(shards[0].name, wakeup.DISPATCH, run_dispatcher)]
+    balance = ShardBalance(len(shards), config.get().leader_check_seconds)
+    return [LeaderElection(shard.name, wakeup.shard_name(shard.index, shard.count),
+                           functools.partial(run_dispatcher, shard=shard),
+                           wake_names=(wakeup.DISPATCH,), shard=shard.index, balance=balance)
+            for shard in shards]
 
 
 def start(loop: asyncio.AbstractEventLoop, *, dispatcher: bool = True,

@@ -31,12 +31,14 @@ from workflows.services import (
 
 from .deliveries import activity_task_message, full_history
 from .store import (
+    Shard,
     Task,
     TaskKind,
     TaskState,
     WorkerSession,
     check_term,
     execution_id_from_token,
+    leadership,
     sessions,
     tasks,
 )
@@ -161,49 +163,67 @@ class _Slot:
                       cfg.workflow_task_timeout_seconds)
 
 
-def dispatch_tick(*, now: datetime, term: int, batch: int = 200) -> list[Delivery]:
-    """Lease ready tasks to live workers with free capacity. Returns the messages to send,
-    once this has committed.
+def dispatch_tick(*, now: datetime, term: int, batch: int = 200,
+                  shard: Shard = leadership.ONLY) -> list[Delivery]:
+    """Lease ready tasks of ``shard``'s runs to live workers with free capacity. Returns the
+    messages to send, once this has committed.
 
     Only tasks some worker with room can take are read (by queue, kind and type), at most as
-    many as there are free slots, so a tick costs little when workers are full.
+    many as there are free slots, so a tick costs little when workers are full. With several
+    shards, their ticks (on this engine or others) share the workers' credit: each takes the
+    dispatch lock for its transaction and reads the free slots under it, so two shards never
+    lease the same free slot.
     """
     slots = _free_slots(now)
+    if not _room(slots):
+        return []
+    with atomic():
+        check_term(shard.name, term)
+        if shard.count > 1:
+            leadership.lock_dispatch()
+            slots = _free_slots(now)
+            if not _room(slots):
+                return []
+        return _lease_ready(slots, now, batch, shard)
+
+
+def _room(slots: list[_Slot]) -> bool:
+    return bool(_wanted(slots)) and sum(s.workflow + s.activity for s in slots) > 0
+
+
+def _lease_ready(slots: list[_Slot], now: datetime, batch: int,
+                 shard: Shard) -> list[Delivery]:
     wanted = _wanted(slots)
     limit = min(batch, sum(s.workflow + s.activity for s in slots))
-    if not wanted or limit <= 0:
-        return []
     deliveries: list[Delivery] = []
-    with atomic():
-        check_term("dispatcher", term)
-        ready = tasks.ready(wanted, limit)
-        runs = executions.lock_many_skip_locked(
-            [t.execution_id for t in ready if t.kind == TaskKind.WORKFLOW])
-        leased_activities: list[Task] = []
-        for task in ready:
-            if task.kind == TaskKind.ACTIVITY:
-                slot = _pick(slots, task, sticky="")
-                if slot is not None:
-                    tasks.lease(task, slot.session.worker_id, now,
-                                _config().lease_timeout_seconds)
-                    slot.activity -= 1
-                    leased_activities.append(task)
-                continue
-            execution = runs.get(task.execution_id)
-            if execution is None:
-                continue  # busy with another transition; next tick
-            slot = _pick(slots, task, sticky=execution.sticky_worker)
-            if slot is None:
-                continue
-            deliveries.extend(_start_workflow_task(execution, task, slot, now))
-        if leased_activities:
-            tasks.save_leases(leased_activities)
-            start_attempt_timers(leased_activities, now)
-            of = executions.get_many(t.execution_id for t in leased_activities)
-            by_worker = {s.session.worker_id: s.session.channel_name for s in slots}
-            deliveries.extend(
-                (by_worker[task.lease_owner], activity_task_message(of[task.execution_id], task))
-                for task in leased_activities)
+    ready = tasks.ready(wanted, limit, shard=(shard.index, shard.count))
+    runs = executions.lock_many_skip_locked(
+        [t.execution_id for t in ready if t.kind == TaskKind.WORKFLOW])
+    leased_activities: list[Task] = []
+    for task in ready:
+        if task.kind == TaskKind.ACTIVITY:
+            slot = _pick(slots, task, sticky="")
+            if slot is not None:
+                tasks.lease(task, slot.session.worker_id, now,
+                            _config().lease_timeout_seconds)
+                slot.activity -= 1
+                leased_activities.append(task)
+            continue
+        execution = runs.get(task.execution_id)
+        if execution is None:
+            continue  # busy with another transition; next tick
+        slot = _pick(slots, task, sticky=execution.sticky_worker)
+        if slot is None:
+            continue
+        deliveries.extend(_start_workflow_task(execution, task, slot, now))
+    if leased_activities:
+        tasks.save_leases(leased_activities)
+        start_attempt_timers(leased_activities, now)
+        of = executions.get_many(t.execution_id for t in leased_activities)
+        by_worker = {s.session.worker_id: s.session.channel_name for s in slots}
+        deliveries.extend(
+            (by_worker[task.lease_owner], activity_task_message(of[task.execution_id], task))
+            for task in leased_activities)
     return deliveries
 
 

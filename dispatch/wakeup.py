@@ -20,7 +20,7 @@ import threading
 
 from django.db import connection, transaction
 
-DISPATCH = "dispatch"
+DISPATCH = "dispatch"  # every dispatch shard's loop
 TIMERS = "timers"
 PG_CHANNEL = "sched_wake"
 
@@ -47,6 +47,18 @@ def wake(name: str) -> None:
     for loop, event in waiters:
         if not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
+
+
+def shard_name(index: int, shards: int) -> str:
+    """The wake-up name of dispatch shard ``index`` of ``shards`` (``DISPATCH`` when there is
+    one shard). A shard's loop also wakes on ``DISPATCH`` (a worker has room again)."""
+    return DISPATCH if shards <= 1 else f"{DISPATCH}:{index}"
+
+
+def dispatch_shard(execution_id: int, shards: int) -> str:
+    """The wake-up name of the dispatch shard of run ``execution_id``: a ready task of that
+    run wakes only that shard's loop."""
+    return shard_name(execution_id % max(shards, 1), shards)
 
 
 def on_commit(name: str) -> None:

@@ -77,6 +77,9 @@ class SchedConfig:
     # The lean path of the start and result calls (workflows.api.fast); SCHED_LEAN_API=0
     # sends every request through Django's full request cycle.
     lean_api: bool
+    # Dispatch shards (PostgreSQL): runs hash into this many shards, each leased by whichever
+    # engine leads it (SCHED_DISPATCH_SHARDS, by default 4; always 1 on SQLite).
+    dispatch_shards: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -118,6 +121,8 @@ def load() -> SchedConfig:
         run_loops=_bool("SCHED_RUN_LOOPS", True),
         db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
         lean_api=_bool("SCHED_LEAN_API", True),
+        dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 4, minimum=1))
+        if on_postgres else 1,
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )
 

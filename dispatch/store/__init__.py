@@ -8,9 +8,9 @@ task state machine and the lease check exist once.
 from __future__ import annotations
 
 from . import sessions, tasks
-from .leadership import Leadership, NotLeader, check_term
+from .leadership import Leadership, NotLeader, Shard, check_term
 from .sessions import WorkerSession
 from .tasks import Task, TaskKind, TaskState, execution_id_from_token, new_token
 
-__all__ = ["Leadership", "NotLeader", "Task", "TaskKind", "TaskState", "WorkerSession",
+__all__ = ["Leadership", "NotLeader", "Shard", "Task", "TaskKind", "TaskState", "WorkerSession",
            "check_term", "execution_id_from_token", "new_token", "sessions", "tasks"]

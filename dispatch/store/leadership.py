@@ -8,12 +8,44 @@ connection (``take_term_sql``); on SQLite through Django's (``take_term``).
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connection
+
 from dispatch.models import Leadership
+from schedproject import config
 from schedproject.transactions import atomic
 
-__all__ = ["Leadership", "NotLeader", "check_term", "take_term", "take_term_sql"]
+__all__ = ["ONLY", "Leadership", "NotLeader", "Shard", "check_term", "lock_dispatch", "shards",
+           "take_term", "take_term_sql"]
+
+DISPATCHER = "dispatcher"
+DISPATCH_LOCK_KEY = zlib.crc32(b"sched:dispatch-slots")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One dispatch shard: the runs whose id is ``index`` modulo ``count``. Shard 0 is the
+    dispatcher's own leadership row (``dispatcher``); shard i > 0 is ``dispatcher-i``. With
+    one shard, the dispatcher leases every run's tasks."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def name(self) -> str:
+        return DISPATCHER if self.index == 0 else f"{DISPATCHER}-{self.index}"
+
+
+ONLY = Shard()  # a deployment of one shard
+
+
+def shards() -> list[Shard]:
+    """The dispatch shards of this deployment (``SCHED_DISPATCH_SHARDS``)."""
+    count = config.get().dispatch_shards
+    return [Shard(i, count) for i in range(count)]
 
 
 class NotLeader(Exception):
@@ -26,6 +58,16 @@ def check_term(name: str, term: int) -> None:
     if not Leadership.objects.select_for_update(no_key=True).filter(name=name,
                                                                    term=term).exists():
         raise NotLeader(f"{name}: term {term} is over")
+
+
+def lock_dispatch() -> None:
+    """Inside a transaction, on PostgreSQL: wait for the other dispatch shards' ticks that
+    lease from the same workers' credit (until this transaction ends). On SQLite writers
+    already take turns (``schedproject.transactions``)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
 
 
 def take_term(name: str, *, holder: str, now: datetime) -> int:

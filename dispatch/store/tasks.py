@@ -23,10 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q
+from django.db.models.functions import Mod
 
 from dispatch import wakeup
 from dispatch.models import Task
-from schedproject import sql
+from schedproject import config, sql
 from workflows import changes
 from workflows.core.effects import CreateTask, TaskKind, TaskState
 from workflows.models import Execution
@@ -68,8 +69,8 @@ def build(execution: Execution, task: CreateTask, now: datetime) -> Task:
 def insert(tasks: Sequence[Task]) -> None:
     """Insert new rows in one statement; wake the dispatcher if one is ready."""
     sql.insert(tasks)
-    if any(task.state == TaskState.READY for task in tasks):
-        wakeup.on_commit(wakeup.DISPATCH)
+    for name in {_wake_name(task) for task in tasks if task.state == TaskState.READY}:
+        wakeup.on_commit(name)
 
 
 def delete(task: Task) -> None:
@@ -168,14 +169,19 @@ def unlease(task: Task, *, to: TaskState, attempt: int | None = None,
         fields += ["attempt", "last_failure"]
     sql.update(task, fields)
     if to == TaskState.READY:
-        wakeup.on_commit(wakeup.DISPATCH)
+        wakeup.on_commit(_wake_name(task))
 
 
 def make_ready(task: Task) -> None:
     """A task in backoff is ready for its next attempt."""
     task.state = TaskState.READY
     sql.update(task, ["state"])
-    wakeup.on_commit(wakeup.DISPATCH)
+    wakeup.on_commit(_wake_name(task))
+
+
+def _wake_name(task: Task) -> str:
+    """The loop a ready ``task`` wakes: its run's dispatch shard's."""
+    return wakeup.dispatch_shard(task.execution_id, config.get().dispatch_shards)
 
 
 def request_cancel(execution_id: int, scheduled_event_id: int) -> tuple[str, str] | None:
@@ -261,17 +267,21 @@ def leased_workflow_task(token: str, worker_id: str) -> Task | None:
 Wanted = tuple[str, TaskKind, Sequence[str]]  # (task queue, kind, type names)
 
 
-def ready(wanted: Iterable[Wanted], limit: int) -> list[Task]:
+def ready(wanted: Iterable[Wanted], limit: int, *, shard: tuple[int, int] = (0, 1)) -> list[Task]:
     """Up to ``limit`` ready tasks of these queues, kinds and types, oldest first, locked
-    (those another transaction holds are skipped)."""
+    (those another transaction holds are skipped); with ``shard`` (index, count), only those
+    of runs whose id is ``index`` modulo ``count``."""
     q: Q | None = None
     for task_queue, kind, types in wanted:
         one = Q(task_queue=task_queue, kind=kind, type_name__in=types)
         q = one if q is None else q | one
     if q is None:
         return []
-    return list(Task.objects.select_for_update(skip_locked=True)
-                .filter(q, state=TaskState.READY).order_by("id")[:limit])
+    rows = Task.objects.select_for_update(skip_locked=True).filter(q, state=TaskState.READY)
+    index, count = shard
+    if count > 1:
+        rows = rows.annotate(shard=Mod("execution_id", count)).filter(shard=index)
+    return list(rows.order_by("id")[:limit])
 
 
 def held_counts(worker_ids: Sequence[str]) -> dict[tuple[str, str], int]:

@@ -100,6 +100,9 @@ def parse_args() -> argparse.Namespace:
                              "to be published (0: read them at once)")
     parser.add_argument("--celery-concurrency", type=int, default=os.cpu_count() or 2,
                         help="Celery worker processes (default: one per core)")
+    parser.add_argument("--engines", type=int, choices=[1, 2], default=1,
+                        help="2: also W1 on PostgreSQL with two engines (a worker on each, "
+                             "the starts spread over both), beside the one-engine W1")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args()
     args.w1l = args.w1 if args.w1l is None else args.w1l
@@ -147,6 +150,16 @@ def main() -> None:
                     except Exception as exc:  # the other runs' figures are still worth having
                         failures.append(f"sched {checkout.label} on {backend}: {exc}")
                         print(f"[{checkout.label} {backend}] FAILED: {exc}", flush=True)
+            if args.engines > 1 and "postgres" in backends:
+                w1_only = argparse.Namespace(**{**vars(args), "w1l": 0, "w2": 0, "w2l": 0,
+                                                "w3": 0, "w4": 0})
+                try:
+                    results["postgres_engines"] = run_sched(
+                        checkouts[0], "postgres", w1_only, tmp, PG_BASE, REDIS,
+                        engines=args.engines)
+                except Exception as exc:
+                    failures.append(f"sched with {args.engines} engines: {exc}")
+                    print(f"[current postgres x{args.engines}] FAILED: {exc}", flush=True)
             if args.peer_list:
                 results["peers"] = run_peers(args, tmp)
     finally:
@@ -214,6 +227,13 @@ def summarize(results: dict[str, Any]) -> str:
                 f"{' + uncommitted changes' if results[backend]['code']['dirty'] else ''}) "
                 f"÷ baseline {base['ref']} ({base[backend]['code']['commit'][:12]}):\n\n"
                 + report.baseline_table(results[backend], base[backend]))
+    two = report.dig(results, "postgres_engines", "W1", "workflows_per_second")
+    one = report.dig(results, "postgres", "W1", "workflows_per_second")
+    if two and one:
+        results["ratio_two_engines_over_one"] = round(two / one, 3)
+        parts.append(f"W1 on PostgreSQL with two engines (the dispatch shards shared, a worker "
+                     f"on each): {two} workflows/s, against {one} with one: "
+                     f"**{two / one:.2f}** of it.")
     text = "\n\n".join(parts) + "\n"
     print("\n" + text)
     return text

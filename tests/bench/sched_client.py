@@ -1,8 +1,9 @@
 """The bench's client of sched, run as a script by the interpreter of the checkout measured
 (``PYTHONPATH`` = that checkout, so its ``sdk`` is the one imported).
 
-``python sched_client.py ENGINE_URL TOKEN`` reads one command a line from stdin and answers
-each with one JSON line on stdout, so the bench can read CPU counters between commands:
+``python sched_client.py ENGINE_URL[,ENGINE_URL...] TOKEN`` reads one command a line from stdin
+and answers each with one JSON line on stdout, so the bench can read CPU counters between
+commands (with several engines, the W1 and W3 starts are spread over them):
 
 - ``warmup``: one workflow, start to result (the worker is connected and serving).
 - ``w1 N`` / ``w3 N``: start N ``three_steps`` / ``sleep_one`` workflows as fast as it can
@@ -25,15 +26,17 @@ import sdk
 CONCURRENT_STARTS = 32
 
 
-async def start_many(client: Any, workflow: str, inputs: list[Any], prefix: str) -> None:
+async def start_many(clients: list[Any], workflow: str, inputs: list[Any], prefix: str) -> None:
+    """The starts, ``CONCURRENT_STARTS`` at a time, spread over the engines' clients."""
     queue = list(enumerate(inputs))
 
-    async def starter() -> None:
+    async def starter(client: Any) -> None:
         while queue:
             i, value = queue.pop()
             await client.start_workflow(workflow, value, workflow_id=f"{prefix}-{i}")
 
-    await asyncio.gather(*(starter() for _ in range(CONCURRENT_STARTS)))
+    await asyncio.gather(*(starter(clients[k % len(clients)])
+                           for k in range(CONCURRENT_STARTS)))
 
 
 def run(engine: str, token: str, command: str, n: int) -> dict[str, Any]:
@@ -43,13 +46,17 @@ def run(engine: str, token: str, command: str, n: int) -> dict[str, Any]:
         inputs: list[Any] = [1.0] * n if command == "w3" else list(range(n))
 
         async def go() -> None:
-            async with sdk.AsyncClient(engine, token=token) as client:
-                await start_many(client, workflow, inputs, workflow)
+            clients = [sdk.AsyncClient(url, token=token) for url in engine.split(",")]
+            try:
+                await start_many(clients, workflow, inputs, workflow)
+            finally:
+                for client in clients:
+                    await client.aclose()
 
         started = time.time()
         asyncio.run(go())
         return {"first_start": started, "all_started": time.time()}
-    with sdk.Client(engine, token=token) as client:
+    with sdk.Client(engine.split(",")[0], token=token) as client:
         if command == "warmup":
             client.start_workflow("three_steps", 0, workflow_id="warmup").result(timeout=60)
             return {}

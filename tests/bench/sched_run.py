@@ -110,10 +110,12 @@ class Checkout:
 
 
 def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
-              pg_base: str, redis_url: str) -> dict[str, Any]:
-    """One engine and one worker of ``checkout`` on a fresh database; W1..W4."""
-    tag = f"[{checkout.label} {backend}]"
-    data = tmp / f"{checkout.label}-{backend}"
+              pg_base: str, redis_url: str, *, engines: int = 1) -> dict[str, Any]:
+    """One engine and one worker of ``checkout`` on a fresh database; W1..W4. With
+    ``engines`` 2 (PostgreSQL), two engines with a worker each, sharing the dispatch shards,
+    and the client's starts spread over both."""
+    tag = f"[{checkout.label} {backend}{'' if engines == 1 else f' x{engines} engines'}]"
+    data = tmp / f"{checkout.label}-{backend}-{engines}"
     data.mkdir(parents=True)
     database = f"sched_bench_{uuid.uuid4().hex[:10]}"
     extra = {"SCHED_SECRET_KEY": "bench-secret-" + "k" * 40, "SCHED_DATA_DIR": str(data)}
@@ -152,7 +154,22 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                 [sys.executable, "-m", "sdk.worker", "--engine", url, "--token", token,
                  "--task-queue", "default", str(WORKFLOWS)],
                 cwd=checkout.root, env=env, log=data / "worker.log")
-            client = children.start([sys.executable, str(CLIENT), url, token],
+            urls = [url]
+            extra_processes: dict[str, int] = {}
+            for n in range(2, engines + 1):
+                other_port = free_port()
+                other = children.start(
+                    [*manage, "runengine", "--port", str(other_port)], cwd=checkout.root,
+                    env=env, log=data / f"engine{n}.log")
+                other_url = f"http://127.0.0.1:{other_port}"
+                wait_healthy(other_url, other.alive)
+                other_worker = children.start(
+                    [sys.executable, "-m", "sdk.worker", "--engine", other_url, "--token",
+                     token, "--task-queue", "default", str(WORKFLOWS)],
+                    cwd=checkout.root, env=env, log=data / f"worker{n}.log")
+                urls.append(other_url)
+                extra_processes.update({f"engine{n}": other.pid, f"worker{n}": other_worker.pid})
+            client = children.start([sys.executable, str(CLIENT), ",".join(urls), token],
                                     cwd=checkout.root, env=env, log=data / "client.log",
                                     pipe=True)
             client.message(timeout=60)
@@ -162,7 +179,8 @@ def run_sched(checkout: Checkout, backend: str, args: Any, tmp: Path,
                 if backend == "postgres":
                     out["pg_single_row_commits_per_second"] = round(
                         pg_commit_rate(f"{pg_base}/{database}"), 1)
-                processes = {"engine": engine.pid, "worker": worker.pid, "client": client.pid}
+                processes = {"engine": engine.pid, "worker": worker.pid, "client": client.pid,
+                             **extra_processes}
                 on_pg = backend == "postgres"
                 for label, n in (("W1", args.w1), ("W1L", args.w1l), ("W2", args.w2),
                                  ("W2L", args.w2l), ("W3", args.w3), ("W4", args.w4)):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from dispatch import services as dispatch
 from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
-from dispatch.store import NotLeader
+from dispatch.store import NotLeader, Shard
 from timers.models import Timer, TimerKind
 from workflows.core.events import EventType
 from workflows.errors import Conflict
@@ -103,6 +103,37 @@ def test_dispatch_respects_queue_types_and_capacity(leader: int) -> None:
     run = start("far", task_queue="other")
     [(channel, msg)] = tick()
     assert channel == "chan.elsewhere" and msg["run_id"] == str(run.run_id)
+
+
+def test_each_dispatch_shard_leases_its_own_runs_and_they_share_the_credit(
+        leader: int) -> None:
+    register("w1", max_tasks=3)
+    runs = [start(f"sharded-{n}") for n in range(4)]
+    shards = [Shard(i, 2) for i in range(2)]
+    for shard in shards:
+        Leadership.objects.get_or_create(name=shard.name, defaults={"term": TERM,
+                                                                    "holder": "test"})
+    leased: dict[int, list[str]] = {}
+    for shard in shards:
+        deliveries = dispatch.dispatch_tick(now=timezone.now(), term=TERM, shard=shard)
+        leased[shard.index] = sorted(m["run_id"] for _, m in deliveries)
+    by_shard = {i: sorted(str(r.run_id) for r in runs if r.pk % 2 == i) for i in (0, 1)}
+    # Shard 0 goes first and fills what its runs need; shard 1 gets the rest of the credit.
+    assert leased[0] == by_shard[0]
+    assert len(leased[1]) == 3 - len(by_shard[0])
+    assert set(leased[1]) <= set(by_shard[1])
+    assert Task.objects.filter(state=TaskState.LEASED).count() == 3  # never past the credit
+    for run in runs:
+        assert_consistent(run)
+
+
+def test_a_shard_with_a_stale_term_is_refused(leader: int) -> None:
+    register("w1")
+    start()
+    shard = Shard(1, 2)
+    Leadership.objects.create(name=shard.name, term=TERM + 1, holder="other")
+    with pytest.raises(NotLeader):
+        dispatch.dispatch_tick(now=timezone.now(), term=TERM, shard=shard)
 
 
 def test_no_live_worker_no_delivery(leader: int) -> None:
