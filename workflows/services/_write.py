@@ -91,7 +91,8 @@ def write_transition(execution: Execution, t: decide.Transition, *,
         elif isinstance(effect, fx.DropTask):
             tasks.delete_by_schedule(execution.pk, effect.kind, effect.scheduled_event_id)
         elif isinstance(effect, fx.DropTimers):
-            timers.delete(execution.pk, effect.kinds, effect.seq)
+            if not _has_no_timers(task, effect):
+                timers.delete(execution.pk, effect.kinds, effect.seq)
         elif isinstance(effect, fx.LeaseWorkflowTask):
             assert lessee is not None, "a workflow task is started only for a lessee"
             _mark_workflow_task_started(execution, [*new_tasks, *([task] if task else [])],
@@ -122,6 +123,22 @@ def write_transition(execution: Execution, t: decide.Transition, *,
         _save_snapshot(execution, t, closed=closed)
         changes.on_commit(execution, t.events)
     return outcome
+
+
+# An activity's timers exist only for the options it was scheduled with (and its retry timer
+# only while its task waits in backoff).
+TIMED_ACTIVITY_OPTIONS = ("schedule_to_start_ms", "schedule_to_close_ms", "start_to_close_ms",
+                          "heartbeat_ms")
+
+
+def _has_no_timers(task: Task | None, effect: fx.DropTimers) -> bool:
+    """Whether the timers ``effect`` drops cannot exist: they are the leased activity
+    ``task``'s, and it was scheduled with no timeout (a statement saved on every step of a
+    workflow of untimed activities)."""
+    return (task is not None and task.kind == TaskKind.ACTIVITY and task.seq == effect.seq
+            and task.state == fx.TaskState.LEASED
+            and set(effect.kinds) <= set(fx.ACTIVITY_TIMER_KINDS)
+            and not any(task.options.get(k) for k in TIMED_ACTIVITY_OPTIONS))
 
 
 def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) -> None:

@@ -155,7 +155,7 @@ def activity_close(execution: Execution, task: Task, outcome: EventType, *,
                                   worker=worker, **attributes)
     except decide.Rejected as exc:
         raise rejected(exc) from None
-    return write_transition(execution, t, lessee=lessee)
+    return write_transition(execution, t, lessee=lessee, task=task)
 
 
 def activity_task_fail(*, token: str, failure: dict[str, Any], canceled: bool = False,
