@@ -27,7 +27,7 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
     first_recent = recent[0].event_id if recent else execution.next_event_id
     events: list[dict[str, Any]] = []
     if first_event_id < first_recent:
-        events = executions.history(execution.pk, first_event_id, first_recent)
+        events = executions.history(execution, first_event_id, first_recent)
     events.extend(e.to_wire() for e in recent if e.event_id >= first_event_id)
     return protocol.WorkflowTask(
         token=task.token, workflow_id=execution.workflow_id, run_id=str(execution.run_id),

@@ -4,17 +4,26 @@ A run's row is locked first by every transition (``lock``), then its events are 
 (``append``, one statement) and its snapshot columns saved (``save``, one statement). The
 statements every step runs are written out by hand (``schedproject.sql``); the rest use the
 ORM. Reads of pages of history for workers live here too, beside the writes they follow.
+
+Process state: the last events this process appended to each of the runs it served lately
+(``_recent``, at most ``RECENT_RUNS`` runs and ``RECENT_EVENTS`` events each, kept once their
+transaction has committed, under ``_recent_lock``). A sticky worker's next workflow task
+carries the events since its last one, which this process has most often just written: they
+are read from there when it holds the whole range, contiguous, and from the table otherwise
+(an event, once committed, never changes, so the two agree).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from schedproject import sql
@@ -92,11 +101,46 @@ def create(**fields: Any) -> Execution:
     return execution
 
 
+RECENT_RUNS = 4096
+RECENT_EVENTS = 64
+_recent_lock = threading.Lock()
+_recent: OrderedDict[uuid.UUID, list[dict[str, Any]]] = OrderedDict()  # by run id
+
+
 def append(execution: Execution, events: Sequence[Event]) -> None:
     """Append ``events`` to the run's history, in one statement."""
     sql.insert([HistoryEvent(execution=execution, event_id=e.event_id,
                              event_type=e.event_type.value, timestamp=e.timestamp,
                              attributes=e.attributes) for e in events])
+    if events and execution.sticky_worker:  # a worker caches the run: its next task needs them
+        run_id = _run_key(execution)
+        wire = [e.to_wire() for e in events]
+        transaction.on_commit(lambda: _remember(run_id, wire))
+
+
+def _run_key(execution: Execution) -> uuid.UUID:
+    run_id = execution.run_id
+    return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+
+
+def _remember(run_id: uuid.UUID, wire: list[dict[str, Any]]) -> None:
+    with _recent_lock:
+        have = _recent.pop(run_id, None)
+        if have and have[-1]["event_id"] + 1 == wire[0]["event_id"]:
+            wire = have + wire
+        _recent[run_id] = wire[-RECENT_EVENTS:]
+        while len(_recent) > RECENT_RUNS:
+            _recent.popitem(last=False)
+
+
+def _recalled(run_id: uuid.UUID, first: int, before: int) -> list[dict[str, Any]] | None:
+    with _recent_lock:
+        have = _recent.get(run_id)
+        if not have or have[0]["event_id"] > first or have[-1]["event_id"] < before - 1:
+            return None
+        _recent.move_to_end(run_id)
+        start = first - have[0]["event_id"]
+        return have[start:start + before - first]
 
 
 def save(execution: Execution, fields: Sequence[str]) -> None:
@@ -111,8 +155,12 @@ def started_attributes(execution: Execution) -> dict[str, Any]:
     return attributes
 
 
-def history(execution_id: int, first: int, before: int) -> list[dict[str, Any]]:
+def history(execution: Execution, first: int, before: int) -> list[dict[str, Any]]:
     """The wire form of events ``first`` <= event_id < ``before`` of a run."""
+    recalled = _recalled(_run_key(execution), first, before)
+    if recalled is not None:
+        return recalled
+    execution_id = execution.pk
     rows = sql.fetch(f"SELECT event_id, event_type, timestamp, attributes "
                      f"FROM {sql.table(HistoryEvent)} WHERE execution_id = %s "
                      "AND event_id >= %s AND event_id < %s ORDER BY event_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -12,6 +13,7 @@ from dispatch import services as dispatch
 from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
 from dispatch.store import NotLeader, Shard
 from timers.models import Timer, TimerKind
+from workflows import store as executions
 from workflows.core.events import EventType
 from workflows.errors import Conflict
 from workflows.models import Execution
@@ -192,6 +194,34 @@ def test_sticky_worker_gets_the_next_workflow_task_with_only_new_events(worker: 
                                      worker_id=worker.worker_id, lessee=worker.lessee())
     [wt2] = outcome.deliveries
     assert wt2["first_event_id"] == wire_ids(wt)[-1] + 1
+    assert_consistent(run)
+
+
+def test_sticky_events_kept_in_memory_are_those_the_table_holds(
+        worker: Worker, django_capture_on_commit_callbacks: Any) -> None:
+    """The events since a sticky worker's last task come from what this process appended
+    (once committed) when it holds them all, and are then the same as the table's."""
+    run = start()
+    msg = workflow_task(run)
+    sent: list[dict[str, Any]] = []
+    for seq in (1, 2):
+        with django_capture_on_commit_callbacks(execute=True):
+            outcome = workflow_task_complete(token=msg["token"], commands=[activity(seq)],
+                                             worker_id=worker.worker_id,
+                                             lessee=worker.lessee())
+        [act] = outcome.deliveries
+        with django_capture_on_commit_callbacks(execute=True):
+            outcome = activity_task_complete(token=act["token"], result=seq,
+                                             worker_id=worker.worker_id,
+                                             lessee=worker.lessee())
+        [msg] = outcome.deliveries
+        sent.append(msg)
+    for m in sent:
+        first, last = m["first_event_id"], m["events"][-1]["event_id"]
+        with mock.patch.object(executions, "_recalled", return_value=None):  # the table's
+            from_table = executions.history(run, first, last + 1)
+        assert m["events"] == from_table
+        assert executions._recalled(run.run_id, first, last + 1) is not None  # memory had them
     assert_consistent(run)
 
 
