@@ -11,7 +11,7 @@ PostgreSQL alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from django.db import connection, models
@@ -42,13 +42,43 @@ def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     return field
 
 
+# Fields whose value of this exact type goes to the database as it is (their
+# ``get_db_prep_save`` would hand it back unchanged): one check instead of a chain of calls.
+_PLAIN: dict[type[models.Field[Any, Any]], type] = {
+    models.CharField: str, models.TextField: str, models.IntegerField: int,
+    models.BigIntegerField: int, models.SmallIntegerField: int,
+    models.PositiveIntegerField: int, models.BooleanField: bool,
+}
+
+
+@cache
+def _plain_type(field: models.Field[Any, Any]) -> type | None:
+    return _PLAIN.get(type(field))
+
+
+def _prep(field: models.Field[Any, Any], value: Any) -> Any:
+    plain = _plain_type(field)
+    if plain is not None and (value is None or type(value) is plain
+                              or (plain is str and isinstance(value, str))):  # StrEnum too
+        return value
+    return field.get_db_prep_save(value, connection)
+
+
+@cache
+def _update_statement(model: type[models.Model], fields: tuple[str, ...]) -> tuple[
+        str, tuple[models.Field[Any, Any], ...]]:
+    concrete = tuple(_field(model, f) for f in fields)
+    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = %s" for f in concrete)
+    return f"UPDATE {table(model)} SET {sets} WHERE id = %s", concrete
+
+
 def update(obj: models.Model, fields: Sequence[str]) -> None:
     """``obj.save(update_fields=fields)`` without the ORM's query building."""
-    concrete = [_field(type(obj), f) for f in fields]
-    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = %s" for f in concrete)
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete]
+    statement, concrete = _update_statement(type(obj), tuple(fields))
+    params = [_prep(f, getattr(obj, f.attname)) for f in concrete]
+    params.append(obj.pk)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table(type(obj))} SET {sets} WHERE id = %s", [*params, obj.pk])
+        cursor.execute(statement, params)
 
 
 @cache
@@ -57,19 +87,23 @@ def _insert_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], .
                  if isinstance(f, models.Field) and not f.primary_key)
 
 
+@lru_cache(maxsize=512)
+def _insert_statement(model: type[models.Model], rows: int) -> str:
+    fields = _insert_fields(model)
+    names = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return f"INSERT INTO {table(model)} ({names}) VALUES " + ", ".join([row] * rows)
+
+
 def insert(objs: Sequence[models.Model]) -> None:
     """Insert rows of one model in one statement (``bulk_create`` without returning ids)."""
     if not objs:
         return
     model = type(objs[0])
     fields = _insert_fields(model)
-    names = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection)
-              for obj in objs for f in fields]
+    params = [_prep(f, getattr(obj, f.attname)) for obj in objs for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table(model)} ({names}) VALUES "
-                       + ", ".join([row] * len(objs)), params)
+        cursor.execute(_insert_statement(model, len(objs)), params)
 
 
 def insert_one(obj: models.Model) -> None:
@@ -79,10 +113,8 @@ def insert_one(obj: models.Model) -> None:
     no signal receivers (the caller says so)."""
     model = type(obj)
     fields = _insert_fields(model)
-    names = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-    statement = (f"INSERT INTO {table(model)} ({names}) VALUES ("
-                 + ", ".join(["%s"] * len(fields)) + ")")
+    params = [_prep(f, getattr(obj, f.attname)) for f in fields]
+    statement = _insert_statement(model, 1)
     with connection.cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
             cursor.execute(statement + " RETURNING id", params)
