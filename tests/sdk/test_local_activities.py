@@ -285,7 +285,9 @@ def test_a_local_activity_needs_a_timeout() -> None:
     async def no_timeout(ctx: sdk.WorkflowContext, _: Any) -> Any:
         return await ctx.execute_local_activity("add_one", 1)
 
-    sim = local_sim(no_timeout, local=LOCALS)
+    sim = EngineSim(no_timeout)
+    sim.local = dict(LOCALS)
+    sim.drive()
     assert sim.status is Status.RUNNING  # a bug in the code: its workflow task fails
     [failed] = sim.task_failures
     assert failed["cause"] == "workflow_error" and failed["failure"]["type"] == "ValueError"
