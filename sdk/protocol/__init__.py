@@ -101,6 +101,7 @@ __all__ = [
     "TERMINAL_COMMANDS",
     "TERMINAL_KINDS",
     "WORKER_MESSAGES",
+    "WORKFLOW_TASK_FAILURE_CAUSES",
     "Ack",
     "ActivityCancel",
     "ActivityHeartbeat",

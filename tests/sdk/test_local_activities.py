@@ -358,7 +358,7 @@ def test_the_worker_runs_local_activities_and_completes_once() -> None:
                 "complete_workflow"]
             assert [c["data"]["result"] for c in done["commands"][:3]] == [2, 4, 5]
             assert done["commands"][-1]["result"] == 5
-            assert not worker._local_runs
+            assert not worker._workflow_runs
 
     run_async(scenario)
 
