@@ -134,7 +134,7 @@ class _JsonFormatter(logging.Formatter):
             "ts": self.formatTime(record), "level": record.levelname.lower(),
             "component": record.name.removeprefix("sched."), "message": record.getMessage(),
         }
-        for name in ("workflow_id", "run_id", "worker_id", "task_queue"):
+        for name in ("workflow_id", "run_id", "worker_id", "task_queue", "cause"):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
