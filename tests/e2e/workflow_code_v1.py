@@ -28,7 +28,7 @@ async def invoice(ctx: sdk.WorkflowContext, order: dict[str, Any]) -> dict[str, 
 
 @sdk.workflow
 async def blocking(ctx: sdk.WorkflowContext, seconds: float) -> str:
-    time.sleep(seconds)  # blocks its thread: a deadlock
+    time.sleep(seconds)  # noqa: ASYNC251 (on purpose: it blocks its thread, a deadlock)
     return "woke up"
 
 

@@ -726,7 +726,7 @@ async def priced_fixed(ctx: WorkflowContext, order: dict[str, Any]) -> int:
 
 def test_deploying_fixed_code_resumes_a_run_whose_workflow_task_failed() -> None:
     sim = EngineSim(priced_buggy, {"id": 1}).drive({"price": lambda _: {"total": 7}})
-    assert sim.status is Status.RUNNING
+    assert sim.state.is_open
     assert [f["failure"]["type"] for f in sim.task_failures] == ["KeyError"]
     assert sim.kinds(0) == ["schedule_activity"]  # the first task completed
     sim.definition = workflow_definition(priced_fixed)  # the deploy
@@ -860,7 +860,12 @@ async def call_later_direct(ctx: WorkflowContext, _: Any) -> list[str]:
     done = loop.create_future()
     loop.call_later(0, seen.append, "now")
     cancelled = loop.call_later(3, seen.append, "never")
-    loop.call_at(loop.time() + 2, lambda: (seen.append("at"), done.set_result(None)))
+
+    def at() -> None:
+        seen.append("at")
+        done.set_result(None)
+
+    loop.call_at(loop.time() + 2, at)
     cancelled.cancel()
     await done
     return seen
