@@ -15,17 +15,22 @@ Design (as temporalio/sdk-python runs workflows in a thread pool with a deadlock
   ``deadlock_detected`` and drops the instance. A step is measured, not the activation: a long
   replay of many short steps is not a deadlock.
 * Python cannot stop a thread. A deadlocked one is abandoned: it runs on until it returns
-  (its instance is dropped, so what it does is thrown away), as a daemon thread so it never
-  holds the process at exit. A workflow that never yields costs a thread for each retry of
-  its task, which the engine's back-off (doubling up to 30 s) keeps few.
-* A thread per activation, not a pool: a pool's stuck thread would have to be replaced, and
-  starting a thread costs tens of microseconds, little beside an activation.
+  (its instance is dropped, so what it does is thrown away). A workflow that never yields
+  costs a thread for each retry of its task, which the engine's back-off (doubling up to
+  30 s) keeps few.
+* The threads are a small pool of its own (``_Threads``): a thread is started when no idle
+  one is waiting, so an abandoned thread is replaced by the next activation that needs one,
+  and idle threads end after a minute. Daemon threads, so a stuck one never holds the
+  process at exit (``concurrent.futures``' pool joins its threads at exit, and cannot replace
+  a stuck one). Rejected: a new thread per activation (starting one costs about as much as a
+  short activation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sys
 import sysconfig
 import threading
@@ -96,6 +101,45 @@ def _deadlock(thread_id: int | None, seconds: float) -> Deadlock:
     return Deadlock(seconds, location, stack)
 
 
+class _Threads:
+    """Daemon threads that run jobs; a new one starts when none is idle, an idle one ends
+    after ``idle_seconds``. Invariant (under ``_lock``): ``_idle`` is the number of threads
+    waiting for a job minus the number of jobs queued."""
+
+    def __init__(self, idle_seconds: float = 60.0, name: str = "sched-workflow") -> None:
+        self._idle_seconds = idle_seconds
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+        threading.Thread(target=self._serve, args=(job,), name=self._name, daemon=True).start()
+
+    def _serve(self, job: Callable[[], None]) -> None:
+        while True:
+            job()
+            with self._lock:
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=self._idle_seconds)
+            except queue.Empty:
+                with self._lock:
+                    try:  # a job queued while the wait ended is this thread's
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
+
+_THREADS = _Threads()
+
+
 def _settle(future: asyncio.Future[ActivationResult], result: ActivationResult) -> None:
     if not future.done():
         future.set_result(result)
@@ -103,11 +147,11 @@ def _settle(future: asyncio.Future[ActivationResult], result: ActivationResult) 
 
 async def run_activation(
     run: Callable[[], ActivationResult], instance: WorkflowInstance, *,
-    deadlock_timeout: float | None, name: str,
+    deadlock_timeout: float | None,
 ) -> ActivationResult | Deadlock:
-    """Run ``run`` (an activation of ``instance``) in a new thread and wait for its result,
-    or for a step of the workflow code to go ``deadlock_timeout`` seconds without yielding
-    (None: no limit). Never raises for what the activation does."""
+    """Run ``run`` (an activation of ``instance``) in a thread of its own and wait for its
+    result, or for a step of the workflow code to go ``deadlock_timeout`` seconds without
+    yielding (None: no limit). Never raises for what the activation does."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[ActivationResult] = loop.create_future()
     thread_id: list[int] = []
@@ -123,7 +167,7 @@ async def run_activation(
         except RuntimeError:  # the worker's loop is closed: nobody waits any more
             pass
 
-    threading.Thread(target=target, name=name, daemon=True).start()
+    _THREADS.submit(target)
     limit = deadlock_timeout
     if limit is None:
         return await future

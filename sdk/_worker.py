@@ -623,8 +623,7 @@ class Worker:
             "sched.workflow_type": msg.workflow_type, "sched.task_queue": msg.task_queue,
             "sched.attempt": msg.attempt, "sched.sticky": msg.first_event_id > 1}
         with span(f"workflow_task {msg.workflow_type}", msg.traceparent, attributes) as current:
-            outcome = await run_activation(run, inst, deadlock_timeout=self._deadlock_timeout,
-                                           name=f"sched-workflow {msg.workflow_id}"[:64])
+            outcome = await run_activation(run, inst, deadlock_timeout=self._deadlock_timeout)
             if isinstance(outcome, Deadlock):
                 current.fail(f"deadlock_detected: {outcome.location}")
                 self._evict(msg.run_id)

@@ -800,3 +800,38 @@ def test_the_cli_serves_a_file_module_and_stops_on_sigterm(tmp_path: Path) -> No
                     await proc.wait()
 
     run(scenario)
+
+
+def test_the_activation_threads_replace_a_stuck_one_and_end_when_idle() -> None:
+    from sdk._activations import _Threads
+
+    threads = _Threads(idle_seconds=0.2, name="test-threads")
+    stuck = threading.Event()
+    ran: list[str] = []
+
+    def block() -> None:
+        stuck.wait()  # does not return while the test runs
+
+    threads.submit(block)
+
+    def job(name: str, done: threading.Event) -> Callable[[], None]:
+        def run() -> None:
+            ran.append(name)
+            done.set()
+        return run
+
+    for name in ("a", "b", "c"):
+        done = threading.Event()
+        threads.submit(job(name, done))
+        assert done.wait(TIMEOUT)
+    assert ran == ["a", "b", "c"]  # served beside the stuck thread, one after the other
+
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "test-threads"]
+
+    assert all(t.daemon for t in ours())
+    deadline = time.monotonic() + TIMEOUT
+    while len(ours()) > 1:  # the idle ones end; the stuck one is left
+        assert time.monotonic() < deadline, "idle threads did not end"
+        time.sleep(0.05)
+    stuck.set()
