@@ -4,9 +4,10 @@ Design (as temporalio/sdk-python runs workflows in a thread pool with a deadlock
 
 * The worker's event loop carries the websocket: frames in, completions out, pings, activity
   results. Workflow code runs on a workflow's own deterministic loop (``sdk._runtime``), and
-  that loop runs in a thread of its own for each activation (``run_activation``), so code
-  that blocks (``time.sleep``, a lock, a busy loop) holds its thread, never the worker: the
-  worker goes on serving its other workflows and activities.
+  that loop runs on a thread of its own for each activation (``run_activation``; a thread of
+  a small pool, see below), so code that blocks (``time.sleep``, a lock, a busy loop) holds
+  its thread, never the worker: the worker goes on serving its other workflows and
+  activities.
 * Deadlock detection. The runtime stamps the start of every step of the workflow code
   (``WorkflowInstance.busy_since``); the worker's loop watches it while the thread runs. A
   step that has not yielded within ``deadlock_timeout`` seconds is a deadlock: ``run_activation``

@@ -6,11 +6,12 @@ Design notes (what was weighed and why it is this way):
   ``type`` to a ``_handle_<type>`` method and never awaits user code; the writer task drains
   an ``asyncio.Queue`` of encoded frames, so every send is serialized and a slow socket
   backs up the queue instead of the event loop.
-* Workflow activations run off the loop, each in a thread of its own watched for deadlocks
-  (``sdk._activations``): workflow code that blocks holds its thread, not the websocket, and
-  one that does not yield for ``deadlock_timeout`` seconds fails its workflow task with cause
-  ``deadlock_detected`` (its thread is abandoned). Each workflow task is an asyncio task of
-  its own (``_run_workflow_task``), the run out of the cache while it runs. The runtime's
+* Workflow activations run off the loop, each on a thread of a small pool, watched for
+  deadlocks (``sdk._activations``): workflow code that blocks holds its thread, not the
+  websocket, and one that does not yield for ``deadlock_timeout`` seconds fails its
+  workflow task with cause ``deadlock_detected`` (its thread is abandoned). Each workflow
+  task is an asyncio task of its own (``_run_workflow_task``), the run out of the cache
+  while it runs. The runtime's
   ``activate`` never raises. A sticky task (``first_event_id > 1``) reuses the cached
   ``WorkflowInstance`` only if it expects exactly that event id; otherwise the worker asks
   for the whole history (``history_request``) and replays from scratch. The cache is an LRU
@@ -30,10 +31,10 @@ Design notes (what was weighed and why it is this way):
   engine hands a cached run's next workflow task back even when the workflow credit is all
   held.
 * Local activities: an activation that pauses on local activities (``ActivationResult.
-  local_activities``) waits in its workflow task's asyncio task: the worker runs the batch at once
-  (async ones on the loop, sync ones in the activity thread pool, neither taking activity
-  credit), with retries and back-off in the worker, hands the outcomes back to the instance
-  and repeats until the workflow task's commands are ready. Every local activity of a
+  local_activities``) waits in its workflow task's asyncio task: the worker runs the batch
+  at once (async ones on the loop, sync ones in the activity thread pool, neither taking
+  activity credit), with retries and back-off in the worker, hands the outcomes back to the
+  instance and repeats until the workflow task's commands are ready. Every local activity of a
   workflow task shares ``local_activity_budget`` seconds counted from the task's arrival, so
   the task completes before the engine's workflow task timeout; an attempt is cut at the
   budget and no retry starts past it. The run is out of the cache meanwhile.
@@ -536,8 +537,7 @@ class Worker:
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                logger.warning("history request for %s failed: %s: %s", msg.workflow_id,
-                               reply.code, reply.message, extra=_run_fields(msg))
+                _log_refusal("the history request", msg, reply)
                 self._awaiting_history.pop(msg.token, None)
 
         self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
@@ -986,8 +986,9 @@ def _failure_lines(failure: WireFailure, lines: int = 4) -> str:
 
 
 def _log_refusal(what: str, msg: WorkflowTask, reply: Error) -> None:
-    """The engine refused a workflow task's answer: a stale task (the engine moved on, e.g. it
-    timed the task out) is normal, anything else is worth a warning."""
+    """The engine refused a workflow task's answer or history request: a stale task (the
+    engine moved on, e.g. it timed the task out) is normal, anything else is worth a
+    warning."""
     level = logging.DEBUG if reply.code == "stale_task" else logging.WARNING
     logger.log(level, "engine rejected %s of %s: %s: %s", what, msg.workflow_id, reply.code,
                reply.message, extra=_run_fields(msg))
