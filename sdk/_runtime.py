@@ -3,14 +3,17 @@
 Design (Temporal's model, as in temporalio/sdk-python's ``_WorkflowInstanceImpl``):
 
 * A ``WorkflowInstance`` *is* an event loop. ``_Loop`` subclasses ``asyncio.AbstractEventLoop``
-  with nothing but a FIFO ready queue: no clock, no I/O, no threads. Workflow code runs only
-  while ``activate`` drains that queue, so the order of every step is a function of the history
-  alone. ``asyncio.gather``/``wait``/``shield``/``create_task`` work because they need nothing
-  but ``call_soon`` and futures; anything that needs a clock (``asyncio.sleep(1)``,
-  ``wait_for``) fails loudly via ``call_later`` instead of hanging, pointing at ``ctx.sleep``.
-  Rejected: running workflows on the worker's own loop with patched time (one stray await on a
-  socket breaks determinism silently), and a hand-written coroutine trampoline (re-implements
-  asyncio and breaks ``gather``).
+  with a FIFO ready queue and a clock that is workflow time: no I/O, no threads. Workflow code
+  runs only while ``activate`` drains that queue, so the order of every step is a function of
+  the history alone. ``asyncio.gather``/``wait``/``shield``/``create_task`` work because they
+  need nothing but ``call_soon`` and futures. ``time()`` is the current workflow task's start
+  (``ctx.now()``), and ``call_later``/``call_at`` start a durable timer (a ``start_timer``
+  command, exactly what ``ctx.sleep`` issues) whose ``TimerFired`` runs the callback; cancelling
+  the handle cancels the timer. So ``asyncio.sleep(5)`` and the timeouts of ``wait_for`` and
+  ``asyncio.timeout`` are durable and replay like ``ctx.sleep`` (``asyncio.sleep(0)`` schedules
+  no timer: asyncio only yields). Rejected: running workflows on the worker's own loop with
+  patched time (one stray await on a socket breaks determinism silently), and a hand-written
+  coroutine trampoline (re-implements asyncio and breaks ``gather``).
 * Replay walks the events once, in order. Input events (activity outcomes, timers, signals,
   cancel requests) are queued as jobs; each ``WorkflowTaskStarted`` whose task completed in
   history is an *activation* replayed with ``is_replaying``: jobs are applied, the loop runs
@@ -32,8 +35,16 @@ Design (Temporal's model, as in temporalio/sdk-python's ``_WorkflowInstanceImpl`
   commands are returned. A replayed task pauses at the same points, answering each batch from
   the task's ``local_activity`` markers instead, so the code interleaves exactly as it did.
 * ``activate`` never raises: a failed match is ``cause="nondeterminism"``, anything else that
-  goes wrong outside workflow code is ``cause="worker_error"``. After either the instance is
-  broken and must be dropped. Exceptions *in* workflow code fail the workflow instead.
+  goes wrong outside workflow code is ``cause="worker_error"``. An exception escaping workflow
+  code fails the run (``fail_workflow``) only if it is an ``ApplicationError``, an
+  ``ActivityError`` or one of the workflow's and the worker's ``failure_exception_types``;
+  any other is a bug (``KeyError``, ``TypeError``, ...): the workflow task fails with
+  ``cause="workflow_error"`` and the engine retries it with back-off, so deploying fixed code
+  resumes the run, as in Temporal. After any task failure the instance is broken and must be
+  dropped (the engine throws the task's commands away; the retry replays from scratch).
+* ``busy_since`` is when the workflow code's current step (one callback of the loop) began,
+  or None between steps: the worker runs each activation in a thread of its own and watches
+  it, so code that does not yield for too long (a deadlock) fails its task (``sdk._activations``).
 """
 
 from __future__ import annotations
@@ -43,8 +54,10 @@ import contextvars
 import inspect
 import json
 import logging
+import math
 import random
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field, replace
@@ -53,6 +66,7 @@ from typing import Any, NoReturn, TypeVar
 
 from sdk._errors import (
     ActivityError,
+    ApplicationError,
     NonDeterminismError,
     SchedError,
     failure_from_exception,
@@ -144,10 +158,23 @@ class _WorkerError(SchedError):
     """Something went wrong that is not the workflow code's doing."""
 
 
+class _WorkflowCodeError(SchedError):
+    """The workflow code raised ``error``, which fails the workflow task, not the run."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# What fails the run when it escapes workflow code, whatever the failure_exception_types.
+_RUN_FAILURES: tuple[type[BaseException], ...] = (ApplicationError, ActivityError)
+
+
 @dataclass(slots=True)
 class ActivationResult:
     """``commands`` to complete the workflow task with, or ``failure`` + ``cause`` to fail it
-    (``cause`` is ``"nondeterminism"`` or ``"worker_error"``; the instance must be dropped),
+    (``cause`` is ``"nondeterminism"``, ``"workflow_error"`` or ``"worker_error"``; the instance
+    must be dropped),
     or neither: the activation is paused on ``local_activities``, which the worker runs and
     hands back to ``WorkflowInstance.resolve_local_activities``."""
 
@@ -169,19 +196,42 @@ class LocalActivityOutcome:
     timeout_type: str | None = None
 
 
-_NO_TIMERS = (
-    "workflow code cannot use the event loop's clock (asyncio.sleep, wait_for, timeouts): "
-    "use `await ctx.sleep(seconds)` or `ctx.wait_for_signal(timeout=...)`, which are durable"
-)
+class _DurableTimerHandle(asyncio.TimerHandle):
+    """A ``call_later``/``call_at`` callback behind a durable timer: it runs when the timer's
+    ``TimerFired`` is applied; cancelling it cancels the timer (a ``cancel_timer`` command
+    unless the timer already fired)."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...],
+                 loop: _Loop, context: contextvars.Context | None,
+                 timer: asyncio.Future[Any]) -> None:
+        super().__init__(when, callback, args, loop, context)
+        self._timer = timer
+        timer.add_done_callback(self._fired)
+
+    def _fired(self, timer: asyncio.Future[Any]) -> None:
+        if not timer.cancelled() and not self.cancelled():
+            self._run()
+
+    def cancel(self) -> None:
+        if not self.cancelled():
+            self._timer.cancel()
+        super().cancel()
 
 
 class _Loop(asyncio.AbstractEventLoop):
-    """A deterministic event loop: a FIFO of ready callbacks and nothing else."""
+    """A deterministic event loop: a FIFO of ready callbacks, and durable timers on a clock
+    that is workflow time (``start_timer`` issues a timer's command and returns its future)."""
 
-    def __init__(self) -> None:
+    def __init__(self, start_timer: Callable[[int], asyncio.Future[Any]]) -> None:
         self._ready: deque[asyncio.Handle] = deque()
         self._time = 0.0
+        self._start_timer = start_timer
         self._running = False
+        # When the callback running now began (time.monotonic()), None between callbacks:
+        # read from the worker's thread to tell a step that does not yield (a deadlock).
+        self.step_started: float | None = None
         # Strong references: asyncio holds tasks weakly, and a task collected half-way would
         # run its ``finally`` blocks (and issue commands) at a moment replay cannot reproduce.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -201,8 +251,10 @@ class _Loop(asyncio.AbstractEventLoop):
             while ready:
                 handle = ready.popleft()
                 if not handle.cancelled():
+                    self.step_started = time.monotonic()
                     handle._run()
         finally:
+            self.step_started = None
             self._running = False
             if _swap_current_task:
                 _swap_current_task(self, outer_task)
@@ -255,13 +307,35 @@ class _Loop(asyncio.AbstractEventLoop):
     def default_exception_handler(self, context: dict[str, Any]) -> None:
         self.call_exception_handler(context)
 
+    # ---- durable timers: asyncio.sleep, wait_for, asyncio.timeout --------------------------
+
+    def call_later(  # type: ignore[override]
+        self, delay: float, callback: Callable[..., object], *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """Run ``callback`` after ``delay`` seconds of workflow time, on a durable timer (of
+        whole milliseconds, at least one). A delay of zero or less runs it soon, with no
+        timer; an infinite one never (no timer either, as asyncio would never run it)."""
+        when = self._time + delay
+        if delay <= 0:
+            handle = asyncio.TimerHandle(when, callback, args, self, context)
+            self._ready.append(handle)
+            return handle
+        if not math.isfinite(delay):
+            return asyncio.TimerHandle(when, callback, args, self, context)
+        timer = self._start_timer(max(1, round(delay * 1000)))
+        return _DurableTimerHandle(when, callback, args, self, context, timer)
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., object], *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        return self.call_later(when - self._time, callback, *args, context=context)
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        """Called by ``TimerHandle.cancel``: a durable one cancels its timer itself."""
+
     # ---- what a workflow may not use ----------------------------------------------------
-
-    def call_later(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        raise RuntimeError(_NO_TIMERS)
-
-    def call_at(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
-        raise RuntimeError(_NO_TIMERS)
 
     def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
         raise RuntimeError("workflow code cannot be woken from another thread")
@@ -299,14 +373,17 @@ class WorkflowInstance:
     """One run of one workflow, rebuilt from its history and kept for its next tasks."""
 
     def __init__(self, definition: WorkflowDefinition, *, workflow_id: str, run_id: str,
-                 workflow_type: str, task_queue: str) -> None:
+                 workflow_type: str, task_queue: str,
+                 failure_exception_types: tuple[type[BaseException], ...] = ()) -> None:
         self.definition = definition
+        self._run_failures = (_RUN_FAILURES + definition.failure_exception_types
+                              + tuple(failure_exception_types))
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.workflow_type = workflow_type
         self.task_queue = task_queue
         self.next_event_id = 1
-        self._loop = _Loop()  # type: ignore[abstract]  # only what asyncio uses
+        self._loop = _Loop(self.start_timer)  # type: ignore[abstract]  # only what asyncio uses
         self._ctx = WorkflowContext(self)
         self._main: asyncio.Task[Any] | None = None
         self._seq = 0
@@ -344,6 +421,12 @@ class WorkflowInstance:
         """The workflow code returned (or raised); its closing command has been issued."""
         return self._finished
 
+    @property
+    def busy_since(self) -> float | None:
+        """When (``time.monotonic()``) the workflow code's current step began, or None when
+        no workflow code is running. Safe to read from another thread."""
+        return self._loop.step_started
+
     def activate(self, events: list[WireEvent]) -> ActivationResult:
         """Apply the events of one workflow task and run the workflow as far as it can go."""
         return self._guarded(lambda: self._activate(events))
@@ -366,6 +449,10 @@ class WorkflowInstance:
         except NonDeterminismError as exc:
             self._broken = f"non-determinism: {exc}"
             return ActivationResult(failure=failure_from_exception(exc), cause="nondeterminism")
+        except _WorkflowCodeError as exc:
+            self._broken = f"the workflow code raised {type(exc.error).__name__}: {exc.error}"
+            return ActivationResult(failure=failure_from_exception(exc.error),
+                                    cause="workflow_error")
         except BaseException as exc:
             self._broken = f"{type(exc).__name__}: {exc}"
             logger.debug("workflow activation failed", exc_info=True)
@@ -625,18 +712,24 @@ class WorkflowInstance:
                     "non_retryable": False,
                 })
         elif (exc := main.exception()) is not None:
-            command = FailWorkflow(failure=failure_from_exception(exc))
+            command = FailWorkflow(failure=failure_from_exception(self._run_failure(exc)))
         else:
             result = main.result()
             try:
                 json.dumps(result)
             except (TypeError, ValueError) as err:
                 bad = TypeError(f"the workflow's result is not JSON-serializable: {err}")
-                command = FailWorkflow(failure=failure_from_exception(bad))
+                command = FailWorkflow(failure=failure_from_exception(self._run_failure(bad)))
             else:
                 command = CompleteWorkflow(result=result)
         self._issue(command, (command.kind, 0, ""))
         self._finished = True
+
+    def _run_failure(self, exc: BaseException) -> BaseException:
+        """``exc``, if it fails the run; else the workflow task fails (raised out of it)."""
+        if isinstance(exc, self._run_failures):
+            return exc
+        raise _WorkflowCodeError(exc) from exc
 
     # ---- the runtime side of WorkflowContext ---------------------------------------------
 

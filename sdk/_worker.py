@@ -6,11 +6,19 @@ Design notes (what was weighed and why it is this way):
   ``type`` to a ``_handle_<type>`` method and never awaits user code; the writer task drains
   an ``asyncio.Queue`` of encoded frames, so every send is serialized and a slow socket
   backs up the queue instead of the event loop.
-* Workflow activations run synchronously on the loop: they are CPU-bound and short, and the
-  runtime's ``activate`` never raises. A sticky task (``first_event_id > 1``) reuses the
-  cached ``WorkflowInstance`` only if it expects exactly that event id; otherwise the worker
-  asks for the whole history (``history_request``) and replays from scratch. The cache is an
-  LRU of ``max_cached_workflows`` runs.
+* Workflow activations run off the loop, each on a thread of a small pool, watched for
+  deadlocks (``sdk._activations``): workflow code that blocks holds its thread, not the
+  websocket, and one that does not yield for ``deadlock_timeout`` seconds fails its
+  workflow task with cause ``deadlock_detected`` (its thread is abandoned). Each workflow
+  task is an asyncio task of its own (``_run_workflow_task``), the run out of the cache
+  while it runs. The runtime's
+  ``activate`` never raises. A sticky task (``first_event_id > 1``) reuses the cached
+  ``WorkflowInstance`` only if it expects exactly that event id; otherwise the worker asks
+  for the whole history (``history_request``) and replays from scratch. The cache is an LRU
+  of ``max_cached_workflows`` runs.
+* Every failed workflow task is logged at WARNING (workflow id, run id, cause and the first
+  lines of the error): a run that stays open on a failing task is found in the log. What is
+  normal (a stale task the engine refused, a task dropped at shutdown) is logged at DEBUG.
 * Completions carry an ``id`` and stay in ``_unacked`` until the engine answers ``ack`` or
   ``error``. If the connection drops first they are sent again on the next connection: a
   duplicate is rejected by the engine (token + attempt), while a lost activity result would
@@ -19,14 +27,14 @@ Design notes (what was weighed and why it is this way):
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
   shuts down. Activities that arrive beyond capacity (an engine bug) wait on a semaphore.
-  Workflow tasks are not counted here: they run on the loop (one paused on local activities
-  goes on in a task of its own), and the engine hands a cached run's next workflow task back
-  even when the workflow credit is all held.
+  Workflow tasks are not counted here: each runs in its own thread and asyncio task, and the
+  engine hands a cached run's next workflow task back even when the workflow credit is all
+  held.
 * Local activities: an activation that pauses on local activities (``ActivationResult.
-  local_activities``) continues in a task of its own: the worker runs the batch at once
-  (async ones on the loop, sync ones in the activity thread pool, neither taking activity
-  credit), with retries and back-off in the worker, hands the outcomes back to the instance
-  and repeats until the workflow task's commands are ready. Every local activity of a
+  local_activities``) waits in its workflow task's asyncio task: the worker runs the batch
+  at once (async ones on the loop, sync ones in the activity thread pool, neither taking
+  activity credit), with retries and back-off in the worker, hands the outcomes back to the
+  instance and repeats until the workflow task's commands are ready. Every local activity of a
   workflow task shares ``local_activity_budget`` seconds counted from the task's arrival, so
   the task completes before the engine's workflow task timeout; an attempt is cut at the
   budget and no retry starts past it. The run is out of the cache meanwhile.
@@ -56,6 +64,7 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sdk._activations import DEFAULT_DEADLOCK_TIMEOUT, Deadlock, run_activation
 from sdk._activity import (
     ActivityCancelledError,
     ActivityContext,
@@ -72,7 +81,7 @@ from sdk._runtime import (
     WorkflowInstance,
 )
 from sdk._tracing import span
-from sdk._workflow import WorkflowDefinition, workflow_registry
+from sdk._workflow import WorkflowDefinition, exception_types, workflow_registry
 from sdk.protocol import (
     MAX_NAME_LENGTH,
     PROTOCOL_VERSION,
@@ -171,12 +180,19 @@ class Worker:
         max_cached_workflows: int = 1000,
         identity: str | None = None,
         local_activity_budget: float = DEFAULT_LOCAL_ACTIVITY_BUDGET,
+        deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
+        workflow_failure_exception_types: Iterable[type[BaseException]] = (),
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_workflow_tasks < 1:
             raise ValueError("the concurrency limits must be at least 1")
         if not local_activity_budget > 0:
             raise ValueError("local_activity_budget must be positive (seconds)")
+        if deadlock_timeout is not None and not deadlock_timeout > 0:
+            raise ValueError("deadlock_timeout must be positive (seconds), or None for none")
         self._local_budget = float(local_activity_budget)
+        self._deadlock_timeout = None if deadlock_timeout is None else float(deadlock_timeout)
+        self._failure_types = exception_types(workflow_failure_exception_types,
+                                              "workflow_failure_exception_types")
         self.engine_url = engine_url
         self.ws_url = websocket_url(engine_url)
         self.task_queue = task_queue
@@ -202,8 +218,8 @@ class Worker:
         self._unacked: dict[str, _Pending] = {}
         self._running: dict[str, _RunningActivity] = {}
         self._awaiting_history: dict[str, WorkflowTask] = {}
-        # Workflow tasks running their local activities, by token.
-        self._local_runs: dict[str, asyncio.Task[None]] = {}
+        # Workflow tasks being run (activations, their local activities), by token.
+        self._workflow_runs: dict[str, asyncio.Task[None]] = {}
         self._conn: _Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -301,7 +317,7 @@ class Worker:
 
     def _busy(self) -> bool:
         return bool(self._running or self._unacked or self._awaiting_history
-                    or self._local_runs)
+                    or self._workflow_runs)
 
     # ---- connection --------------------------------------------------------------------
 
@@ -495,7 +511,7 @@ class Worker:
         definition = self._workflows.get(msg.workflow_type)
         if definition is None:
             self._fail_workflow_task(
-                msg.token,
+                msg,
                 "unknown_workflow_type",
                 ApplicationError(
                     f"workflow type {msg.workflow_type!r} is not registered on this worker",
@@ -503,14 +519,16 @@ class Worker:
                 ),
             )
             return
+        if msg.token in self._workflow_runs:
+            logger.debug("ignoring a duplicate workflow task for %s", msg.workflow_id,
+                         extra=_run_fields(msg))
+            return
         if msg.first_event_id == 1:
-            self._evict(msg.run_id)
-            self._activate(msg, self._new_instance(msg, definition), msg.events)
+            self._start_workflow_task(msg, self._new_instance(msg, definition), msg.events)
             return
         cached = self._cache.get(msg.run_id)
         if cached is not None and cached.next_event_id == msg.first_event_id:
-            self._cache.move_to_end(msg.run_id)
-            self._activate(msg, cached, msg.events)
+            self._start_workflow_task(msg, cached, msg.events)
             return
         # A sticky task for a run this worker has not cached (or has out of step): replay.
         self._evict(msg.run_id)
@@ -519,8 +537,7 @@ class Worker:
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                logger.warning("history request for %s failed: %s: %s", msg.workflow_id,
-                               reply.code, reply.message, extra=_run_fields(msg))
+                _log_refusal("the history request", msg, reply)
                 self._awaiting_history.pop(msg.token, None)
 
         self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
@@ -533,7 +550,7 @@ class Worker:
             logger.warning("ignoring history for a task the worker is not waiting for")
             return
         definition = self._workflows[task.workflow_type]
-        self._activate(task, self._new_instance(task, definition), msg.events)
+        self._start_workflow_task(task, self._new_instance(task, definition), msg.events)
 
     def _new_instance(self, msg: WorkflowTask, definition: WorkflowDefinition) -> WorkflowInstance:
         return WorkflowInstance(
@@ -542,75 +559,81 @@ class Worker:
             run_id=msg.run_id,
             workflow_type=msg.workflow_type,
             task_queue=msg.task_queue,
+            failure_exception_types=self._failure_types,
         )
 
-    def _activate(
+    def _start_workflow_task(
         self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent]
     ) -> None:
+        """Run the workflow task in an asyncio task of its own; the run is out of the cache
+        meanwhile (mid-activation, it is not for another task)."""
+        self._evict(msg.run_id)
+        token = msg.token
         deadline = time.monotonic() + self._local_budget
-        res = self._traced_activation(msg, lambda: inst.activate(events))
-        if res.local_activities:
-            self._evict(msg.run_id)  # mid-activation: not for another task meanwhile
-            token = msg.token
-            task = asyncio.create_task(
-                self._run_local_activities(msg, inst, res.local_activities, deadline))
-            self._local_runs[token] = task
+        task = asyncio.create_task(self._run_workflow_task(msg, inst, events, deadline))
+        self._workflow_runs[token] = task
 
-            def done(_t: asyncio.Task[None]) -> None:
-                self._local_runs.pop(token, None)
-                self._progress.set()
+        def done(_t: asyncio.Task[None]) -> None:
+            self._workflow_runs.pop(token, None)
+            self._progress.set()
 
-            task.add_done_callback(done)
-            return
-        self._complete_activation(msg, inst, res)
+        task.add_done_callback(done)
 
-    def _traced_activation(
-        self, msg: WorkflowTask, run: Callable[[], ActivationResult]
-    ) -> ActivationResult:
-        attributes: dict[str, str | int | bool] = {
-            "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
-            "sched.workflow_type": msg.workflow_type, "sched.task_queue": msg.task_queue,
-            "sched.attempt": msg.attempt, "sched.sticky": msg.first_event_id > 1}
-        with span(f"workflow_task {msg.workflow_type}", msg.traceparent, attributes) as current:
-            try:
-                res = run()
-            except Exception as exc:  # activate() should never raise; guard anyway
-                logger.exception("workflow activation raised for %s", msg.workflow_id,
-                                 extra=_run_fields(msg))
-                res = ActivationResult(failure=failure_from_exception(exc), cause="worker_error")
-            if res.local_activities is None and (res.failure is not None or res.commands is None):
-                current.fail(f"{res.cause}: {(res.failure or {}).get('message', '')}")
-        return res
-
-    async def _run_local_activities(
-        self, msg: WorkflowTask, inst: WorkflowInstance,
-        requests: list[LocalActivityRequest], deadline: float,
+    async def _run_workflow_task(
+        self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent],
+        deadline: float,
     ) -> None:
-        """Run the paused activation's local activities until its commands are ready."""
+        """Activate the run, run the local activities it pauses on until its commands are
+        ready, and answer the engine."""
         try:
-            res = ActivationResult(local_activities=requests)
-            while res.local_activities:
+            res = await self._activation(msg, inst, lambda: inst.activate(events))
+            while res is not None and res.local_activities:
                 batch = res.local_activities
                 missing = [r.activity_type for r in batch
                            if r.activity_type not in self._activities]
                 if missing:
-                    self._fail_workflow_task(msg.token, "unknown_activity_type", ApplicationError(
+                    self._fail_workflow_task(msg, "unknown_activity_type", ApplicationError(
                         f"activity type {missing[0]!r} is not registered on this worker",
                         type="ActivityNotRegisteredError"))
                     return
                 outcomes = await asyncio.gather(
                     *(self._run_local_activity(msg, r, deadline) for r in batch))
                 by_seq = {o.seq: o for o in outcomes}
-                res = self._traced_activation(
-                    msg, functools.partial(inst.resolve_local_activities, by_seq))
+                res = await self._activation(
+                    msg, inst, functools.partial(inst.resolve_local_activities, by_seq))
         except asyncio.CancelledError:
-            raise  # stopping: the engine times the task out and schedules it again
+            logger.debug("workflow task of %s dropped: the worker is stopping", msg.workflow_id,
+                         extra=_run_fields(msg))
+            raise  # the engine times the task out and schedules it again
         except Exception as exc:
-            logger.exception("local activities of %s failed", msg.workflow_id,
+            logger.exception("workflow task of %s failed in the worker", msg.workflow_id,
                              extra=_run_fields(msg))
-            self._fail_workflow_task(msg.token, "worker_error", exc)
+            self._fail_workflow_task(msg, "worker_error", exc)
             return
-        self._complete_activation(msg, inst, res)
+        if res is not None:  # None: deadlocked, and failed already
+            self._complete_activation(msg, inst, res)
+
+    async def _activation(
+        self, msg: WorkflowTask, inst: WorkflowInstance, run: Callable[[], ActivationResult]
+    ) -> ActivationResult | None:
+        """One activation in its own thread, traced; None if it deadlocked (the workflow task
+        is failed with cause ``deadlock_detected`` and the instance dropped)."""
+        attributes: dict[str, str | int | bool] = {
+            "sched.workflow_id": msg.workflow_id, "sched.run_id": msg.run_id,
+            "sched.workflow_type": msg.workflow_type, "sched.task_queue": msg.task_queue,
+            "sched.attempt": msg.attempt, "sched.sticky": msg.first_event_id > 1}
+        with span(f"workflow_task {msg.workflow_type}", msg.traceparent, attributes) as current:
+            outcome = await run_activation(run, inst, deadlock_timeout=self._deadlock_timeout)
+            if isinstance(outcome, Deadlock):
+                current.fail(f"deadlock_detected: {outcome.location}")
+                self._evict(msg.run_id)
+                self._send_workflow_failure(msg, "deadlock_detected",
+                                            outcome.failure(msg.workflow_type, msg.workflow_id))
+                return None
+            if outcome.local_activities is None and (outcome.failure is not None
+                                                     or outcome.commands is None):
+                current.fail(f"{outcome.cause}: {(outcome.failure or {}).get('message', '')}")
+        return outcome
 
     async def _run_local_activity(
         self, msg: WorkflowTask, request: LocalActivityRequest, task_deadline: float
@@ -717,7 +740,7 @@ class Worker:
         commands, failure, cause = res.commands, res.failure, res.cause
         if failure is not None or commands is None:
             self._evict(msg.run_id)
-            self._send_workflow_failure(msg.token, cause or "workflow_task_failed",
+            self._send_workflow_failure(msg, cause or "worker_error",
                                         failure or {"type": "Error", "message": "no commands"})
             return
         msg_id = self._next_id()
@@ -725,7 +748,7 @@ class Worker:
             frame = WorkflowTaskCompleted(token=msg.token, commands=commands, id=msg_id).encode()
         except Exception as exc:
             self._evict(msg.run_id)
-            self._fail_workflow_task(msg.token, "unserializable_commands", exc)
+            self._fail_workflow_task(msg, "unserializable_commands", exc)
             return
         if any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands):
             self._evict(msg.run_id)
@@ -734,23 +757,29 @@ class Worker:
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                logger.warning("engine rejected the completion of a workflow task of %s: %s: %s",
-                               msg.workflow_id, reply.code, reply.message,
-                               extra=_run_fields(msg))
+                _log_refusal("the completion of a workflow task", msg, reply)
                 if self._cache.get(msg.run_id) is inst:
                     self._evict(msg.run_id)
 
         self._send_tracked(frame, msg_id, on_reply, resend=True)
 
-    def _fail_workflow_task(self, token: str, cause: str, exc: BaseException) -> None:
-        self._send_workflow_failure(token, cause, failure_from_exception(exc))
+    def _fail_workflow_task(self, msg: WorkflowTask, cause: str, exc: BaseException) -> None:
+        self._send_workflow_failure(msg, cause, failure_from_exception(exc))
 
-    def _send_workflow_failure(self, token: str, cause: str, failure: WireFailure) -> None:
+    def _send_workflow_failure(self, msg: WorkflowTask, cause: str, failure: WireFailure) -> None:
+        logger.warning("workflow task of %s %r (run %s, attempt %s) failed: %s: %s",
+                       msg.workflow_type, msg.workflow_id, msg.run_id, msg.attempt, cause,
+                       _failure_lines(failure), extra={**_run_fields(msg), "cause": cause})
         msg_id = self._next_id()
         frame = WorkflowTaskFailedMsg(
-            token=token, cause=cause[:MAX_NAME_LENGTH], failure=failure, id=msg_id
+            token=msg.token, cause=cause[:MAX_NAME_LENGTH], failure=failure, id=msg_id
         ).encode()
-        self._send_tracked(frame, msg_id, resend=True)
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                _log_refusal("the failure of a workflow task", msg, reply)
+
+        self._send_tracked(frame, msg_id, on_reply, resend=True)
 
     def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
         if self._max_cached == 0:
@@ -927,7 +956,7 @@ class Worker:
         self._send_tracked(frame, msg_id, on_reply, resend=True)
 
     def _abandon_activities(self) -> None:
-        for task in list(self._local_runs.values()):
+        for task in list(self._workflow_runs.values()):
             task.cancel()
         for running in list(self._running.values()):
             self._cancel_activity(running)
@@ -942,6 +971,27 @@ def _retry_delay(policy: RetryPolicy, attempt: int, failure: WireFailure) -> flo
     if policy.maximum_attempts and attempt >= policy.maximum_attempts:
         return None
     return policy.backoff_ms(attempt) / 1000
+
+
+def _failure_lines(failure: WireFailure, lines: int = 4) -> str:
+    """The first lines of a failure, for a log line: its type and message, and where it was
+    raised (the innermost frame of its stack)."""
+    text = f"{failure.get('type') or 'Error'}: {failure.get('message') or ''}"
+    head = text.splitlines()[:lines]
+    stack = [line for line in str(failure.get("stack") or "").splitlines() if line.strip()]
+    frames = [i for i, line in enumerate(stack) if line.lstrip().startswith('File "')]
+    if frames:
+        head.append(" ".join(part.strip() for part in stack[frames[-1]:frames[-1] + 2]))
+    return " | ".join(head)
+
+
+def _log_refusal(what: str, msg: WorkflowTask, reply: Error) -> None:
+    """The engine refused a workflow task's answer or history request: a stale task (the
+    engine moved on, e.g. it timed the task out) is normal, anything else is worth a
+    warning."""
+    level = logging.DEBUG if reply.code == "stale_task" else logging.WARNING
+    logger.log(level, "engine rejected %s of %s: %s: %s", what, msg.workflow_id, reply.code,
+               reply.message, extra=_run_fields(msg))
 
 
 def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:

@@ -15,7 +15,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, overload
 
@@ -31,6 +31,7 @@ __all__ = [
     "WorkflowContext",
     "WorkflowDefinition",
     "WorkflowInfo",
+    "exception_types",
     "workflow",
     "workflow_definition",
     "workflow_registry",
@@ -44,20 +45,43 @@ Duration = float | timedelta
 
 @dataclass(frozen=True, slots=True)
 class WorkflowDefinition:
-    """A registered workflow: the type name it is started by, and its function."""
+    """A registered workflow: the type name it is started by, its function, and the exception
+    types that fail its run when they escape it (besides ``ApplicationError`` and
+    ``ActivityError``; any other exception fails the workflow task, which is retried)."""
 
     name: str
     fn: Callable[..., Awaitable[Any]]
+    failure_exception_types: tuple[type[BaseException], ...] = field(default=())
+
+
+def exception_types(types: Iterable[Any], what: str) -> tuple[type[BaseException], ...]:
+    """``types`` as a tuple of exception classes; anything else is a ``TypeError``."""
+    checked = tuple(types)
+    for t in checked:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise TypeError(f"{what} must be exception classes, not {t!r}")
+    return checked
 
 
 @overload
 def workflow(fn: F, /) -> F: ...
 @overload
-def workflow(fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+def workflow(fn: None = None, /, *, name: str | None = None,
+             failure_exception_types: Iterable[type[BaseException]] = ()
+             ) -> Callable[[F], F]: ...
 
 
-def workflow(fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
-    """Mark ``async def fn(ctx, input)`` as a workflow, named ``name`` or ``fn.__name__``."""
+def workflow(fn: F | None = None, /, *, name: str | None = None,
+             failure_exception_types: Iterable[type[BaseException]] = ()
+             ) -> F | Callable[[F], F]:
+    """Mark ``async def fn(ctx, input)`` as a workflow, named ``name`` or ``fn.__name__``.
+
+    An exception escaping the workflow fails its run if it is an ``ApplicationError``, an
+    ``ActivityError`` or an instance of one of ``failure_exception_types``; any other
+    exception is taken for a bug: it fails the workflow task, which the engine retries with
+    back-off until fixed code is deployed.
+    """
+    failure_types = exception_types(failure_exception_types, "failure_exception_types")
 
     def mark(f: F) -> F:
         if not inspect.iscoroutinefunction(f):
@@ -68,7 +92,8 @@ def workflow(fn: F | None = None, /, *, name: str | None = None) -> F | Callable
             raise ValueError(
                 f"a workflow name must be a non-empty string of at most {MAX_NAME_LENGTH}"
             )
-        f.__sched_workflow__ = WorkflowDefinition(workflow_name, f)  # type: ignore[attr-defined]
+        definition = WorkflowDefinition(workflow_name, f, failure_types)
+        f.__sched_workflow__ = definition  # type: ignore[attr-defined]
         return f
 
     return mark if fn is None else mark(fn)
@@ -326,7 +351,11 @@ class WorkflowContext:
         ))
 
     async def sleep(self, duration: Duration) -> None:
-        """A durable timer. A negative duration sleeps zero (the engine fires it at once)."""
+        """A durable timer. A negative duration sleeps zero (the engine fires it at once).
+
+        ``asyncio.sleep(seconds)`` in workflow code is the same durable timer (but
+        ``asyncio.sleep(0)`` only yields), as are the timeouts of ``asyncio.wait_for`` and
+        ``asyncio.timeout``."""
         await self._rt.start_timer(to_ms(duration, "duration", minimum=0))
 
     async def wait_for_signal(

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sdk._activations import DEFAULT_DEADLOCK_TIMEOUT
 from sdk._activity import ActivityDefinition
 from sdk._tracing import configure_from_env as configure_tracing_from_env
 from sdk._worker import Worker, WorkerAuthenticationError
@@ -81,6 +82,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--local-activity-budget", type=float, default=8.0, metavar="SECONDS",
                         help="local activity time per workflow task; keep it below the "
                              "engine's SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS")
+    parser.add_argument("--deadlock-timeout", type=float, default=DEFAULT_DEADLOCK_TIMEOUT,
+                        metavar="SECONDS",
+                        help="fail a workflow task whose code does not yield for this long "
+                             "(cause deadlock_detected); 0 turns the check off")
     parser.add_argument("--log-level", default=os.environ.get("SCHED_LOG_LEVEL", "INFO"))
     parser.add_argument("modules", nargs="+", metavar="MODULE",
                         help="module names or .py files holding workflows and activities")
@@ -89,6 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--engine (or SCHED_ENGINE_URL) is required")
     if not args.token:
         parser.error("--token (or SCHED_TOKEN) is required")
+    if args.deadlock_timeout < 0:
+        parser.error("--deadlock-timeout must be 0 (off) or more")
     return args
 
 
@@ -127,7 +134,7 @@ class _JsonFormatter(logging.Formatter):
             "ts": self.formatTime(record), "level": record.levelname.lower(),
             "component": record.name.removeprefix("sched."), "message": record.getMessage(),
         }
-        for name in ("workflow_id", "run_id", "worker_id", "task_queue"):
+        for name in ("workflow_id", "run_id", "worker_id", "task_queue", "cause"):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
@@ -167,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_concurrent_workflow_tasks=args.max_workflow_tasks,
         identity=args.identity,
         local_activity_budget=args.local_activity_budget,
+        deadlock_timeout=args.deadlock_timeout or None,
     )
     logger.info("worker for task queue %r: workflows %s, activities %s", args.task_queue,
                 worker.workflow_types, worker.activity_types)

@@ -40,7 +40,12 @@ from sdk.protocol.commands import (
     parse_commands,
 )
 from sdk.protocol.events import ATTRIBUTE_SHAPES, CLOSING_EVENTS, INPUT_EVENTS, EventType
-from sdk.protocol.failures import Failure, WireFailure, normalize_failure
+from sdk.protocol.failures import (
+    WORKFLOW_TASK_FAILURE_CAUSES,
+    Failure,
+    WireFailure,
+    normalize_failure,
+)
 from sdk.protocol.frames import (
     ENGINE_MESSAGES,
     PROTOCOL_VERSION,
@@ -96,6 +101,7 @@ __all__ = [
     "TERMINAL_COMMANDS",
     "TERMINAL_KINDS",
     "WORKER_MESSAGES",
+    "WORKFLOW_TASK_FAILURE_CAUSES",
     "Ack",
     "ActivityCancel",
     "ActivityHeartbeat",

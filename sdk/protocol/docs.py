@@ -20,7 +20,7 @@ from typing import Any, ForwardRef
 
 from sdk.protocol.commands import COMMAND_CLASSES, DEFAULT_RETRY_POLICY, RetryPolicy, kind_of
 from sdk.protocol.events import ATTRIBUTE_SHAPES
-from sdk.protocol.failures import FAILURE_FIELDS, Failure
+from sdk.protocol.failures import FAILURE_FIELDS, WORKFLOW_TASK_FAILURE_CAUSES, Failure
 from sdk.protocol.frames import ENGINE_MESSAGES, WORKER_MESSAGES, Message
 from sdk.protocol.limits import LIMITS
 
@@ -119,6 +119,13 @@ def failure() -> str:
     ))
 
 
+def task_failure_causes() -> str:
+    """Each workflow task failure cause and what it means."""
+    return _table(("cause", "meaning"), (
+        (f"`{cause}`", meaning) for cause, meaning in WORKFLOW_TASK_FAILURE_CAUSES.items()
+    ))
+
+
 def events() -> str:
     """One row per event type: the attributes it carries."""
     return _table(("event type", "attributes", "meaning"), (
@@ -144,6 +151,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "commands": commands,
     "retry-policy": retry_policy,
     "failure": failure,
+    "task-failure-causes": task_failure_causes,
     "events": events,
     "limits": limits,
 }

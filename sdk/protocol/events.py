@@ -98,7 +98,8 @@ class WorkflowTaskCompleted(TypedDict):
 
 
 class WorkflowTaskFailed(TypedDict):
-    """The task failed (``nondeterminism``, ``worker_error``, ``unhandled_events``, ...)."""
+    """The task failed (``cause``: ``workflow_error``, ``deadlock_detected``,
+    ``nondeterminism``, ``unhandled_events``, ...)."""
 
     scheduled_event_id: int
     started_event_id: int

@@ -22,7 +22,8 @@ from sdk.protocol.limits import (
 )
 from sdk.protocol.payloads import JSONObject, JSONValue
 
-__all__ = ["FAILURE_FIELDS", "Failure", "WireFailure", "normalize_failure"]
+__all__ = ["FAILURE_FIELDS", "WORKFLOW_TASK_FAILURE_CAUSES", "Failure", "WireFailure",
+           "normalize_failure"]
 
 WireFailure: TypeAlias = JSONObject
 """A failure as it travels: a JSON object of the ``Failure`` shape (once normalized)."""
@@ -46,6 +47,26 @@ FAILURE_FIELDS: dict[str, str] = {
     "stack": "the formatted traceback, or empty",
     "details": "JSON details the code attached, or null",
     "non_retryable": "true stops an activity's retries at once",
+}
+
+
+# Why a workflow task failed (``workflow_task_failed.cause``, ``WorkflowTaskFailed.cause``), for
+# the generated table in docs/protocol.md. The engine stores any cause a worker sends; these
+# are the ones sched's worker and engine use. Every failed task but ``unhandled_events`` is
+# retried after a back-off, so the run stays open until code that can run it is deployed.
+WORKFLOW_TASK_FAILURE_CAUSES: dict[str, str] = {
+    "workflow_error": "the workflow code raised an exception that does not fail the run (not "
+                      "an `ApplicationError`, `ActivityError` or one of the workflow's or "
+                      "worker's `failure_exception_types`): a bug, fixed by a deploy",
+    "deadlock_detected": "the workflow code did not yield for the worker's deadlock timeout "
+                         "(2 s by default); the failure names where it was blocked",
+    "nondeterminism": "the workflow code no longer issues the commands its history holds",
+    "unknown_workflow_type": "the worker does not register the run's workflow type",
+    "unknown_activity_type": "the worker does not register a local activity the code runs",
+    "unserializable_commands": "the task's commands could not be encoded as JSON",
+    "worker_error": "the worker failed outside the workflow code (a bug in the worker)",
+    "unhandled_events": "written by the engine: news reached the run while a closing task ran; "
+                        "the task runs again at once with the news",
 }
 
 

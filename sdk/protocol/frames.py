@@ -97,8 +97,8 @@ class WorkflowTaskCompleted(Message):
 
 @dataclass(frozen=True, slots=True)
 class WorkflowTaskFailedMsg(Message):
-    """The workflow task could not run (``cause``: ``nondeterminism``, ``worker_error``);
-    it is retried with back-off."""
+    """The workflow task could not run (``cause``: ``workflow_error``, ``deadlock_detected``,
+    ``nondeterminism``, ... as listed below); it is retried with back-off."""
 
     type: ClassVar[str] = "workflow_task_failed"
     token: str

@@ -137,7 +137,7 @@ async def many_steps(ctx: sdk.WorkflowContext, n: int) -> int:
     return total
 
 
-@sdk.workflow
+@sdk.workflow(failure_exception_types=[ValueError])  # else it fails the task, not the run
 async def boom(ctx: sdk.WorkflowContext, _: Any) -> Any:
     raise ValueError("workflow code raised")
 

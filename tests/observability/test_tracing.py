@@ -72,6 +72,17 @@ def new_worker() -> Worker:
                   activities=[shout])
 
 
+def run_workflow_task(msg: WorkflowTask) -> None:
+    """Hand a new worker one workflow task and wait until it has run (off the loop)."""
+
+    async def handle() -> None:
+        worker = new_worker()
+        worker._handle_workflow_task(msg)
+        await asyncio.gather(*worker._workflow_runs.values())
+
+    asyncio.run(handle())
+
+
 def spans(exporter: InMemorySpanExporter, prefix: str) -> list[Any]:
     return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
 
@@ -112,7 +123,7 @@ def test_an_http_request_span_joins_the_callers_trace(traced: InMemorySpanExport
 
 def test_a_workflow_task_span_joins_the_trace_of_its_message(
         traced: InMemorySpanExporter) -> None:
-    new_worker()._handle_workflow_task(workflow_task(TRACEPARENT))
+    run_workflow_task(workflow_task(TRACEPARENT))
     [span] = spans(traced, "workflow_task")
     assert span.name == "workflow_task greet"
     assert f"{span.context.trace_id:032x}" == TRACE_ID
@@ -124,7 +135,7 @@ def test_a_workflow_task_span_joins_the_trace_of_its_message(
 
 
 def test_a_task_without_trace_context_starts_a_new_trace(traced: InMemorySpanExporter) -> None:
-    new_worker()._handle_workflow_task(workflow_task(None))
+    run_workflow_task(workflow_task(None))
     [span] = spans(traced, "workflow_task")
     assert span.parent is None and f"{span.context.trace_id:032x}" != TRACE_ID
 
@@ -176,6 +187,6 @@ def test_a_workflows_spans_join_the_trace_of_the_request_that_started_it(
     assert messages and messages[0]["traceparent"] == run.search_attributes["traceparent"]
     fields = {k: v for k, v in messages[0].items() if k != "type"}
     traced.clear()
-    new_worker()._handle_workflow_task(WorkflowTask(**{**fields, "workflow_type": "greet"}))
+    run_workflow_task(WorkflowTask(**{**fields, "workflow_type": "greet"}))
     [span] = spans(traced, "workflow_task")
     assert f"{span.context.trace_id:032x}" == TRACE_ID

@@ -84,6 +84,20 @@ def _checkout() -> EngineSim:
     return sim
 
 
+def _reminder() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_reminder, "ann", workflow_id="reminder-1",
+                    run_id="3f7a-golden-reminder")
+    sim.run_task()  # asyncio.sleep(30)
+    sim.fire()
+    sim.run_task()  # wait_for(..., timeout=60)
+    sim.advance(10)
+    sim.signal("ack", "seen")
+    sim.drive({"notify": lambda who: f"told {who}"})  # the asyncio.timeout(120) fires
+    return sim
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -95,6 +109,7 @@ SCENARIOS = {
     "approval": ("fixtures.golden_workflows:golden_approval", _approval),
     "cancel": ("fixtures.golden_workflows:golden_cancel", _cancel),
     "checkout": ("fixtures.golden_workflows:golden_checkout", _checkout),
+    "reminder": ("fixtures.golden_workflows:golden_reminder", _reminder),
 }
 
 

@@ -57,8 +57,10 @@ class EngineSim:
     """Drives one workflow run: the engine's decide functions + one WorkflowInstance."""
 
     def __init__(self, fn: Any, input: Any = None, *, sticky: bool = True,
-                 workflow_id: str = "wf-1", run_id: str = "run-1") -> None:
+                 workflow_id: str = "wf-1", run_id: str = "run-1",
+                 failure_exception_types: tuple[type[BaseException], ...] = ()) -> None:
         self.definition = workflow_definition(fn)
+        self.failure_exception_types = failure_exception_types
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.sticky = sticky
@@ -106,6 +108,7 @@ class EngineSim:
             self.instance = WorkflowInstance(
                 self.definition, workflow_id=self.workflow_id, run_id=self.run_id,
                 workflow_type=self.definition.name, task_queue="q",
+                failure_exception_types=self.failure_exception_types,
             )
             self.delivered = 0
         assert self.history[self.delivered]["event_id"] == self.instance.next_event_id
@@ -232,6 +235,11 @@ class EngineSim:
 
     def kinds(self, task: int) -> list[str]:
         return [cmd["kind"] for cmd in self.sent[task]]
+
+    @property
+    def task_failures(self) -> list[dict[str, Any]]:
+        """The attributes of every WorkflowTaskFailed in the history."""
+        return [e["attributes"] for e in self.history if e["event_type"] == "WorkflowTaskFailed"]
 
     def check_replay(self) -> None:
         """A fresh instance replaying the whole history agrees with what was sent."""
@@ -678,35 +686,79 @@ async def divides(ctx: WorkflowContext, n: int) -> float:
     return 1 / n
 
 
-def test_exception_in_workflow_fails_it() -> None:
+def test_an_application_error_in_workflow_code_fails_the_run() -> None:
     sim = simulate(explodes)
     failure = sim.final["failure"]
     assert sim.status is Status.FAILED
     assert failure["type"] == "OrderError" and failure["message"] == "bad order"
     assert failure["details"] == {"id": 7}
     assert "explodes" in failure["stack"] and "Traceback" in failure["stack"]
-
-    sim = simulate(divides, 0)
-    assert sim.final["failure"]["type"] == "ZeroDivisionError"
-    assert sim.final["failure"]["message"] == "division by zero"
+    assert sim.task_failures == []
 
 
-@workflow
-async def sleeps_with_asyncio(ctx: WorkflowContext, _: Any) -> None:
-    await asyncio.sleep(1)
+def test_any_other_exception_fails_the_workflow_task_and_the_run_stays_open() -> None:
+    sim = EngineSim(divides, 0).drive()
+    assert sim.status is Status.RUNNING
+    assert sim.sent == []  # no command reached the engine
+    assert sim.results[-1].cause == "workflow_error"
+    [failed] = sim.task_failures
+    assert failed["cause"] == "workflow_error"
+    assert failed["failure"]["type"] == "ZeroDivisionError"
+    assert failed["failure"]["message"] == "division by zero"
+    assert "divides" in failed["failure"]["stack"]
+    # The engine retries the task (with back-off): the same code fails it again.
+    sim.drive()
+    assert sim.status is Status.RUNNING and len(sim.task_failures) == 2
+    assert sim.state.workflow_task is not None and sim.state.workflow_task.attempt == 3
 
 
-@workflow
-async def times_out_with_asyncio(ctx: WorkflowContext, _: Any) -> None:
-    async with asyncio.timeout(5):
-        await ctx.wait_for_signal()
+@workflow(name="priced")
+async def priced_buggy(ctx: WorkflowContext, order: dict[str, Any]) -> int:
+    price: dict[str, int] = await ctx.execute_activity("price", order)
+    return price["total"] + price["shipping"]  # KeyError: the activity sends no shipping
 
 
-@pytest.mark.parametrize("fn", [sleeps_with_asyncio, times_out_with_asyncio])
-def test_asyncio_clock_fails_the_workflow_clearly(fn: Any) -> None:
-    sim = simulate(fn)
+@workflow(name="priced")
+async def priced_fixed(ctx: WorkflowContext, order: dict[str, Any]) -> int:
+    price: dict[str, int] = await ctx.execute_activity("price", order)
+    return price["total"] + price.get("shipping", 0)
+
+
+def test_deploying_fixed_code_resumes_a_run_whose_workflow_task_failed() -> None:
+    sim = EngineSim(priced_buggy, {"id": 1}).drive({"price": lambda _: {"total": 7}})
+    assert sim.state.is_open
+    assert [f["failure"]["type"] for f in sim.task_failures] == ["KeyError"]
+    assert sim.kinds(0) == ["schedule_activity"]  # the first task completed
+    sim.definition = workflow_definition(priced_fixed)  # the deploy
+    sim.drive()
+    assert sim.final == {"kind": "complete_workflow", "result": 7}
+    assert sim.status is Status.COMPLETED
+    sim.check_replay()  # the failed task is skipped on replay
+
+
+@workflow(failure_exception_types=[KeyError])
+async def strict_lookup(ctx: WorkflowContext, key: str) -> int:
+    return {"a": 1}[key]
+
+
+def test_failure_exception_types_of_the_workflow_fail_the_run() -> None:
+    sim = simulate(strict_lookup, "b")
     assert sim.status is Status.FAILED
-    assert "ctx.sleep" in sim.final["failure"]["message"]
+    assert sim.final["failure"]["type"] == "KeyError"
+    assert sim.task_failures == []
+    # Not every exception: a ZeroDivisionError still fails only the task.
+    assert workflow_definition(strict_lookup).failure_exception_types == (KeyError,)
+
+
+def test_failure_exception_types_of_the_worker_fail_the_run_subclasses_too() -> None:
+    sim = EngineSim(divides, 0, failure_exception_types=(ArithmeticError,)).drive()
+    assert sim.status is Status.FAILED
+    assert sim.final["failure"]["type"] == "ZeroDivisionError"
+    sim = EngineSim(divides, 0, failure_exception_types=(KeyError,)).drive()
+    assert sim.status is Status.RUNNING
+    assert sim.task_failures[0]["cause"] == "workflow_error"
+    with pytest.raises(TypeError, match="exception classes"):
+        workflow(failure_exception_types=["KeyError"])  # type: ignore[list-item]
 
 
 @workflow
@@ -714,10 +766,117 @@ async def returns_a_set(ctx: WorkflowContext, _: Any) -> set[int]:
     return {1}
 
 
-def test_unserializable_result_fails_the_workflow() -> None:
-    sim = simulate(returns_a_set)
-    assert sim.final["failure"]["type"] == "TypeError"
-    assert "JSON" in sim.final["failure"]["message"]
+def test_an_unserializable_result_fails_the_workflow_task() -> None:
+    sim = EngineSim(returns_a_set).drive()
+    assert sim.status is Status.RUNNING
+    [failed] = sim.task_failures
+    assert failed["cause"] == "workflow_error"
+    assert failed["failure"]["type"] == "TypeError"
+    assert "JSON" in failed["failure"]["message"]
+    sim = EngineSim(returns_a_set, failure_exception_types=(TypeError,)).drive()
+    assert sim.status is Status.FAILED
+
+
+# ---- asyncio's clock: durable timers --------------------------------------------------------
+
+@workflow
+async def asyncio_naps(ctx: WorkflowContext, _: Any) -> list[Any]:
+    loop = asyncio.get_running_loop()
+    times = [loop.time()]
+    on_workflow_time = times[0] == ctx.now().timestamp()
+    await asyncio.sleep(0)  # only yields: no timer
+    await asyncio.sleep(1.5)
+    times.append(loop.time())
+    await asyncio.sleep(timedelta(minutes=2).total_seconds())
+    times.append(loop.time())
+    return [t - times[0] for t in times] + [on_workflow_time]
+
+
+def test_asyncio_sleep_is_a_durable_timer_like_ctx_sleep() -> None:
+    sim = simulate(asyncio_naps)
+    assert sim.commands_of(0) == [{"kind": "start_timer", "seq": 1, "duration_ms": 1500}]
+    assert sim.commands_of(1) == [{"kind": "start_timer", "seq": 2, "duration_ms": 120_000}]
+    elapsed = sim.final["result"]
+    assert elapsed[0] == 0 and elapsed[1] >= 1.5 and elapsed[2] - elapsed[1] >= 120
+    assert elapsed[3] is True  # the loop's clock is workflow time
+    assert history_types(sim).count("TimerFired") == 2
+    full = EngineSim(asyncio_naps, sticky=False).drive()
+    assert full.sent == sim.sent
+
+
+@workflow
+async def ctx_naps(ctx: WorkflowContext, _: Any) -> None:
+    await ctx.sleep(1.5)
+
+
+@workflow
+async def asyncio_nap(ctx: WorkflowContext, _: Any) -> None:
+    await asyncio.sleep(1.5)
+
+
+def test_asyncio_sleep_and_ctx_sleep_write_the_same_history() -> None:
+    a = simulate(ctx_naps)
+    b = simulate(asyncio_nap)
+    assert a.sent == b.sent
+    assert history_types(a) == history_types(b)
+
+
+@workflow
+async def asyncio_timeouts(ctx: WorkflowContext, how: str) -> str:
+    try:
+        if how == "wait_for":
+            sig = await asyncio.wait_for(ctx.wait_for_signal("go"), timeout=5)
+        else:
+            async with asyncio.timeout(5):
+                sig = await ctx.wait_for_signal("go")
+    except TimeoutError:
+        return "timed out"
+    return f"go {sig.input}"
+
+
+@pytest.mark.parametrize("how", ["wait_for", "timeout"])
+def test_asyncio_timeouts_are_durable_timers(how: str) -> None:
+    sim = EngineSim(asyncio_timeouts, how)
+    sim.run_task()
+    assert sim.commands_of(0) == [{"kind": "start_timer", "seq": 1, "duration_ms": 5000}]
+    sim.fire(1)
+    sim.run_task()
+    assert sim.final == {"kind": "complete_workflow", "result": "timed out"}
+    sim.check_replay()
+
+    sim = EngineSim(asyncio_timeouts, how)
+    sim.run_task()
+    sim.signal("go", 1)
+    sim.run_task()
+    assert sim.commands_of(1) == [{"kind": "cancel_timer", "seq": 1},
+                                  {"kind": "complete_workflow", "result": "go 1"}]
+    sim.check_replay()
+
+
+@workflow
+async def call_later_direct(ctx: WorkflowContext, _: Any) -> list[str]:
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    done = loop.create_future()
+    loop.call_later(0, seen.append, "now")
+    cancelled = loop.call_later(3, seen.append, "never")
+
+    def at() -> None:
+        seen.append("at")
+        done.set_result(None)
+
+    loop.call_at(loop.time() + 2, at)
+    cancelled.cancel()
+    await done
+    return seen
+
+
+def test_call_later_and_call_at_start_and_cancel_durable_timers() -> None:
+    sim = simulate(call_later_direct)
+    assert sim.commands_of(0) == [{"kind": "start_timer", "seq": 1, "duration_ms": 3000},
+                                  {"kind": "start_timer", "seq": 2, "duration_ms": 2000},
+                                  {"kind": "cancel_timer", "seq": 1}]
+    assert sim.final["result"] == ["now", "at"]
 
 
 # ---- non-determinism ------------------------------------------------------------------------

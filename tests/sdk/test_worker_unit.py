@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -605,14 +606,26 @@ def test_an_engine_error_on_a_completion_drops_the_cached_run() -> None:
     run(scenario)
 
 
+def warnings_about(caplog: pytest.LogCaptureFixture, run_id: str) -> list[str]:
+    """The worker's WARNING lines about one run."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == "sched.worker" and r.levelno == logging.WARNING
+            and getattr(r, "run_id", None) == run_id]
+
+
 @needs_runtime
-def test_a_failing_workflow_fails_the_run_or_the_task_without_hurting_the_worker() -> None:
+def test_a_bug_in_workflow_code_fails_the_task_and_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sched.worker")
+
     async def scenario() -> None:
         async with running_worker(workflows=[crashes, immediate]) as (engine, worker, task):
             await engine.send(workflow_task("crashes", first_events("crashes", None)))
-            msg = await engine.expect_any(("workflow_task_completed", "workflow_task_failed"))
-            if msg["type"] == "workflow_task_completed":
-                assert [c["kind"] for c in msg["commands"]] == ["fail_workflow"]
+            failed = await engine.expect_any(("workflow_task_completed", "workflow_task_failed"))
+            assert failed["type"] == "workflow_task_failed"  # not the run: a fail_workflow
+            assert failed["cause"] == "workflow_error"
+            assert failed["failure"]["type"] == "RuntimeError"
+            assert failed["failure"]["message"] == "workflow bug"
             assert "run1" not in worker._cache
             await engine.send(workflow_task("nope", first_events("nope", None), token="wt2",
                                             run_id="run2"))
@@ -622,6 +635,111 @@ def test_a_failing_workflow_fails_the_run_or_the_task_without_hurting_the_worker
             assert not task.done()
 
     run(scenario)
+    [line] = warnings_about(caplog, "run1")
+    assert "wf1" in line and "run1" in line and "workflow_error" in line
+    assert "RuntimeError: workflow bug" in line
+    assert 'raise RuntimeError("workflow bug")' in line  # where it was raised
+    assert "unknown_workflow_type" in warnings_about(caplog, "run2")[0]
+
+
+@needs_runtime
+def test_the_worker_s_failure_exception_types_fail_the_run() -> None:
+    async def scenario() -> None:
+        async with running_worker(workflows=[crashes],
+                                  workflow_failure_exception_types=[RuntimeError]) as (
+                engine, _, _):
+            await engine.send(workflow_task("crashes", first_events("crashes", None)))
+            done = await engine.expect_any(("workflow_task_completed", "workflow_task_failed"))
+            assert [c["kind"] for c in done["commands"]] == ["fail_workflow"]
+            assert done["commands"][0]["failure"]["type"] == "RuntimeError"
+
+    run(scenario)
+    with pytest.raises(TypeError, match="exception classes"):
+        sdk.Worker("http://e", token="t", workflows=[crashes],
+                   workflow_failure_exception_types=["RuntimeError"])  # type: ignore[list-item]
+
+
+@needs_runtime
+def test_a_stale_task_the_engine_refuses_is_logged_at_debug_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sched.worker")
+
+    async def scenario() -> None:
+        async with running_worker(workflows=[immediate, crashes]) as (engine, _, _):
+            engine.reject = {"workflow_task_completed", "workflow_task_failed"}
+            await engine.send(workflow_task("immediate", first_events("immediate", 1)))
+            await engine.expect("workflow_task_completed")
+            await engine.send(workflow_task("crashes", first_events("crashes", None),
+                                            token="wt2", run_id="run2"))
+            await engine.expect("workflow_task_failed")
+            await eventually(lambda: sum("stale_task" in r.getMessage()
+                                         for r in caplog.records) == 2)
+
+    run(scenario)
+    assert warnings_about(caplog, "run1") == []
+    assert ["workflow_error" in line for line in warnings_about(caplog, "run2")] == [True]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records
+               if "stale_task" in r.getMessage())
+
+
+BLOCKED = threading.Event()
+
+
+@sdk.workflow
+async def blocks(ctx: sdk.WorkflowContext, seconds: float) -> Any:
+    BLOCKED.wait(seconds)  # the line a deadlock names
+    return "woke up"
+
+
+BLOCKING_LINE = next(i for i, line in enumerate(Path(__file__).read_text().splitlines(), 1)
+                     if "BLOCKED.wait(seconds)" in line and "the line" in line)
+
+
+@needs_runtime
+def test_workflow_code_that_does_not_yield_fails_its_task_and_others_go_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sched.worker")
+    BLOCKED.clear()
+
+    async def scenario() -> None:
+        async with running_worker(workflows=[blocks, immediate], deadlock_timeout=1.0) as (
+                engine, worker, task):
+            await engine.send(workflow_task("blocks", first_events("blocks", 30)))
+            await engine.send(workflow_task("immediate", first_events("immediate", "hi"),
+                                            token="wt2", run_id="run2"))
+            answers = [await engine.expect_any(("workflow_task_completed",
+                                                "workflow_task_failed"), within=15)
+                       for _ in range(2)]
+            # The unrelated run was served while the other one's thread was blocked.
+            assert [(a["type"], a["token"]) for a in answers] == [
+                ("workflow_task_completed", "wt2"), ("workflow_task_failed", "wt1")]
+            failed = answers[1]
+            assert failed["cause"] == "deadlock_detected"
+            failure = failed["failure"]
+            assert failure["type"] == "DeadlockError"
+            where = f"test_worker_unit.py:{BLOCKING_LINE} in blocks"
+            assert "'blocks'" in failure["message"] and where in failure["message"]
+            assert failure["details"]["location"].endswith(where)
+            assert "BLOCKED.wait(seconds)" in failure["stack"]
+            assert "run1" not in worker._cache and not worker._workflow_runs
+            assert not task.done()
+            # The next attempt replays in a new thread (the blocked one is abandoned).
+            BLOCKED.set()
+            await engine.send(workflow_task("blocks", first_events("blocks", 30), token="wt3"))
+            done = await engine.expect("workflow_task_completed", within=15)
+            assert done["commands"] == [{"kind": "complete_workflow", "result": "woke up"}]
+
+    run(scenario)
+    [line] = warnings_about(caplog, "run1")
+    assert "deadlock_detected" in line and "wf1" in line and "blocks" in line
+
+
+def test_the_deadlock_timeout_is_an_option_and_a_cli_flag() -> None:
+    with pytest.raises(ValueError, match="deadlock_timeout"):
+        sdk.Worker("http://e", token="t", workflows=[immediate], deadlock_timeout=0)
+    args = parse_args(["--engine", "http://e", "--token", "t", "--deadlock-timeout", "0.5", "m"])
+    assert args.deadlock_timeout == 0.5
+    assert parse_args(["--engine", "http://e", "--token", "t", "m"]).deadlock_timeout == 2.0
 
 
 # ---- the CLI -------------------------------------------------------------------------
@@ -682,3 +800,38 @@ def test_the_cli_serves_a_file_module_and_stops_on_sigterm(tmp_path: Path) -> No
                     await proc.wait()
 
     run(scenario)
+
+
+def test_the_activation_threads_replace_a_stuck_one_and_end_when_idle() -> None:
+    from sdk._activations import _Threads
+
+    threads = _Threads(idle_seconds=0.2, name="test-threads")
+    stuck = threading.Event()
+    ran: list[str] = []
+
+    def block() -> None:
+        stuck.wait()  # does not return while the test runs
+
+    threads.submit(block)
+
+    def job(name: str, done: threading.Event) -> Callable[[], None]:
+        def run() -> None:
+            ran.append(name)
+            done.set()
+        return run
+
+    for name in ("a", "b", "c"):
+        done = threading.Event()
+        threads.submit(job(name, done))
+        assert done.wait(TIMEOUT)
+    assert ran == ["a", "b", "c"]  # served beside the stuck thread, one after the other
+
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "test-threads"]
+
+    assert all(t.daemon for t in ours())
+    deadline = time.monotonic() + TIMEOUT
+    while len(ours()) > 1:  # the idle ones end; the stuck one is left
+        assert time.monotonic() < deadline, "idle threads did not end"
+        time.sleep(0.05)
+    stuck.set()
