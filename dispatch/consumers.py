@@ -23,13 +23,23 @@ follow it. The socket's ``Lane`` keeps that order when a handler's coroutine is 
 while its unit runs (the socket went away): the unit finishes on its thread, and the
 socket's next unit (its ``worker_disconnect``) starts only after it, so a hand-off committed
 by that unit is released with the rest of the worker's leases.
+
+Liveness, revocation and flow control are the session keeper's (``dispatch.keeper``): a ping
+is answered with no database work, every frame notes that the worker was heard from, and the
+keeper records it, closes sockets whose token was revoked or whose session was dropped, and
+pauses (credit zero) or drops sockets that do not read or make no progress. However the
+consumer ends (a close, or its channel layer failing under it), ``_gone`` drops its session
+and hands its leases back, once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 import uuid
+from concurrent.futures import Future
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -51,7 +61,7 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import draining, lessees, notify, services, wakeup
+from . import draining, keeper, lessees, notify, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
@@ -83,6 +93,20 @@ def _bearer(scope: dict[str, Any]) -> str:
 class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     worker_id: str = ""
     hello: protocol.Hello | None = None
+    token_id: int = 0
+    db: Lane
+    handling = 0  # frames or deliveries being handled
+    closing = False  # the engine is closing or has dropped the socket
+    _gone_done = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # A channel layer that fails under a socket (Redis restarting) ends the consumer with
+        # an exception and no websocket.disconnect: the socket still goes (daphne closes it
+        # with 1011), and so must its session, its leases and its place among the lessees.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self._gone())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first hops to asgiref's shared thread to close that thread's
@@ -91,11 +115,26 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
+        if message["type"] == "websocket.receive":
+            self.heard_at = timezone.now()  # every frame says the worker is alive
+        self.handling += 1
+        try:
+            await handler(message)
+        finally:
+            self.handling -= 1
 
     async def connect(self) -> None:
-        self.db: Lane = db_pool().lane()
+        self.db = db_pool().lane()
         self.held: dict[str, str] = {}  # token -> task kind, of leases this worker holds
+        # Liveness and flow control (``dispatch.keeper``): when the worker was last heard
+        # from (wall clock) and last reported so; when each held task was sent and when the
+        # worker last made progress (monotonic); its advertised credit (capped) and whether
+        # it is paused.
+        self.heard_at = self.reported_at = timezone.now()
+        self.sent_at: dict[str, float] = {}
+        self.progress_at = time.monotonic()
+        self.credit = (0, 0)
+        self.paused = False
         self.max_workflow = 0
         self.max_activity = 0
         await self.accept()
@@ -109,11 +148,22 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.worker_id = uuid.uuid4().hex
+        self.token_id = token.pk
         draining.add(self)
+        keeper.add(self)
 
     async def disconnect(self, code: int) -> None:
+        await self._gone()
+
+    async def _gone(self) -> None:
+        """The socket is gone (closed, or its consumer failed): once, drop the session and
+        hand the worker's tasks back."""
+        if self._gone_done:
+            return
+        self._gone_done = True
         draining.discard(self)
         lessees.unregister(self)
+        keeper.discard(self)
         if self.hello is not None:
             await self.db.run(
                 services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
@@ -163,9 +213,17 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def send_message(self, message: protocol.Message) -> None:
         await self.send(text_data=message.encode())
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                   close: bool = False) -> None:
+        await super().send(text_data, bytes_data, close)
+        if self.hello is not None and not close:
+            self.review_flow(time.monotonic())
+
     async def send_tasks(self, messages: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
         for message in messages:
             self.held[message["token"]] = message["type"]
+            self.sent_at[message["token"]] = now
             await self.send(text_data=json.dumps(message, separators=(",", ":")))
 
     async def ack(self, request_id: str | None, **extra: Any) -> None:
@@ -192,6 +250,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def after_completion(self, token: str, outcome: Any, request_id: str | None,
                                *, was_full: bool) -> None:
         self.held.pop(token, None)
+        self.progress_at = time.monotonic()
         await self.ack(request_id)
         if outcome is not None:
             if outcome.deliveries:
@@ -221,20 +280,22 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             services.worker_register, worker_id=self.worker_id, channel_name=self.channel_name,
             engine_id=ENGINE_ID, hello=message, now=timezone.now())
         self.hello = message
-        self.max_workflow = message.max_workflow_tasks
-        self.max_activity = message.max_activity_tasks
+        self.credit = (services.capped(message.max_workflow_tasks),
+                       services.capped(message.max_activity_tasks))
+        self._apply_credit()
         lessees.register(self)
         await self.send_message(protocol.Welcome(
             worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds))
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_credit(self, message: protocol.Credit) -> None:
+        self.credit = (services.capped(message.max_workflow_tasks),
+                       services.capped(message.max_activity_tasks))
+        workflows, activities = self._effective_credit()
         await self.db.run(
-            services.worker_credit, worker_id=self.worker_id,
-            max_workflow_tasks=message.max_workflow_tasks,
-            max_activity_tasks=message.max_activity_tasks, now=timezone.now())
-        self.max_workflow = message.max_workflow_tasks
-        self.max_activity = message.max_activity_tasks
+            services.worker_credit, worker_id=self.worker_id, max_workflow_tasks=workflows,
+            max_activity_tasks=activities, now=timezone.now())
+        self._apply_credit()
         await self.ack(message.id)
         wakeup.wake(wakeup.DISPATCH)
 
@@ -282,6 +343,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         cancel = await self.db.run(
             activity_task_heartbeat, token=message.token, details=message.details,
             worker_id=self.worker_id)
+        self.progress_at = time.monotonic()
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
@@ -291,10 +353,82 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                                                    id=message.id).encode())
 
     async def handle_ping(self, message: protocol.Ping) -> None:
-        alive = await self.db.run(
-            services.worker_ping, worker_id=self.worker_id, now=timezone.now())
-        if not alive:
-            # The engine dropped this worker as silent and handed its tasks back.
-            await self.close(code=4408)
-            return
+        # No database work: the frame was noted as heard on its way in, and the session
+        # keeper records it (``dispatch.keeper``).
         await self.send_message(protocol.Pong(id=message.id))
+
+    # ---- liveness, revocation and flow control (``dispatch.keeper``) -------------------------
+
+    def heard(self) -> services.Heard | None:
+        if self.hello is None or self._gone_done:
+            return None
+        at = timezone.now() if self.handling else self.heard_at
+        if at <= self.reported_at:
+            return services.Heard(self.worker_id, None)
+        self.reported_at = at
+        tokens = tuple(t for t, kind in self.held.items() if kind == protocol.ActivityTask.type)
+        return services.Heard(self.worker_id, at, tokens)
+
+    async def revoked(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        log.warning("worker %s: its token was revoked; closing the socket", self.worker_id)
+        await self.send_message(protocol.Error(code="token_revoked",
+                                               message="the worker token was revoked"))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def session_lost(self) -> None:
+        # The engine dropped this worker as silent and handed its tasks back.
+        if self.closing:
+            return
+        self.closing = True
+        await self.close(code=keeper.CLOSE_SESSION_LOST)
+
+    def review_flow(self, now: float) -> None:
+        if self.hello is None or self._gone_done or self.closing:
+            return
+        pause, close = keeper.limits()
+        buffered = keeper.send_buffer_bytes(self.base_send)
+        if buffered is not None and buffered > close:
+            log.warning("worker %s: %d bytes sent and not read; dropping the socket",
+                        self.worker_id, buffered)
+            self.closing = True
+            keeper.drop_connection(self.base_send)
+            return
+        paused = (buffered is not None and buffered > pause) or self._stalled(now)
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if paused:
+            log.warning("worker %s: %s; no new tasks for it", self.worker_id,
+                        "its send buffer is full" if buffered and buffered > pause
+                        else "it made no progress on the tasks it was sent")
+        self._apply_credit()
+        workflows, activities = self._effective_credit()
+        self.db.submit(services.worker_credit, worker_id=self.worker_id,
+                       max_workflow_tasks=workflows, max_activity_tasks=activities,
+                       now=timezone.now()).add_done_callback(self._credit_written)
+        if not paused:
+            wakeup.wake(wakeup.DISPATCH)
+
+    def _credit_written(self, done: Future[None]) -> None:
+        if done.exception() is not None:  # the next change, or the next credit, writes it
+            log.warning("worker %s: could not write its credit", self.worker_id,
+                        exc_info=done.exception())
+
+    def _stalled(self, now: float) -> bool:
+        """Sent tasks, and no progress within a lease timeout of the oldest it holds."""
+        for token in [t for t in self.sent_at if t not in self.held]:
+            del self.sent_at[token]
+        if not self.sent_at:
+            return False
+        oldest = min(self.sent_at.values())
+        return (now - oldest >= config.get().lease_timeout_seconds
+                and self.progress_at <= oldest)
+
+    def _effective_credit(self) -> tuple[int, int]:
+        return (0, 0) if self.paused or draining.active else self.credit
+
+    def _apply_credit(self) -> None:
+        self.max_workflow, self.max_activity = self._effective_credit()

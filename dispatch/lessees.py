@@ -8,7 +8,10 @@ and holds that slot; ``Reservation.settle`` then either sends the task frame onc
 has committed (through the channel layer to the worker's channel, as the dispatcher's
 deliveries are) or gives the slot back. The consumer gives the slot back when the frame
 reaches it (``delivered``), by which time the lease is in its own count of held tasks: so two
-starts cannot both take a worker's last slot, and a frame in transit is counted once.
+starts cannot both take a worker's last slot, and a frame in transit is counted once. A frame
+can also be lost on the way (the channel layer went away with it): a reserved slot therefore
+lapses once the lease it was taken for has timed out (``SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS``;
+the task is then scheduled again), so lost frames cannot use a worker's slots up.
 
 A worker's free slots are read from its consumer (its credit and the leases it holds), which
 lives on the server's event loop while starts run in request threads: the read copies the
@@ -25,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -57,7 +61,16 @@ class LocalWorker(Protocol):
 class _Entry:
     worker: LocalWorker
     loop: asyncio.AbstractEventLoop  # the worker's consumer's; sends go out from it
-    reserved: int = 0  # workflow slots taken by starts whose frame has not reached it
+    # Workflow slots taken by starts whose frame has not reached it: when each lapses
+    # (monotonic), oldest first.
+    reserved: list[float] = field(default_factory=list)
+
+    def reservations(self) -> int:
+        """The reserved slots that have not lapsed (dropping those that have)."""
+        now = time.monotonic()
+        while self.reserved and self.reserved[0] <= now:
+            self.reserved.pop(0)
+        return len(self.reserved)
 
 
 _lock = threading.Lock()
@@ -89,7 +102,7 @@ def _release(worker_id: str, n: int) -> None:
     with _lock:
         entry = _workers.get(worker_id)
         if entry is not None:
-            entry.reserved = max(0, entry.reserved - n)
+            del entry.reserved[:n]
 
 
 def _free_workflow_slots(entry: _Entry) -> int:
@@ -98,7 +111,7 @@ def _free_workflow_slots(entry: _Entry) -> int:
         kinds = list(worker.held.values())  # one C-level copy: no Python code runs meanwhile
     except RuntimeError:  # changed size while copied: count no room this time
         return 0
-    return worker.max_workflow - kinds.count("workflow_task") - entry.reserved
+    return worker.max_workflow - kinds.count("workflow_task") - entry.reservations()
 
 
 @dataclass
@@ -167,10 +180,10 @@ def reserve(*, task_queue: str, workflow_type: str) -> Reservation | None:
         if best is None:
             return None
         entry = best[1]
-        entry.reserved += 1
+        cfg = config.get()
+        entry.reserved.append(time.monotonic() + cfg.workflow_task_timeout_seconds)
         worker = entry.worker
     assert worker.hello is not None
-    cfg = config.get()
     return Reservation(
         Lessee(worker.worker_id, task_queue, frozenset(worker.hello.workflow_types),
                frozenset(worker.hello.activity_types), 1, 0, cfg.lease_timeout_seconds,

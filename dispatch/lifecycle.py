@@ -29,6 +29,9 @@ The process's runtime state, and who owns it. An engine process is otherwise sta
   by the consumer as sockets come and go, switched to draining by ``Engine`` alone);
 - ``dispatch.lessees``: the worker sockets this process serves and the workflow slots
   starts have reserved on them (registered by the consumer on hello, dropped on disconnect);
+- ``dispatch.keeper``: the worker sockets whose liveness, token and send buffer it checks,
+  and its task (added by the consumer on connect, discarded when the socket goes; the task
+  starts with the first socket);
 - ``dispatch.wakeup``: the loops waiting for work in this process, and which leaders run here
   (written by the loops and by leader election);
 - ``workflows.changes``: the long polls' waiters per run and the after-commit observers

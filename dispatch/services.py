@@ -8,6 +8,7 @@ anything that is a transition of a run (starting or timing out a workflow task).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from sdk import protocol
 from timers import store as timers
 from workflows import store as executions
 from workflows.core.effects import TimerKind
-from workflows.models import Execution
+from workflows.models import ApiToken, Execution
 from workflows.services import (
     Lessee,
     Outcome,
@@ -54,6 +55,12 @@ def _config() -> SchedConfig:
 # ---- worker sessions -----------------------------------------------------------------------
 
 
+def capped(credit: int) -> int:
+    """A worker's advertised capacity of one kind, within ``SCHED_MAX_WORKER_CREDIT``: a
+    worker claiming more cannot take a whole queue from the others."""
+    return max(0, min(credit, _config().max_worker_credit))
+
+
 def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello: protocol.Hello,
                     now: datetime) -> WorkerSession:
     with atomic():
@@ -62,26 +69,46 @@ def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello:
             identity=hello.identity[:255], task_queue=hello.task_queue,
             workflow_types=sorted(set(hello.workflow_types)),
             activity_types=sorted(set(hello.activity_types)),
-            max_workflow_tasks=hello.max_workflow_tasks,
-            max_activity_tasks=hello.max_activity_tasks, connected_at=now, last_seen_at=now)
+            max_workflow_tasks=capped(hello.max_workflow_tasks),
+            max_activity_tasks=capped(hello.max_activity_tasks), connected_at=now,
+            last_seen_at=now)
 
 
 def worker_credit(*, worker_id: str, max_workflow_tasks: int, max_activity_tasks: int,
                   now: datetime) -> None:
     with atomic():
-        sessions.credit(worker_id, max_workflow_tasks=max_workflow_tasks,
-                        max_activity_tasks=max_activity_tasks, now=now)
+        sessions.credit(worker_id, max_workflow_tasks=capped(max_workflow_tasks),
+                        max_activity_tasks=capped(max_activity_tasks), now=now)
 
 
-def worker_ping(*, worker_id: str, now: datetime) -> bool:
-    """The worker is alive: keep its session and its activity leases. False if the session
-    is gone (the engine dropped it as dead): the worker must reconnect."""
+@dataclass(frozen=True)
+class Heard:
+    """A worker socket of this engine, as its session keeper saw it: when the worker was
+    last heard from (``None``: not since the last keep), and the tokens of the activity
+    leases whose frames reached the socket."""
+
+    worker_id: str
+    at: datetime | None
+    tokens: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Kept:
+    present: set[str]  # the worker ids asked about that still have a session
+    live_tokens: set[int]  # the token ids asked about that are neither revoked nor deleted
+
+
+def sessions_keep(*, heard: Sequence[Heard], token_ids: Collection[int]) -> Kept:
+    """One round of an engine's session keeper (``dispatch.keeper``), for all its sockets at
+    once: record when each worker was last heard from, keep the activity leases that reached
+    its socket for a lease timeout from then, and say which sessions and tokens still stand."""
+    lease = timedelta(seconds=_config().lease_timeout_seconds)
     with atomic():
-        if not sessions.seen(worker_id, now):
-            return False
-        tasks.extend_leases(worker_id,
-                            now + timedelta(seconds=_config().lease_timeout_seconds))
-        return True
+        sessions.touch({h.worker_id: h.at for h in heard if h.at is not None})
+        tasks.extend_leases({h.worker_id: (h.at + lease, h.tokens) for h in heard
+                             if h.at is not None})
+        present = sessions.present([h.worker_id for h in heard])
+    return Kept(present=present, live_tokens=ApiToken.live_ids(token_ids))
 
 
 def worker_disconnect(*, worker_id: str, now: datetime, term: int | None = None) -> int:

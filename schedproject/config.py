@@ -80,6 +80,12 @@ class SchedConfig:
     # Dispatch shards (PostgreSQL): runs hash into this many shards, each leased by whichever
     # engine leads it (SCHED_DISPATCH_SHARDS, by default 4; always 1 on SQLite).
     dispatch_shards: int
+    # Worker sockets' flow control (dispatch.keeper): the most tasks of each kind one socket
+    # may hold, whatever it advertises; the bytes buffered unsent on a socket above which it
+    # is given no new task, and above which it is closed.
+    max_worker_credit: int
+    send_buffer_pause_bytes: int
+    send_buffer_close_bytes: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -123,6 +129,11 @@ def load() -> SchedConfig:
         lean_api=_bool("SCHED_LEAN_API", True),
         dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 4, minimum=1))
         if on_postgres else 1,
+        max_worker_credit=int(_number("SCHED_MAX_WORKER_CREDIT", 200, minimum=1)),
+        send_buffer_pause_bytes=int(_number("SCHED_SEND_BUFFER_PAUSE_BYTES", 8 * 1024 * 1024,
+                                            minimum=1024)),
+        send_buffer_close_bytes=int(_number("SCHED_SEND_BUFFER_CLOSE_BYTES",
+                                            64 * 1024 * 1024, minimum=1024)),
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Any
 
@@ -155,3 +156,11 @@ class ApiToken(models.Model):
         if token is None or token.scope not in (TokenScope.ADMIN, scope):
             return None
         return token
+
+    @classmethod
+    def live_ids(cls, ids: Collection[int]) -> set[int]:
+        """Those of ``ids`` that are tokens still live (not revoked, not deleted)."""
+        if not ids:
+            return set()
+        return set(cls.objects.filter(pk__in=ids, revoked_at__isnull=True)
+                   .values_list("pk", flat=True))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Case, DateTimeField, Value, When
+
 from dispatch.models import WorkerSession
 
-__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "register", "seen",
-           "silent"]
+__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "present", "register",
+           "silent", "touch"]
 
 
 def register(worker_id: str, **fields: Any) -> WorkerSession:
@@ -24,9 +26,21 @@ def credit(worker_id: str, *, max_workflow_tasks: int, max_activity_tasks: int,
         last_seen_at=now)
 
 
-def seen(worker_id: str, now: datetime) -> bool:
-    """Mark the worker alive; False if its session is gone."""
-    return bool(WorkerSession.objects.filter(worker_id=worker_id).update(last_seen_at=now))
+def touch(heard: Mapping[str, datetime]) -> None:
+    """Record when each of these workers was last heard from, in one statement."""
+    if not heard:
+        return
+    WorkerSession.objects.filter(worker_id__in=list(heard)).update(last_seen_at=Case(
+        *(When(worker_id=worker_id, then=Value(at)) for worker_id, at in heard.items()),
+        output_field=DateTimeField()))
+
+
+def present(worker_ids: Collection[str]) -> set[str]:
+    """Those of ``worker_ids`` that still have a session."""
+    if not worker_ids:
+        return set()
+    return set(WorkerSession.objects.filter(worker_id__in=list(worker_ids))
+               .values_list("worker_id", flat=True))
 
 
 def drop(worker_id: str) -> None:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, DateTimeField, Q, Value, When
 from django.db.models.functions import Mod
 
 from dispatch import wakeup
@@ -198,10 +198,21 @@ def save_heartbeat(task: Task) -> None:
     sql.update(task, ["heartbeat_details", "last_heartbeat_at"])
 
 
-def extend_leases(worker_id: str, until: datetime) -> None:
-    """Push out the expiry of the worker's activity leases (it is alive)."""
-    Task.objects.filter(lease_owner=worker_id, state=TaskState.LEASED,
-                        kind=TaskKind.ACTIVITY).update(lease_expires_at=until)
+def extend_leases(held: Mapping[str, tuple[datetime, Collection[str]]]) -> None:
+    """Push out the expiry of activity leases whose worker is alive: for each worker id,
+    until when, and the tokens of the leases that reached its socket (a lease whose task
+    frame never arrived is not extended, so it runs out and the task goes back). An expiry
+    is never brought forward."""
+    owners = [w for w, (_, tokens) in held.items() if tokens]
+    if not owners:
+        return
+    tokens = [t for w in owners for t in held[w][1]]
+    until = Case(*(When(lease_owner=w, then=Value(held[w][0])) for w in owners),
+                 output_field=DateTimeField())
+    (Task.objects.filter(state=TaskState.LEASED, kind=TaskKind.ACTIVITY, lease_owner__in=owners,
+                         token__in=tokens)
+     .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=until))
+     .update(lease_expires_at=until))
 
 
 # ---- reads and locks ------------------------------------------------------------------------

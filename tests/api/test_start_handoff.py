@@ -22,7 +22,8 @@ from workflows.models import ApiToken, Execution, HistoryEvent, TokenScope
 QUEUE = "handoff"
 
 
-async def connect_worker(max_workflow_tasks: int = 2) -> WebsocketCommunicator:
+async def connect_worker(max_workflow_tasks: int = 2,
+                         max_activity_tasks: int = 5) -> WebsocketCommunicator:
     _, raw = await database_sync_to_async(ApiToken.issue)("worker", scope=TokenScope.WORKER)
     comm = WebsocketCommunicator(application, "/ws/worker/",
                                  headers=[(b"authorization", f"Bearer {raw}".encode())])
@@ -30,7 +31,7 @@ async def connect_worker(max_workflow_tasks: int = 2) -> WebsocketCommunicator:
     assert connected
     await comm.send_json_to({"type": "hello", "task_queue": QUEUE, "workflow_types": ["T"],
                              "activity_types": ["act"], "max_workflow_tasks": max_workflow_tasks,
-                             "max_activity_tasks": 5, "identity": "test"})
+                             "max_activity_tasks": max_activity_tasks, "identity": "test"})
     welcome = await comm.receive_json_from(timeout=10)
     assert welcome["type"] == "welcome", welcome
     return comm
@@ -134,7 +135,7 @@ def test_a_refused_start_gives_its_reserved_slot_back(api_client: APIClient) -> 
             await database_sync_to_async(_start)(api_client, "b")
             assert (await comm.receive_json_from(timeout=10))["workflow_id"] == "b"
             [entry] = lessees._workers.values()
-            assert entry.reserved == 0
+            assert entry.reservations() == 0
         finally:
             await comm.disconnect()
 

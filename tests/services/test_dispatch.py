@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -12,11 +13,12 @@ from django.utils import timezone
 from dispatch import services as dispatch
 from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
 from dispatch.store import NotLeader, Shard
+from schedproject import config
 from timers.models import Timer, TimerKind
 from workflows import store as executions
 from workflows.core.events import EventType
 from workflows.errors import Conflict
-from workflows.models import Execution
+from workflows.models import ApiToken, Execution, TokenScope
 from workflows.services import (
     activity_task_complete,
     workflow_signal,
@@ -144,15 +146,53 @@ def test_no_live_worker_no_delivery(leader: int) -> None:
     assert tick() == []
 
 
-def test_worker_ping_keeps_activity_leases(worker: Worker) -> None:
+def test_the_keeper_keeps_only_the_activity_leases_that_reached_the_socket(
+        worker: Worker) -> None:
+    run = start()
+    workflow_task_complete(token=workflow_task(run)["token"], commands=[activity(1), activity(2)])
+    reached, lost = (m["token"] for m in activity_tasks(run))
+    later = timezone.now() + timedelta(seconds=2 * config.get().lease_timeout_seconds)
+    kept = dispatch.sessions_keep(heard=[dispatch.Heard(worker.worker_id, later, (reached,)),
+                                         dispatch.Heard("nobody", later)], token_ids=[])
+    assert kept.present == {worker.worker_id}
+    assert WorkerSession.objects.get(worker_id=worker.worker_id).last_seen_at == later
+    expiry = {t.token: t.lease_expires_at or later
+              for t in Task.objects.filter(execution=run, kind=TaskKind.ACTIVITY)}
+    assert expiry[reached] > later  # kept for a lease timeout from when the worker spoke
+    assert expiry[lost] < later  # its frame never arrived: it runs out on its own
+
+
+def test_the_keeper_never_brings_an_expiry_forward(worker: Worker) -> None:
     run = start()
     workflow_task_complete(token=workflow_task(run)["token"], commands=[activity(1)])
-    activity_tasks(run)
-    later = timezone.now() + timedelta(seconds=20)
-    assert dispatch.worker_ping(worker_id=worker.worker_id, now=later) is True
-    task = Task.objects.get(execution=run, kind=TaskKind.ACTIVITY)
-    assert task.lease_expires_at is not None and task.lease_expires_at > later
-    assert dispatch.worker_ping(worker_id="nobody", now=later) is False
+    [message] = activity_tasks(run)
+    before = Task.objects.get(token=message["token"]).lease_expires_at
+    earlier = timezone.now() - timedelta(seconds=20)
+    dispatch.sessions_keep(heard=[dispatch.Heard(worker.worker_id, earlier,
+                                                 (message["token"],))], token_ids=[])
+    assert Task.objects.get(token=message["token"]).lease_expires_at == before
+
+
+def test_the_keeper_says_which_tokens_are_still_live(db: None) -> None:
+    live, _ = ApiToken.issue("live", scope=TokenScope.WORKER)
+    revoked, _ = ApiToken.issue("revoked", scope=TokenScope.WORKER)
+    ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    kept = dispatch.sessions_keep(heard=[], token_ids=[live.pk, revoked.pk, 999999])
+    assert kept.live_tokens == {live.pk}
+
+
+def test_advertised_capacity_is_capped(leader: int, settings: Any) -> None:
+    settings.SCHED = replace(settings.SCHED, max_worker_credit=3)
+    register("greedy", max_tasks=10**6)
+    session = WorkerSession.objects.get(worker_id="greedy")
+    assert (session.max_workflow_tasks, session.max_activity_tasks) == (3, 3)
+    dispatch.worker_credit(worker_id="greedy", max_workflow_tasks=10**9, max_activity_tasks=2,
+                           now=timezone.now())
+    session.refresh_from_db()
+    assert (session.max_workflow_tasks, session.max_activity_tasks) == (3, 2)
+    for n in range(5):
+        start(f"wf-{n}")
+    assert len(tick()) == 3
 
 
 def test_history_for_a_held_workflow_task(worker: Worker) -> None:
