@@ -19,6 +19,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from sdk.protocol.names import INVALID_NAME
 from workflows.errors import SchedError
 
 log = logging.getLogger("sched.api")
@@ -73,11 +74,24 @@ def _flat_fields(detail: Any, name: str, out: dict[str, list[str]]) -> None:
         out.setdefault(name or "non_field_errors", []).append(str(detail))
 
 
+def _codes(detail: Any) -> set[str]:
+    if isinstance(detail, dict):
+        return set().union(*(_codes(v) for v in detail.values())) if detail else set()
+    if isinstance(detail, list | tuple):
+        return set().union(*(_codes(v) for v in detail)) if detail else set()
+    return {str(getattr(detail, "code", "invalid"))}
+
+
 def validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
-    """The ``invalid_input`` error body for a serializer's ``ValidationError``."""
+    """The error body for a serializer's ``ValidationError``: ``invalid_name`` when every
+    problem is a name's character (the message says which, and where), else
+    ``invalid_input``; ``fields`` names each bad field either way."""
     fields: dict[str, list[str]] = {}
     _flat_fields(exc.detail if isinstance(exc.detail, dict)
                  else {"non_field_errors": exc.detail}, "", fields)
+    if _codes(exc.detail) == {INVALID_NAME}:
+        name, messages = next(iter(fields.items()))
+        return error_body(INVALID_NAME, f"{name} {messages[0]}", fields=fields)
     names = ", ".join(fields)
     return error_body("invalid_input", f"invalid input: {names}", fields=fields)
 

@@ -1,11 +1,13 @@
 """The dashboard's URLs, mounted at the site root. None starts with ``api/``, ``admin/``,
 ``healthz``, ``metrics`` or ``ws/``. Workflow ids may contain ``/``, so a run's page takes the
-id as a ``path`` segment and the actions name the run in their form, not in the URL."""
+id as a ``workflow_id`` segment and the actions name the run in their form, not in the URL."""
 
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path, re_path
+
+from workflows.api import paths  # noqa: F401  (registers the workflow_id converter)
 
 from . import views
 
@@ -22,7 +24,7 @@ urlpatterns: list[URLPattern] = [
     path("cancel/", views.workflow_cancel, name="workflow-cancel"),
     path("terminate/", views.workflow_terminate, name="workflow-terminate"),
     path("workers/", views.worker_list, name="workers"),
-    path("workflows/<path:workflow_id>", views.workflow_detail, name="workflow"),
-    path("live/<path:workflow_id>", views.workflow_live, name="workflow-live"),
+    path("workflows/<workflow_id:workflow_id>", views.workflow_detail, name="workflow"),
+    path("live/<workflow_id:workflow_id>", views.workflow_live, name="workflow-live"),
     re_path(r"^static/(?P<path>.+)$", views.static, name="static"),
 ]
