@@ -80,6 +80,9 @@ class SchedConfig:
     # Dispatch shards (PostgreSQL): runs hash into this many shards, each leased by whichever
     # engine leads it (SCHED_DISPATCH_SHARDS, by default 4; always 1 on SQLite).
     dispatch_shards: int
+    # Long polls (``result?wait=``, ``history?wait=``) one engine process holds at once; one
+    # more is answered 503 ``too_many_waiters`` with ``Retry-After``.
+    max_waiters: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -124,6 +127,7 @@ def load() -> SchedConfig:
         dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 4, minimum=1))
         if on_postgres else 1,
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
+        max_waiters=int(_number("SCHED_MAX_WAITERS", 200, minimum=0)),
     )
 
 
