@@ -83,6 +83,9 @@ class SchedConfig:
     # Long polls (``result?wait=``, ``history?wait=``) one engine process holds at once; one
     # more is answered 503 ``too_many_waiters`` with ``Retry-After``.
     max_waiters: int
+    # Distinct workflow types, task queues and activity types each metric label takes as
+    # themselves (the first seen by this process); later ones are counted as ``other``.
+    metrics_label_values: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -128,6 +131,7 @@ def load() -> SchedConfig:
         if on_postgres else 1,
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
         max_waiters=int(_number("SCHED_MAX_WAITERS", 200, minimum=0)),
+        metrics_label_values=int(_number("SCHED_METRICS_LABEL_VALUES", 100, minimum=1)),
     )
 
 
