@@ -84,3 +84,32 @@ def test_the_api_answers_503_while_the_database_is_down(database_down: None, met
     assert r.status_code == 503, r.content
     assert r.json()["error"]["code"] == "database_unavailable"
     assert int(r["Retry-After"]) > 0
+
+
+# ---- deployment defaults -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_docs_load_nothing_from_a_cdn(client: Client) -> None:
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "cdn." not in body and "jsdelivr" not in body and "unpkg" not in body
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+                  "favicon-32x32.png"):
+        url = f"/static/vendor/swagger-ui/{asset}"
+        assert url in body
+        served = client.get(url)
+        assert served.status_code == 200 and b"".join(served.streaming_content)  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db
+def test_metrics_need_the_token_when_one_is_set(client: Client, settings: Any) -> None:
+    import dataclasses
+
+    assert client.get("/metrics").status_code == 200  # no token configured: open
+    settings.SCHED = dataclasses.replace(settings.SCHED, metrics_token="scrape-me")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert r.status_code == 200 and b"sched_workflows_started" in r.content

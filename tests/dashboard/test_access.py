@@ -182,3 +182,59 @@ def test_an_inactive_staff_user_is_refused() -> None:
     user.save()
     r = client.get("/")
     assert r.status_code in (302, 403)
+
+
+# ---- login rate limiting -------------------------------------------------------------------
+
+
+@pytest.fixture
+def _fresh_login_counts() -> Any:
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def _try(client: Client, username: str, password: str, addr: str = "10.0.0.1") -> Any:
+    return client.post("/login/", {"username": username, "password": password},
+                       REMOTE_ADDR=addr)
+
+
+@pytest.mark.usefixtures("_fresh_login_counts")
+def test_logins_are_rate_limited_per_user_and_address(settings: Any) -> None:
+    import dataclasses
+
+    settings.SCHED = dataclasses.replace(settings.SCHED, login_attempts=3)
+    user_with("target", "workflows.view_execution")
+    client = Client()
+    for _ in range(3):
+        r = _try(client, "target", "guess")
+        assert r.status_code == 200 and "didn't match" in text(r)
+    # Locked out now, even with the right password, and told so ...
+    r = _try(client, "target", "pw-target-123")
+    assert r.status_code == 200 and "Too many failed logins" in text(r)
+    assert "_auth_user_id" not in client.session
+    # ... also at the admin's login, which shares the backend.
+    r = client.post("/admin/login/", {"username": "target", "password": "pw-target-123"},
+                    REMOTE_ADDR="10.0.0.1")
+    assert r.status_code == 200 and "_auth_user_id" not in client.session
+    # Another address, or another user, is not locked out.
+    r = _try(Client(), "target", "pw-target-123", addr="10.0.0.2")
+    assert r.status_code == 302
+
+
+@pytest.mark.usefixtures("_fresh_login_counts")
+def test_a_successful_login_clears_the_count(settings: Any) -> None:
+    import dataclasses
+
+    settings.SCHED = dataclasses.replace(settings.SCHED, login_attempts=3)
+    user_with("target", "workflows.view_execution")
+    client = Client()
+    _try(client, "target", "guess")
+    _try(client, "target", "guess")
+    assert _try(client, "target", "pw-target-123").status_code == 302
+    client.logout()
+    _try(client, "target", "guess")
+    _try(client, "target", "guess")
+    assert _try(client, "target", "pw-target-123").status_code == 302

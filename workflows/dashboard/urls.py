@@ -9,7 +9,7 @@ from django.urls import URLPattern, path, re_path
 
 from workflows.api import paths  # noqa: F401  (registers the workflow_id converter)
 
-from . import views
+from . import logins, views
 
 app_name = "dashboard"
 
@@ -17,6 +17,7 @@ urlpatterns: list[URLPattern] = [
     path("", views.workflow_list, name="workflows"),
     path("login/", auth_views.LoginView.as_view(
         template_name="dashboard/login.html", redirect_authenticated_user=True,
+        authentication_form=logins.LoginForm,
         next_page="dashboard:workflows"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("start/", views.workflow_start, name="workflow-start"),
