@@ -27,7 +27,7 @@ from rest_framework import exceptions
 
 from schedproject import config
 
-from .auth import bearer_token
+from .auth import SCOPE_TOKEN, bearer_token
 from .errors import PayloadTooLarge, error_body, to_response
 
 Scope = dict[str, Any]
@@ -47,14 +47,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _token_refusal(header: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+def _check_token(scope: Scope,
+                 header: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
     """The answer to a request whose bearer token is refused, or ``None`` (a valid token,
-    or no ``Bearer`` header: DRF answers that one, it needs no body)."""
+    kept in ``scope`` under ``SCOPE_TOKEN`` for the view's authentication, or no ``Bearer``
+    header: DRF answers that one, it needs no body)."""
     try:
-        bearer_token(header)
+        token = bearer_token(header)
     except (exceptions.APIException, DatabaseError) as exc:
         response = to_response(exc)  # a database that is down: 503, as the views answer
         return response.status_code, dict(response.data or {}), dict(response.items())
+    if token is not None:
+        scope[SCOPE_TOKEN] = (header, token)
     return None
 
 
@@ -97,8 +101,8 @@ class BodyGuard:
         path: str = scope.get("path", "")
         if (scope.get("method") in BODY_METHODS and path.startswith("/api/")
                 and not path.startswith(PUBLIC_API_PREFIXES)):
-            refusal = await database_sync_to_async(_token_refusal)(
-                _header(scope, b"authorization") or "")
+            refusal = await database_sync_to_async(_check_token)(
+                scope, _header(scope, b"authorization") or "")
             if refusal is not None:
                 await _answer(send, *refusal)
                 return

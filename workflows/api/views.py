@@ -56,7 +56,9 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
              403: "The token's scope does not allow the API.", 404: "No such workflow or run.",
              409: "The run's state does not allow this (e.g. `run_closed`).",
              413: "The body is larger than the configured limit.",
-             422: "Invalid input; `fields` names each bad field.",
+             422: "Invalid input (`invalid_input`; `fields` names each bad field), or a "
+                  "name that cannot name anything (`invalid_name`: a control character, "
+                  "`.`/`..`, whitespace at either end; the message says which and where).",
              503: "Too many waiting requests (`too_many_waiters`) or the database is "
                   "unavailable (`database_unavailable`); retry after `Retry-After` seconds."}
     return {code: OpenApiResponse(ErrorSerializer, description=texts[code]) for code in codes}
