@@ -1,7 +1,7 @@
 """The HTTP door before Django reads a body (``workflows.api.guard``), driven through the
 engine's real ASGI application: a body over the limit is refused by its Content-Length
 without a byte read, a streamed one once it passes the limit, and an API request with a bad
-token is refused before its body is read."""
+token and a large (or chunked) body is refused before its body is read."""
 
 from __future__ import annotations
 
@@ -44,9 +44,10 @@ class Client:
     def request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
         from schedproject.asgi import application
 
+        path, _, query = path.partition("?")
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-                 "query_string": b"", "root_path": "", "server": ("testserver", 80),
+                 "query_string": query.encode(), "root_path": "", "server": ("testserver", 80),
                  "client": ("127.0.0.1", 5000),
                  "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
         async_to_sync(application)(scope, self.receive, self.send)
@@ -89,25 +90,46 @@ def test_a_streamed_body_is_cut_off_at_the_limit(token: str) -> None:
     assert not Execution.objects.exists()
 
 
+LARGE = json.dumps({"workflow_type": "T", "input": "x" * 100_000}).encode()
+
+
 @pytest.mark.parametrize("authorization", ["Bearer nope", "Bearer a b", "Bearer \x7f"])
-def test_a_bad_token_is_refused_before_the_body_is_read(authorization: str) -> None:
-    client = Client([b'{"workflow_type": "T"}'])
+@pytest.mark.parametrize("length", [str(len(LARGE)), None])
+def test_a_bad_token_is_refused_before_a_large_body_is_read(authorization: str,
+                                                             length: str | None) -> None:
+    client = Client([LARGE])
+    extra = {} if length is None else {"content-length": length}
     status, body = client.request("POST", "/api/workflows",
                                   {"authorization": authorization,
-                                   "content-type": "application/json",
-                                   "content-length": "22"})
+                                   "content-type": "application/json", **extra})
     assert status == 401 and body["error"]["code"] == "unauthenticated"
     assert client.reads == 0
     assert not Execution.objects.exists()
 
 
-def test_a_worker_token_is_refused_before_the_body_is_read() -> None:
+def test_a_worker_token_is_refused_before_a_large_body_is_read() -> None:
     raw = ApiToken.issue("w", scope=TokenScope.WORKER)[1]
-    client = Client([b'{"workflow_type": "T"}'])
+    client = Client([LARGE])
     status, body = client.request("POST", "/api/workflows",
-                                  headers(raw, **{"content-length": "22"}))
+                                  headers(raw, **{"content-length": str(len(LARGE))}))
     assert status == 403 and body["error"]["code"] == "forbidden"
     assert client.reads == 0
+
+
+def test_a_bad_token_with_a_small_body_is_401_from_the_view() -> None:
+    client = Client([b'{"workflow_type": "T"}'])
+    status, body = client.request("POST", "/api/workflows",
+                                  {"authorization": "Bearer nope",
+                                   "content-type": "application/json", "content-length": "22"})
+    assert status == 401 and body["error"]["code"] == "unauthenticated"
+    assert not Execution.objects.exists()
+
+
+def test_a_large_body_with_a_good_token_passes(token: str) -> None:
+    client = Client([LARGE[:50_000], LARGE[50_000:]])
+    status, body = client.request("POST", "/api/workflows",
+                                  headers(token, **{"content-length": str(len(LARGE))}))
+    assert status == 201, body
 
 
 def test_a_good_request_passes_the_guard(token: str) -> None:

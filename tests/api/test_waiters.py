@@ -65,3 +65,17 @@ def test_one_waiter_too_many_is_503_and_the_slot_comes_back(api_token: str, one_
 
 def test_the_default_admits_many(api_client: APIClient) -> None:
     assert settings.SCHED.max_waiters >= 100
+
+
+def test_the_lean_result_path_is_bounded_too(api_token: str, settings: Any) -> None:
+    """The engine's ASGI application answers a plain result call itself (workflows.api.fast):
+    its waits take a slot like the view's."""
+    from tests.api.test_body_guard import Client as AsgiClient
+
+    settings.SCHED = dataclasses.replace(settings.SCHED, max_waiters=0)
+    services.workflow_start(workflow_type="T", workflow_id="w")
+    auth = {"authorization": f"Bearer {api_token}", "host": "127.0.0.1"}
+    status, body = AsgiClient([b""]).request("GET", "/api/workflows/w/result?wait=5", auth)
+    assert status == 503 and body["error"]["code"] == "too_many_waiters"
+    status, body = AsgiClient([b""]).request("GET", "/api/workflows/w/result", auth)
+    assert status == 200 and body["status"] == "running"

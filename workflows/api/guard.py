@@ -6,9 +6,11 @@ were in. ``BodyGuard`` wraps the HTTP application and, for every request:
 
 1. refuses a ``Content-Length`` over ``SCHED_MAX_PAYLOAD_BYTES`` at once (413
    ``payload_too_large`` with its ``size`` and ``limit``), or one that is not a number (400);
-2. for an API request that carries a body (``POST``/``PUT``/``PATCH`` under ``/api/``, the
-   public schema and docs aside), checks the bearer token first and answers 401/403 without
-   reading the body;
+2. for an API request whose body is larger than ``TOKEN_FIRST_BYTES`` or of unknown length
+   (chunked) (``POST``/``PUT``/``PATCH``/``DELETE`` under ``/api/``, the public schema and
+   docs aside), checks the bearer token first and answers 401/403 without reading the body.
+   A smaller body costs less to read than the check costs a start (a thread hop, a query),
+   so it is read and its token checked by the view, as before;
 3. counts a body's bytes as they arrive (chunked or with a false length): past the limit it
    tells Django the client went away (so nothing more is read or kept) and answers 413.
 
@@ -38,6 +40,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_API_PREFIXES = ("/api/schema/", "/api/docs/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_FIRST_BYTES = 64 * 1024
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -100,8 +103,10 @@ class BodyGuard:
                 return
         path: str = scope.get("path", "")
         if (scope.get("method") in BODY_METHODS and path.startswith("/api/")
-                and not path.startswith(PUBLIC_API_PREFIXES)):
-            refusal = await database_sync_to_async(_check_token)(
+                and not path.startswith(PUBLIC_API_PREFIXES)
+                and (declared is None or int(declared) > TOKEN_FIRST_BYTES)):
+            # Not on Channels' one sync thread: these checks must not queue behind each other.
+            refusal = await database_sync_to_async(_check_token, thread_sensitive=False)(
                 scope, _header(scope, b"authorization") or "")
             if refusal is not None:
                 await _answer(send, *refusal)
