@@ -45,8 +45,8 @@ class PayloadTooLarge(exceptions.APIException):
 
 def payload_too_large_message(*, limit: int, size: int | None) -> str:
     if size is None:
-        return f"the request body is larger than the limit of {limit} bytes"
-    return f"the request body is {size} bytes, larger than the limit of {limit} bytes"
+        return f"the request body is too large: more than the limit of {limit} bytes"
+    return f"the request body is too large: {size} bytes, more than the limit of {limit} bytes"
 
 
 # DRF exception class -> our stable code. Checked in order (subclasses first).
