@@ -7,7 +7,9 @@ called by leader election. The counters and the histogram are per process, so Pr
 them over the engines it scrapes; every engine reports the same database gauges, so aggregate
 those with ``max``, not ``sum``.
 
-Label values are bounded: task queues, kinds, activity types and loop names, never ids.
+Label values are bounded: task queues, kinds, activity types and loop names, never ids; task
+queues and activity types are user-chosen, so each keeps its first values and counts the rest
+as ``other`` (``workflows.metrics.BoundedLabel``), the database gauges included.
 Nothing here may fail a transition: the observer is guarded by ``workflows.changes`` and the
 collector swallows (and logs) its own errors.
 """
@@ -15,6 +17,7 @@ collector swallows (and logs) its own errors.
 from __future__ import annotations
 
 import logging
+from collections import Counter as Counter_
 from collections.abc import Iterator, Sequence
 
 from django.db.models import Count
@@ -23,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from workflows.changes import Lease
-from workflows.metrics import LATENCY_BUCKETS
+from workflows.metrics import ACTIVITY_TYPE, LATENCY_BUCKETS, TASK_QUEUE
 
 from .models import Task, TaskKind, TaskState, WorkerSession
 
@@ -42,10 +45,11 @@ LEADER = Gauge(
 def observe_leases(leases: Sequence[Lease]) -> None:
     """Schedule-to-start latency and activity retries (a ``workflows.changes`` observer)."""
     for lease in leases:
-        SCHEDULE_TO_START.labels(lease.kind, lease.task_queue).observe(
+        SCHEDULE_TO_START.labels(lease.kind, TASK_QUEUE(lease.task_queue)).observe(
             max(0.0, lease.waited_seconds))
         if lease.kind == TaskKind.ACTIVITY and lease.attempt > 1:
-            ACTIVITY_RETRIES.labels(lease.task_queue, lease.type_name).inc()
+            ACTIVITY_RETRIES.labels(TASK_QUEUE(lease.task_queue),
+                                    ACTIVITY_TYPE(lease.type_name)).inc()
 
 
 def set_leader(loop: str, leading: bool) -> None:
@@ -66,16 +70,22 @@ class DatabaseCollector(Collector):
                                   labels=["task_queue", "kind"])
         workers = GaugeMetricFamily("sched_workers_connected", "Connected worker sessions.",
                                     labels=["task_queue"])
+        by_queue_kind: Counter_[tuple[str, str]] = Counter_()
+        by_queue: Counter_[str] = Counter_()
         try:
             for row in (Task.objects.filter(state=TaskState.READY)
                         .values("task_queue", "kind").annotate(n=Count("id"))
                         .order_by("task_queue", "kind")):
-                ready.add_metric([row["task_queue"], row["kind"]], row["n"])
+                by_queue_kind[TASK_QUEUE(row["task_queue"]), row["kind"]] += row["n"]
             for session in (WorkerSession.objects.values("task_queue")
                             .annotate(n=Count("id")).order_by("task_queue")):
-                workers.add_metric([session["task_queue"]], session["n"])
+                by_queue[TASK_QUEUE(session["task_queue"])] += session["n"]
         except Exception as exc:  # no database (yet), or called from an event loop
             log.debug("database metrics unavailable: %r", exc)
             return
+        for (queue, kind), n in by_queue_kind.items():
+            ready.add_metric([queue, kind], n)
+        for queue, n in by_queue.items():
+            workers.add_metric([queue], n)
         yield ready
         yield workers

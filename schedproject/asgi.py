@@ -14,10 +14,12 @@ from django.urls import path  # noqa: E402
 
 from dispatch.consumers import WorkerConsumer  # noqa: E402
 from workflows.api.fast import LeanApi  # noqa: E402
+from workflows.api.guard import BodyGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": LeanApi(django_asgi_app),
+        # Bodies are bounded (and a large one's token checked) before anything reads them.
+        "http": BodyGuard(LeanApi(django_asgi_app)),
         "websocket": URLRouter([path("ws/worker/", WorkerConsumer.as_asgi())]),
     }
 )

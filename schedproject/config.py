@@ -52,6 +52,22 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value.lower()
 
 
+def _list(name: str, default: str) -> tuple[str, ...]:
+    raw = os.environ.get(name) or default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    raw = os.environ.get("SCHED_PROXY_SSL_HEADER") or ""
+    if not raw:
+        return None
+    header, sep, value = raw.partition(":")
+    if not sep or not header.strip() or not value.strip():
+        raise ConfigError("SCHED_PROXY_SSL_HEADER must be 'Header-Name: value', "
+                          f"e.g. 'X-Forwarded-Proto: https', not {raw!r}")
+    return "HTTP_" + header.strip().upper().replace("-", "_"), value.strip()
+
+
 @dataclass(frozen=True)
 class SchedConfig:
     debug: bool
@@ -86,6 +102,26 @@ class SchedConfig:
     max_worker_credit: int
     send_buffer_pause_bytes: int
     send_buffer_close_bytes: int
+    # Long polls (``result?wait=``, ``history?wait=``) one engine process holds at once; one
+    # more is answered 503 ``too_many_waiters`` with ``Retry-After``.
+    max_waiters: int
+    # Behind a TLS proxy: the header (as Django's META key) and value that mark a request
+    # that came over HTTPS; SCHED_PROXY_SSL_HEADER="X-Forwarded-Proto: https".
+    proxy_ssl_header: tuple[str, str] | None
+    csrf_trusted_origins: tuple[str, ...]
+    secure_cookies: bool
+    ssl_redirect: bool
+    hsts_seconds: int
+    hsts_preload: bool
+    # /metrics: with a token, only ``Authorization: Bearer <token>`` may scrape it.
+    metrics_token: str | None
+    # Failed logins (dashboard and admin) per user name and client address before that pair
+    # is refused for ``login_lockout_seconds``.
+    login_attempts: int
+    login_lockout_seconds: float
+    # Distinct workflow types, task queues and activity types each metric label takes as
+    # themselves (the first seen by this process); later ones are counted as ``other``.
+    metrics_label_values: int
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
@@ -113,10 +149,8 @@ def load() -> SchedConfig:
                           ("debug", "info", "warning", "error", "critical")).upper(),
         log_format=_choice("SCHED_LOG_FORMAT", "text", ("text", "json")),
         max_payload_bytes=int(_number("SCHED_MAX_PAYLOAD_BYTES", 2 * 1024 * 1024, minimum=1024)),
-        allowed_hosts=tuple(
-            h.strip() for h in (os.environ.get("SCHED_ALLOWED_HOSTS") or "*").split(",")
-            if h.strip()
-        ),
+        # Outside debug, no wildcard by default: the local addresses only.
+        allowed_hosts=_list("SCHED_ALLOWED_HOSTS", "*" if debug else "localhost,127.0.0.1,[::1]"),
         lease_timeout_seconds=_number("SCHED_LEASE_TIMEOUT_SECONDS", 30, minimum=1),
         worker_heartbeat_seconds=_number("SCHED_WORKER_HEARTBEAT_SECONDS", 5, minimum=0.1),
         workflow_task_timeout_seconds=_number("SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS", 10,
@@ -135,6 +169,17 @@ def load() -> SchedConfig:
         send_buffer_close_bytes=int(_number("SCHED_SEND_BUFFER_CLOSE_BYTES",
                                             64 * 1024 * 1024, minimum=1024)),
         otlp_endpoint=os.environ.get("SCHED_OTLP_ENDPOINT") or None,
+        max_waiters=int(_number("SCHED_MAX_WAITERS", 200, minimum=0)),
+        proxy_ssl_header=_proxy_ssl_header(),
+        csrf_trusted_origins=_list("SCHED_CSRF_TRUSTED_ORIGINS", ""),
+        secure_cookies=_bool("SCHED_SECURE_COOKIES", False),
+        ssl_redirect=_bool("SCHED_SSL_REDIRECT", False),
+        hsts_seconds=int(_number("SCHED_HSTS_SECONDS", 0)),
+        hsts_preload=_bool("SCHED_HSTS_PRELOAD", False),
+        metrics_token=os.environ.get("SCHED_METRICS_TOKEN") or None,
+        login_attempts=int(_number("SCHED_LOGIN_ATTEMPTS", 5, minimum=1)),
+        login_lockout_seconds=_number("SCHED_LOGIN_LOCKOUT_SECONDS", 900, minimum=1),
+        metrics_label_values=int(_number("SCHED_METRICS_LABEL_VALUES", 100, minimum=1)),
     )
 
 

@@ -16,6 +16,18 @@ DEBUG = SCHED.debug
 SECRET_KEY = SCHED.secret_key or (secrets.token_urlsafe(50) if DEBUG else "")
 ALLOWED_HOSTS = list(SCHED.allowed_hosts)
 
+# Behind TLS (README, "Deployment"): each from the environment, off by default so that a
+# local run over plain HTTP keeps its session.
+SECURE_PROXY_SSL_HEADER = SCHED.proxy_ssl_header
+CSRF_TRUSTED_ORIGINS = list(SCHED.csrf_trusted_origins)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SCHED.secure_cookies
+SECURE_SSL_REDIRECT = SCHED.ssl_redirect
+# Health checks and scrapes come from inside the network, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = SCHED.hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SCHED.hsts_seconds > 0
+SECURE_HSTS_PRELOAD = SCHED.hsts_preload
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -38,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "schedproject.querystrings.RefuseNulQueryMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -54,10 +67,12 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            "builtins": ["workflows.dashboard.templatetags"],
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "workflows.dashboard.access.context",
             ],
         },
     },
@@ -139,9 +154,22 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Start, signal, cancel and inspect durable workflows.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Vendored and pinned (static/vendor/swagger-ui/VERSION): the docs page loads nothing
+    # from a CDN.
+    "SWAGGER_UI_DIST": "/static/vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui/favicon-32x32.png",
 }
 
 LOGIN_URL = "/login/"
+
+# Failed logins are counted per user name and client address (workflows.dashboard.logins):
+# in Redis when there is one (shared by the engines), else in this process.
+AUTHENTICATION_BACKENDS = ["workflows.dashboard.logins.RateLimitedModelBackend"]
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": SCHED.redis_url,
+     "KEY_PREFIX": "sched"}
+    if SCHED.redis_url else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
 
 LOGGING = {
     "version": 1,

@@ -8,8 +8,11 @@ engines it scrapes. ``LATENCY_BUCKETS`` is shared by the latency histograms of e
 Process state: ``_started`` remembers when this process saw each workflow task start (a
 bounded cache, owned here), so the completion's latency needs no query in the usual case.
 
-Label values are bounded: workflow types and statuses, never ids. The observer must not fail
-a transition: ``workflows.changes`` guards it.
+Label values are bounded: workflow types and statuses, never ids. Types and queues are
+chosen by users (any caller of the API may start a run of a type of its choosing), so each
+takes at most ``SCHED_METRICS_LABEL_VALUES`` values as themselves, the first this process
+sees (``BoundedLabel``), and counts the rest as ``other``: 3,000 types make 101 series, not
+3,000. The observer must not fail a transition: ``workflows.changes`` guards it.
 """
 
 from __future__ import annotations
@@ -21,11 +24,46 @@ from datetime import datetime
 
 from prometheus_client import Counter, Histogram
 
+from schedproject import config
+
 from .core.events import Event, EventType
 from .core.state import CLOSED_STATUS
 from .models import Execution, HistoryEvent
 
 E = EventType
+
+OTHER = "other"
+"""The label value of every type or queue past a label's bound."""
+
+
+class BoundedLabel:
+    """One user-chosen label (workflow type, task queue, activity type): the first
+    ``SCHED_METRICS_LABEL_VALUES`` distinct values this process sees are kept as they are,
+    every later one is ``OTHER``. Per process, as the metrics are."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._kept:
+            return value
+        with self._lock:
+            if value in self._kept or len(self._kept) < config.get().metrics_label_values:
+                self._kept.add(value)
+                return value
+        return OTHER
+
+    def clear(self) -> None:
+        """Forget the kept values (tests)."""
+        with self._lock:
+            self._kept.clear()
+
+
+WORKFLOW_TYPE = BoundedLabel("workflow_type")
+TASK_QUEUE = BoundedLabel("task_queue")
+ACTIVITY_TYPE = BoundedLabel("activity_type")
 
 # Seconds: from a few milliseconds (a sticky workflow task) to minutes (a backlog).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -92,9 +130,10 @@ def observe_transition(execution: Execution, events: Sequence[Event]) -> None:
     for event in events:
         kind = event.event_type
         if kind is E.WORKFLOW_EXECUTION_STARTED:
-            WORKFLOWS_STARTED.labels(execution.workflow_type).inc()
+            WORKFLOWS_STARTED.labels(WORKFLOW_TYPE(execution.workflow_type)).inc()
         elif kind in CLOSED_STATUS:
-            WORKFLOWS_CLOSED.labels(execution.workflow_type, CLOSED_STATUS[kind].value).inc()
+            WORKFLOWS_CLOSED.labels(WORKFLOW_TYPE(execution.workflow_type),
+                                    CLOSED_STATUS[kind].value).inc()
         elif kind in ACTIVITY_STATUS:
             ACTIVITIES_CLOSED.labels(ACTIVITY_STATUS[kind]).inc()
         elif kind is E.WORKFLOW_TASK_STARTED:
@@ -102,5 +141,5 @@ def observe_transition(execution: Execution, events: Sequence[Event]) -> None:
         elif kind is E.WORKFLOW_TASK_COMPLETED:
             started = _started_at(execution, int(event.attributes["started_event_id"]))
             if started is not None:
-                WORKFLOW_TASK_LATENCY.labels(execution.workflow_type).observe(
+                WORKFLOW_TASK_LATENCY.labels(WORKFLOW_TYPE(execution.workflow_type)).observe(
                     max(0.0, (event.timestamp - started).total_seconds()))

@@ -73,6 +73,14 @@ class Execution(models.Model):
             models.Index(fields=["workflow_type", "-created_at", "-id"], name="exec_type_created"),
             models.Index(fields=["task_queue", "-created_at", "-id"], name="exec_queue_created"),
         ]
+        # The dashboard's actions, one permission each (viewing needs ``view_execution``);
+        # staff users may do all of them (workflows.dashboard.access).
+        permissions = [
+            ("start_workflow", "Can start workflows"),
+            ("signal_workflow", "Can signal workflows"),
+            ("cancel_workflow", "Can cancel workflows"),
+            ("terminate_workflow", "Can terminate workflows"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow_id} ({self.run_id})"

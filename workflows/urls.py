@@ -1,9 +1,10 @@
 """URLs of the REST API, its schema and docs, and the health check.
 
 Workflow ids may contain ``/`` (clients send it as ``%2F``, which arrives decoded), so the id
-is a ``path`` segment and the sub-resources are routed before the bare id: a workflow whose id
-itself ends in ``/history`` (and the like) can be described with ``?run_id=`` only through
-the list endpoint's ``workflow_id`` filter.
+is a ``workflow_id`` segment (``workflows.api.paths``: any text, a line feed too) and the
+sub-resources are routed before the bare id: a workflow whose id itself ends in
+``/history`` (and the like) can be described with ``?run_id=`` only through the list
+endpoint's ``workflow_id`` filter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from .api import views
+from .api import paths, views  # noqa: F401  (paths registers the workflow_id converter)
 
 _public = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
@@ -23,17 +24,17 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="api-docs"),
     path("api/workflows", views.WorkflowsApi.as_view(), name="workflows"),
     path("api/workflows:batch", views.WorkflowsBatchApi.as_view(), name="workflows-batch"),
-    path("api/workflows/<path:workflow_id>/history", views.WorkflowHistoryApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>/history", views.WorkflowHistoryApi.as_view(),
          name="workflow-history"),
-    path("api/workflows/<path:workflow_id>/result", views.WorkflowResultApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>/result", views.WorkflowResultApi.as_view(),
          name="workflow-result"),
-    path("api/workflows/<path:workflow_id>/signals", views.WorkflowSignalApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>/signals", views.WorkflowSignalApi.as_view(),
          name="workflow-signals"),
-    path("api/workflows/<path:workflow_id>/cancel", views.WorkflowCancelApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>/cancel", views.WorkflowCancelApi.as_view(),
          name="workflow-cancel"),
-    path("api/workflows/<path:workflow_id>/terminate", views.WorkflowTerminateApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>/terminate", views.WorkflowTerminateApi.as_view(),
          name="workflow-terminate"),
-    path("api/workflows/<path:workflow_id>", views.WorkflowDetailApi.as_view(),
+    path("api/workflows/<workflow_id:workflow_id>", views.WorkflowDetailApi.as_view(),
          name="workflow-detail"),
     path("", include("workflows.dashboard.urls")),  # the dashboard, last: it has "/"
 ]

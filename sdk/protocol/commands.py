@@ -28,6 +28,7 @@ from sdk.protocol.limits import (
     MIN_BACKOFF_COEFFICIENT,
     MIN_SEQ,
 )
+from sdk.protocol.names import name_problem
 from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand
 
 __all__ = [
@@ -290,8 +291,11 @@ def _name(raw: Mapping[str, Any], key: str, *, required: bool = True) -> str | N
     value = raw.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+    if not isinstance(value, str):
         raise InvalidCommand(f"{key} must be a non-empty string of at most {MAX_NAME_LENGTH}")
+    problem = name_problem(value)
+    if problem is not None:
+        raise InvalidCommand(f"{key} {problem}")
     return value
 
 

@@ -25,6 +25,7 @@ from sdk.protocol.limits import (
     MAX_NAME_LENGTH,
     MAX_REQUEST_ID_LENGTH,
 )
+from sdk.protocol.names import INVALID_NAME, name_problem
 from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand, WireEvent
 
 PROTOCOL_VERSION = 1
@@ -279,6 +280,12 @@ def _has_default(f: Field[Any]) -> bool:
     return f.default is not MISSING or f.default_factory is not MISSING
 
 
+# Fields that name something (checked with ``sdk.protocol.names``, as the REST API does).
+_NAME_FIELDS: dict[type[Message], frozenset[str]] = {
+    Hello: frozenset({"task_queue", "workflow_types", "activity_types"}),
+}
+
+
 def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -> Message:
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
@@ -300,11 +307,15 @@ def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -
         ):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} must be {base}",
                                 request_id)
-        if base == "list[str]" and not all(
-            isinstance(v, str) and 0 < len(v) <= MAX_NAME_LENGTH for v in value
-        ):
+        if base == "list[str]" and not all(isinstance(v, str) for v in value):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} must hold names",
                                 request_id)
+        if f.name in _NAME_FIELDS.get(cls, ()):
+            for name in value if base == "list[str]" else [value]:
+                problem = name_problem(name)
+                if problem is not None:
+                    raise ProtocolError(INVALID_NAME, f"{cls.type}: {f.name!r} {problem}",
+                                        request_id)
         if base == "int" and not 0 <= value <= MAX_COUNT:
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} is out of range",
                                 request_id)

@@ -43,7 +43,7 @@ def test_start_with_task_queue_and_timeout(api_client: APIClient) -> None:
     assert 1.4 < (timer.fire_at - run.created_at).total_seconds() < 1.6
 
 
-@pytest.mark.parametrize("workflow_id", ["a/b c?#", "ünïcødé-🚀", "x" * 255, " spaced "])
+@pytest.mark.parametrize("workflow_id", ["a/b c?#", "ünïcødé-🚀", "x" * 255, "in ner"])
 def test_odd_but_valid_ids_round_trip(api_client: APIClient, workflow_id: str) -> None:
     r = api_client.post("/api/workflows", {"workflow_type": "T", "workflow_id": workflow_id},
                         format="json")

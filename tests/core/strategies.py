@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
+from sdk.protocol.names import name_problem
 from workflows.core import commands as c
 from workflows.core import decide
 from workflows.core.events import INPUT_EVENTS, Event, EventType
@@ -26,8 +27,10 @@ Draw = Callable[[st.SearchStrategy[T]], T]
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
-names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
-                max_size=c.MAX_NAME_LENGTH)
+# What may name something (sdk.protocol.names): no control characters, no whitespace at
+# either end, not "." or "..".
+names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
+                max_size=c.MAX_NAME_LENGTH).filter(lambda v: name_problem(v) is None)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,

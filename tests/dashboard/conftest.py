@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tests.api.conftest import Engine
@@ -27,9 +27,26 @@ def _fast_passwords(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+OPERATOR_PERMISSIONS = ("workflows.view_execution", "workflows.start_workflow",
+                        "workflows.signal_workflow", "workflows.cancel_workflow",
+                        "workflows.terminate_workflow", "dispatch.view_workersession")
+
+
+def user_with(username: str, *permissions: str) -> User:
+    """A user holding ``permissions`` (``app_label.codename``), nothing else."""
+    user = User.objects.create_user(username, password=f"pw-{username}-123")
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label,
+                                                         codename=codename))
+    return user
+
+
 @pytest.fixture
 def user(db: None) -> User:
-    return User.objects.create_user("operator", password="pw-operator-123")
+    """An operator: may view runs and workers and use every action (by permissions, not
+    staff status)."""
+    return user_with("operator", *OPERATOR_PERMISSIONS)
 
 
 @pytest.fixture

@@ -327,3 +327,39 @@ def test_screenshots_are_small(site: Site) -> None:
         assert path.exists() and path.stat().st_size < 400_000
     if site.shots != SCREENSHOTS and os.environ.get("SCHED_KEEP_SCREENSHOTS"):
         shutil.copytree(site.shots, os.environ["SCHED_KEEP_SCREENSHOTS"], dirs_exist_ok=True)
+
+
+def test_a_signaller_sees_only_the_signal_form(browser: Browser, site: Site) -> None:
+    """A user who may view runs and signal them, nothing else: only that form is shown, it
+    works, and the pages of the other actions are refused."""
+    password = secrets.token_urlsafe(12)
+    site.stack.manage("shell", "-c", (
+        "from django.contrib.auth.models import Permission, User; "
+        f"u = User.objects.create_user('signaller', '', '{password}'); "
+        "u.user_permissions.add(*Permission.objects.filter(codename__in="
+        "['view_execution', 'signal_workflow']))"))
+    site.start("approval", "approval-roles", {"timeout": 300})
+    ctx = browser.new_context(base_url=site.url)
+    ctx.set_default_timeout(LIVE_MS)
+    page = ctx.new_page()
+    page.goto("/login/")
+    page.fill("#id_username", "signaller")
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(site.url + "/")
+    expect(page.locator("header nav")).not_to_contain_text("Start a workflow")
+    expect(page.locator("header nav")).not_to_contain_text("Workers")
+    page.goto("/workflows/approval-roles")
+    expect(page.locator("#signal-form")).to_be_visible()
+    expect(page.locator("#cancel-form")).to_have_count(0)
+    expect(page.locator("#terminate-form")).to_have_count(0)
+    page.fill("#id_name", "approve")
+    page.fill("#id_input", '"Grace"')
+    accept_next_dialog(page)
+    page.click("#signal-form button[type=submit]")
+    expect(page.locator(".messages")).to_contain_text("Signal 'approve' sent.")
+    response = page.goto("/start/")
+    assert response is not None and response.status == 403
+    expect(page.locator("main")).to_contain_text("workflows.start_workflow")
+    ctx.close()
+    assert site.result("approval-roles")["status"] == "completed"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +55,16 @@ class Delta:
             key = name + "{" + ",".join(f"{k}={v}" for k, v in labels) + "}"
             out[key] = value(name, **dict(labels)) - before
         return out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_label_bounds() -> Iterator[None]:
+    """Other tests (in this process) start runs of many types: each test here starts with
+    the label bounds empty, so its own types are the first seen."""
+    for label in (workflow_metrics.WORKFLOW_TYPE, workflow_metrics.TASK_QUEUE,
+                  workflow_metrics.ACTIVITY_TYPE):
+        label.clear()
+    yield
 
 
 @pytest.fixture
@@ -184,3 +196,30 @@ def test_metrics_endpoint_needs_no_token_and_lists_engine_and_http_metrics(
         assert name in families, name
     ready = {"task_queue": QUEUE, "kind": "workflow"}
     assert [s.value for s in families["sched_tasks_ready"].samples if s.labels == ready] == [1]
+
+
+def test_user_chosen_labels_are_bounded_and_the_rest_is_other(leaders: None,
+                                                              settings: Any) -> None:
+    """3 label values kept, then ``other``: 10 workflow types (and 10 task queues) make 4
+    series of each metric, not 10; the database gauges aggregate the same way."""
+    settings.SCHED = dataclasses.replace(settings.SCHED, metrics_label_values=3)
+    other = Delta([("sched_workflows_started_total", {"workflow_type": "other"}),
+                   ("sched_workflows_closed_total",
+                    {"workflow_type": "other", "status": "terminated"})])
+    for n in range(10):
+        workflow_start(workflow_type=f"bounded-type-{n}", task_queue=f"bounded-queue-{n}",
+                       input=None, workflow_id=f"b{n}")
+        workflow_terminate(workflow_id=f"b{n}")
+    assert other() == {"sched_workflows_started_total{workflow_type=other}": 7,
+                       "sched_workflows_closed_total{status=terminated,workflow_type=other}": 7}
+    families = {f.name: f for f in REGISTRY.collect()}
+    started = {s.labels["workflow_type"] for s in families["sched_workflows_started"].samples
+               if s.labels.get("workflow_type", "").startswith("bounded-type-")}
+    assert started == {"bounded-type-0", "bounded-type-1", "bounded-type-2"}
+    for n in range(10):
+        workflow_start(workflow_type=WORKFLOW, task_queue=f"bounded-queue-{n}", input=None,
+                       workflow_id=f"q{n}")
+    ready = {f.name: f for f in REGISTRY.collect()}["sched_tasks_ready"]
+    queues = {s.labels["task_queue"]: s.value for s in ready.samples}
+    assert queues == {"bounded-queue-0": 1, "bounded-queue-1": 1, "bounded-queue-2": 1,
+                      "other": 7}

@@ -20,13 +20,16 @@ from sdk._errors import failure_from_exception
 from sdk._runtime import WorkflowInstance
 from sdk._workflow import WorkflowContext, WorkflowDefinition
 from sdk.protocol import limits
+from sdk.protocol.names import name_problem
 from workflows.core import commands as c
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20)
-names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
-                max_size=limits.MAX_NAME_LENGTH)
-short_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
-                      max_size=12)
+# What may name something (sdk.protocol.names): no control characters, no whitespace at
+# either end, not "." or "..".
+names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
+                max_size=limits.MAX_NAME_LENGTH).filter(lambda v: name_problem(v) is None)
+short_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]),
+                      min_size=1, max_size=12).filter(lambda v: name_problem(v) is None)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text
     | st.floats(allow_nan=False, allow_infinity=False),
@@ -182,6 +185,8 @@ def _values(annotation: str, name: str) -> st.SearchStrategy[Any]:
     base = annotation.removesuffix(" | None")
     if name == "id":
         strategy: st.SearchStrategy[Any] = st.text(max_size=limits.MAX_REQUEST_ID_LENGTH)
+    elif name == "task_queue":
+        strategy = names
     else:
         strategy = {
             "str": text, "int": st.integers(0, limits.MAX_COUNT),

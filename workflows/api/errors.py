@@ -13,21 +13,40 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from schedproject import config
+from sdk.protocol.names import INVALID_NAME
 from workflows.errors import SchedError
 
 log = logging.getLogger("sched.api")
 
+# A request that finds the database down is told to come back after this long.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
 
 class PayloadTooLarge(exceptions.APIException):
+    """413 ``payload_too_large``, with the ``limit`` and, where known, the body's ``size``
+    (its ``Content-Length``; a streamed body is refused once it passes the limit)."""
+
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "the request body is too large"
     default_code = "payload_too_large"
+
+    def __init__(self, *, limit: int, size: int | None = None) -> None:
+        super().__init__(payload_too_large_message(limit=limit, size=size))
+        self.extra: dict[str, int] = {"limit": limit, **({} if size is None else {"size": size})}
+
+
+def payload_too_large_message(*, limit: int, size: int | None) -> str:
+    if size is None:
+        return f"the request body is too large: more than the limit of {limit} bytes"
+    return f"the request body is too large: {size} bytes, more than the limit of {limit} bytes"
 
 
 # DRF exception class -> our stable code. Checked in order (subclasses first).
@@ -73,11 +92,24 @@ def _flat_fields(detail: Any, name: str, out: dict[str, list[str]]) -> None:
         out.setdefault(name or "non_field_errors", []).append(str(detail))
 
 
+def _codes(detail: Any) -> set[str]:
+    if isinstance(detail, dict):
+        return set().union(*(_codes(v) for v in detail.values())) if detail else set()
+    if isinstance(detail, list | tuple):
+        return set().union(*(_codes(v) for v in detail)) if detail else set()
+    return {str(getattr(detail, "code", "invalid"))}
+
+
 def validation_body(exc: exceptions.ValidationError) -> dict[str, Any]:
-    """The ``invalid_input`` error body for a serializer's ``ValidationError``."""
+    """The error body for a serializer's ``ValidationError``: ``invalid_name`` when every
+    problem is a name's character (the message says which, and where), else
+    ``invalid_input``; ``fields`` names each bad field either way."""
     fields: dict[str, list[str]] = {}
     _flat_fields(exc.detail if isinstance(exc.detail, dict)
                  else {"non_field_errors": exc.detail}, "", fields)
+    if _codes(exc.detail) == {INVALID_NAME}:
+        name, messages = next(iter(fields.items()))
+        return error_body(INVALID_NAME, f"{name} {messages[0]}", fields=fields)
     names = ", ".join(fields)
     return error_body("invalid_input", f"invalid input: {names}", fields=fields)
 
@@ -95,14 +127,17 @@ def _api_exception(exc: exceptions.APIException) -> Response:
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-    return Response(error_body(code, _message(exc.detail)), status=exc.status_code,
+    extra = getattr(exc, "extra", None) or {}
+    return Response(error_body(code, _message(exc.detail), **extra), status=exc.status_code,
                     headers=headers)
 
 
 def to_response(exc: BaseException) -> Response:
     """The JSON answer for ``exc``; a 500 (logged) for anything unexpected."""
     if isinstance(exc, SchedError):
-        return Response(error_body(exc.code, exc.message, **exc.extra), status=exc.http_status)
+        retry_after = exc.extra.get("retry_after")
+        return Response(error_body(exc.code, exc.message, **exc.extra), status=exc.http_status,
+                        headers={"Retry-After": str(retry_after)} if retry_after else None)
     if isinstance(exc, exceptions.ValidationError):
         return _validation(exc)
     if isinstance(exc, exceptions.APIException):
@@ -111,8 +146,13 @@ def to_response(exc: BaseException) -> Response:
         return Response(error_body("not_found", "not found"), status=404)
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body("forbidden", "permission denied"), status=403)
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.warning("the database is unavailable: %s", exc)
+        return Response(error_body("database_unavailable",
+                                   "the database is unavailable; try again shortly"),
+                        status=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     if isinstance(exc, RequestDataTooBig):
-        return _api_exception(PayloadTooLarge())
+        return _api_exception(PayloadTooLarge(limit=config.get().max_payload_bytes))
     log.error("unhandled error in the API", exc_info=exc)
     return Response(error_body("internal_error", "internal server error"), status=500)
 

@@ -52,6 +52,7 @@ from workflows.core.state import Status
 from workflows.errors import SchedError
 from workflows.models import Execution
 
+from . import waiters
 from .auth import authenticate_header
 from .parsers import _reject_constant
 from .views import (
@@ -211,7 +212,12 @@ class LeanApi:
             await self.app(scope, receive, send)
             return
         if run.status == Status.RUNNING.value and query.wait > 0:
-            closed = await _until_closed(pool, run, query.wait, receive)
+            try:
+                with waiters.slot(query.wait):  # bounded as the view's waits are
+                    closed = await _until_closed(pool, run, query.wait, receive)
+            except waiters.TooManyWaiters:
+                await self.app(scope, receive, send)  # the view answers 503 (or, freed, waits)
+                return
             if closed is None:
                 return  # the caller went away
             run = closed

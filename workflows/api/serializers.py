@@ -16,6 +16,7 @@ from typing import Any
 from rest_framework import serializers
 
 from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+from sdk.protocol.names import INVALID_NAME, name_problem
 
 MAX_JSON_DEPTH = 64
 MAX_REASON_LENGTH = 4096
@@ -85,13 +86,36 @@ class StrictCharField(serializers.CharField):
         return data
 
 
-def name_field(**kwargs: Any) -> StrictCharField:
+def check_name_value(value: str, *, max_length: int = MAX_NAME_LENGTH) -> str:
+    """``value`` if it can name something (``sdk.protocol.names``), else a ``ValidationError``
+    with the code ``invalid_name`` saying which character, and where. For any door of the API
+    (serializers here, or a view that decodes its input by hand)."""
+    problem = name_problem(value, max_length=max_length)
+    if problem is not None:
+        raise serializers.ValidationError(problem, code=INVALID_NAME)
+    return value
+
+
+class NameField(StrictCharField):
+    """A string that names something: a workflow id or type, a task queue, a signal name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", MAX_NAME_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str) and (self.max_length is None or len(data) <= self.max_length):
+            check_name_value(data, max_length=len(data))  # its characters (invalid_name)
+        return super().to_internal_value(data)  # its type and length (invalid_input)
+
+
+def name_field(**kwargs: Any) -> NameField:
     """A workflow type, task queue or signal name."""
-    return StrictCharField(max_length=MAX_NAME_LENGTH, **kwargs)
+    return NameField(max_length=MAX_NAME_LENGTH, **kwargs)
 
 
-def workflow_id_field(**kwargs: Any) -> StrictCharField:
-    return StrictCharField(max_length=MAX_WORKFLOW_ID_LENGTH, **kwargs)
+def workflow_id_field(**kwargs: Any) -> NameField:
+    return NameField(max_length=MAX_WORKFLOW_ID_LENGTH, **kwargs)
 
 
 class StrictNumberField(serializers.FloatField):

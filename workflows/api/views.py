@@ -24,6 +24,7 @@ from workflows.core.state import Status
 from workflows.errors import SchedError
 from workflows.models import Execution
 
+from . import waiters
 from .errors import error_body, validation_body
 from .health import health_checks
 from .parsers import LimitedJSONParser
@@ -55,7 +56,11 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
              403: "The token's scope does not allow the API.", 404: "No such workflow or run.",
              409: "The run's state does not allow this (e.g. `run_closed`).",
              413: "The body is larger than the configured limit.",
-             422: "Invalid input; `fields` names each bad field."}
+             422: "Invalid input (`invalid_input`; `fields` names each bad field), or a "
+                  "name that cannot name anything (`invalid_name`: a control character, "
+                  "`.`/`..`, whitespace at either end; the message says which and where).",
+             503: "Too many waiting requests (`too_many_waiters`) or the database is "
+                  "unavailable (`database_unavailable`); retry after `Retry-After` seconds."}
     return {code: OpenApiResponse(ErrorSerializer, description=texts[code]) for code in codes}
 
 
@@ -348,10 +353,11 @@ class WorkflowHistoryApi(RunApiView):
 
     @extend_schema(operation_id="workflow_history",
                    parameters=[WORKFLOW_ID, HistoryQuerySerializer],
-                   responses={200: HistoryPageSerializer, **_errors(401, 403, 404, 422)})
+                   responses={200: HistoryPageSerializer, **_errors(401, 403, 404, 422, 503)})
     def get(self, request: Request, workflow_id: str) -> Response:
         query = _validated(self.HistoryQuerySerializer, request.query_params)
-        page = selectors.history_page(workflow_id=workflow_id, **query)
+        with waiters.slot(query["wait"]):
+            page = selectors.history_page(workflow_id=workflow_id, **query)
         return Response(HistoryPageSerializer(page).data)
 
 
@@ -369,12 +375,13 @@ class WorkflowResultApi(RunApiView):
         closed_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema(operation_id="workflow_result", parameters=[WORKFLOW_ID, ResultQuerySerializer],
-                   responses={200: ResultOutputSerializer, **_errors(401, 403, 404, 422)},
+                   responses={200: ResultOutputSerializer, **_errors(401, 403, 404, 422, 503)},
                    description="Answers when the run closes or `wait` ends; `status` says "
                                "which (`running` if the wait ended first).")
     def get(self, request: Request, workflow_id: str) -> Response:
         query = _validated(self.ResultQuerySerializer, request.query_params)
-        run = selectors.execution_result(workflow_id=workflow_id, **query)
+        with waiters.slot(query["wait"]):
+            run = selectors.execution_result(workflow_id=workflow_id, **query)
         return Response(self.ResultOutputSerializer(run).data)
 
 

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ValidationError as DrfValidationError
 
 from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+from sdk.protocol.names import INVALID_NAME, name_problem
 from workflows.api.serializers import MAX_REASON_LENGTH, check_json_value
 from workflows.core.state import Status
 
@@ -69,14 +70,41 @@ class JSONValueField(forms.CharField):
         pass
 
 
+def _valid_name(value: str) -> None:
+    """The API's check of a name (``sdk.protocol.names``): which character, and where."""
+    problem = name_problem(value, max_length=len(value))
+    if problem is not None:
+        raise ValidationError(f"The name {problem}.", code=INVALID_NAME)
+
+
 def _name(label: str, **kwargs: Any) -> forms.CharField:
     return forms.CharField(label=label, max_length=MAX_NAME_LENGTH, strip=False,
-                           validators=[_surrogate_free], **kwargs)
+                           validators=[_valid_name], **kwargs)
 
 
 def _workflow_id(**kwargs: Any) -> forms.CharField:
     return forms.CharField(label="Workflow id", max_length=MAX_WORKFLOW_ID_LENGTH, strip=False,
-                           validators=[_surrogate_free], **kwargs)
+                           validators=[_valid_name], **kwargs)
+
+
+def storable_id_problem(workflow_id: str) -> str | None:
+    """Why no run can have ``workflow_id`` (too long, NUL, a lone surrogate), or ``None``.
+    Looser than a name on purpose: it finds runs, it does not name new ones."""
+    if len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:
+        return f"must be at most {MAX_WORKFLOW_ID_LENGTH} characters"
+    if "\x00" in workflow_id:
+        return "must not contain NUL"
+    try:
+        workflow_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain unpaired surrogate characters"
+    return None
+
+
+def _storable_id(value: str) -> None:
+    problem = storable_id_problem(value)
+    if problem is not None:
+        raise ValidationError(f"The id {problem}.")
 
 
 class StartForm(forms.Form):
@@ -98,7 +126,8 @@ class StartForm(forms.Form):
 class RunForm(forms.Form):
     """Names the run an action applies to (hidden fields on the run's page)."""
 
-    workflow_id = _workflow_id(widget=forms.HiddenInput)
+    workflow_id = forms.CharField(max_length=MAX_WORKFLOW_ID_LENGTH, strip=False,
+                                  validators=[_storable_id], widget=forms.HiddenInput)
     run_id = forms.CharField(required=False, max_length=36, widget=forms.HiddenInput)
 
     def clean_run_id(self) -> str | None:

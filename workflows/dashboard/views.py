@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.contrib.staticfiles.views import serve
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
@@ -20,14 +19,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from schedproject import config
-from sdk.protocol.limits import MAX_WORKFLOW_ID_LENGTH
 from workflows import selectors, services
 from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import NotFound, SchedError
 from workflows.models import Execution
 
-from . import forms, timeline
+from . import access, forms, timeline
 
 PAGE_SIZE = 50
 MAX_EVENTS = 2000
@@ -42,8 +40,16 @@ def run_url(run: Execution | None = None, *, workflow_id: str = "",
             run_id: str | None = None) -> str:
     if run is not None:
         workflow_id, run_id = run.workflow_id, str(run.run_id)
-    url = reverse("dashboard:workflow", kwargs={"workflow_id": workflow_id})
+    url = _with_id("dashboard:workflow", workflow_id)
     return f"{url}?{urlencode({'run_id': run_id})}" if run_id else url
+
+
+def _with_id(view: str, workflow_id: str) -> str:
+    """The URL of ``view`` for ``workflow_id``, the id quoted whole: ``reverse`` leaves ``/``
+    as it is and refuses ids its pattern does not match (a line feed), where ``%2F`` and
+    ``%0A`` arrive decoded as the same id."""
+    prefix = reverse(view, kwargs={"workflow_id": "_"}).removesuffix("_")
+    return prefix + quote(workflow_id, safe="")
 
 
 def _error_page(request: HttpRequest, message: str, *, status: int,
@@ -53,7 +59,9 @@ def _error_page(request: HttpRequest, message: str, *, status: int,
 
 
 def _valid_workflow_id(workflow_id: str) -> bool:
-    return len(workflow_id) <= MAX_WORKFLOW_ID_LENGTH and "\x00" not in workflow_id
+    """Whether ``workflow_id`` can be looked up: a run's page and its actions take any id the
+    database can hold, so a run started before names were checked stays reachable."""
+    return forms.storable_id_problem(workflow_id) is None
 
 
 def static(request: HttpRequest, path: str) -> HttpResponseBase:
@@ -67,7 +75,7 @@ def static(request: HttpRequest, path: str) -> HttpResponseBase:
 # ---- list ----------------------------------------------------------------------------------
 
 
-@login_required
+@access.require("view")
 @require_GET
 def workflow_list(request: HttpRequest) -> HttpResponse:
     form = forms.ListFilterForm(request.GET)
@@ -140,7 +148,7 @@ def _run_context(run: Execution) -> dict[str, Any]:
         "pending_timers": [{**t, "fire_at": _as_datetime(t["fire_at"])}
                            for t in description.pending_timers],
         "signals": signals, "fingerprint": selectors.execution_fingerprint(run),
-        "live_url": reverse("dashboard:workflow-live", kwargs={"workflow_id": run.workflow_id})
+        "live_url": _with_id("dashboard:workflow-live", run.workflow_id)
         + "?" + urlencode({"run_id": str(run.run_id)}),
         "api_history_url": f"/api/workflows/{quote(run.workflow_id, safe='')}/history?"
                            + urlencode({"run_id": str(run.run_id)}),
@@ -175,7 +183,7 @@ def _find_run(workflow_id: str, run_id: str | None) -> Execution:
     return selectors.execution_get(workflow_id=workflow_id, run_id=run_id)
 
 
-@login_required
+@access.require("view")
 @require_GET
 def workflow_detail(request: HttpRequest, workflow_id: str) -> HttpResponse:
     try:
@@ -185,7 +193,7 @@ def workflow_detail(request: HttpRequest, workflow_id: str) -> HttpResponse:
     return _render_run(request, run)
 
 
-@login_required
+@access.require("view")
 @require_GET
 def workflow_live(request: HttpRequest, workflow_id: str) -> HttpResponse:
     """The live part of a run's page, polled by htmx every second while the run is open.
@@ -227,7 +235,7 @@ def _action(request: HttpRequest, form: forms.RunForm, form_key: str,
     return HttpResponseRedirect(run_url(run))
 
 
-@login_required
+@access.require("signal")
 @require_POST
 def workflow_signal(request: HttpRequest) -> HttpResponse:
     form = forms.SignalForm(request.POST)
@@ -236,7 +244,7 @@ def workflow_signal(request: HttpRequest) -> HttpResponse:
         f"Signal {form.data.get('name', '')!r} sent.")
 
 
-@login_required
+@access.require("cancel")
 @require_POST
 def workflow_cancel(request: HttpRequest) -> HttpResponse:
     form = forms.ReasonForm(request.POST, auto_id="cancel_%s")
@@ -245,7 +253,7 @@ def workflow_cancel(request: HttpRequest) -> HttpResponse:
         "Cancellation requested: the workflow gets to clean up and close as canceled.")
 
 
-@login_required
+@access.require("terminate")
 @require_POST
 def workflow_terminate(request: HttpRequest) -> HttpResponse:
     form = forms.ReasonForm(request.POST, auto_id="terminate_%s")
@@ -254,7 +262,7 @@ def workflow_terminate(request: HttpRequest) -> HttpResponse:
         "Workflow terminated.")
 
 
-@login_required
+@access.require("start")
 @require_http_methods(["GET", "POST"])
 def workflow_start(request: HttpRequest) -> HttpResponse:
     status = 200
@@ -289,7 +297,7 @@ def workflow_start(request: HttpRequest) -> HttpResponse:
 # ---- workers -------------------------------------------------------------------------------
 
 
-@login_required
+@access.require("workers")
 @require_GET
 def worker_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
