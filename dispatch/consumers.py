@@ -198,15 +198,18 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     extra={"worker_id": self.worker_id})
         failure = {"type": code, "message": text, "non_retryable": False}
         was_full = self.is_full()
+        outcome: Any = None
         try:
             if isinstance(message, protocol.WorkflowTaskCompleted | protocol.WorkflowTaskFailedMsg):
-                outcome: Any = await self.db.run(
+                outcome = await self.db.run(
                     workflow_task_fail, token=message.token, cause=code, failure=failure,
                     worker_id=self.worker_id)
             else:
                 outcome = await self.db.run(
                     activity_task_fail, token=message.token, failure=failure,
                     worker_id=self.worker_id, lessee=self.lessee())
+        except SchedError as exc:  # not this worker's live lease: nothing to fail
+            text = f"{text} (and the task was not changed: {exc.code}: {exc.message})"
         finally:
             self.held.pop(message.token, None)
         await self.after_completion(message.token, outcome, None, was_full=was_full)

@@ -19,6 +19,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from schedproject import config
 from workflows.errors import SchedError
 
 log = logging.getLogger("sched.api")
@@ -112,7 +113,9 @@ def to_response(exc: BaseException) -> Response:
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body("forbidden", "permission denied"), status=403)
     if isinstance(exc, RequestDataTooBig):
-        return _api_exception(PayloadTooLarge())
+        return _api_exception(PayloadTooLarge(
+            f"the request body is larger than the limit of {config.get().max_payload_bytes} "
+            "bytes (SCHED_MAX_PAYLOAD_BYTES)"))
     log.error("unhandled error in the API", exc_info=exc)
     return Response(error_body("internal_error", "internal server error"), status=500)
 

@@ -34,10 +34,12 @@ class LimitedJSONParser(parsers.JSONParser):
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
         if declared and str(declared).isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            raise PayloadTooLarge(f"the request body is {int(declared)} bytes, more than the "
+                                  f"limit of {limit} bytes (SCHED_MAX_PAYLOAD_BYTES)")
         body = stream.read(limit + 1)
         if len(body) > limit:
-            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            raise PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes "
+                                  "(SCHED_MAX_PAYLOAD_BYTES)")
         try:
             text = body.decode("utf-8") if isinstance(body, bytes) else body
             return json.loads(text, parse_constant=_reject_constant)
