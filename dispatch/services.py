@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from schedproject import config
 from schedproject.config import SchedConfig
@@ -97,10 +97,8 @@ def worker_disconnect(*, worker_id: str, now: datetime, term: int | None = None)
         if term is not None:
             check_term("dispatcher", term)
         sessions.drop(worker_id)
-    ids = tasks.leased_by(worker_id)
-    for task_id in ids:
-        release_task(task_id, now=now, term=term)
-    return len(ids)
+    return _release_each(((task_id, None) for task_id in tasks.leased_by(worker_id)),
+                         now=now, term=term)
 
 
 def release_task(task_id: int, *, now: datetime, owner: str | None = None,
@@ -132,9 +130,23 @@ def reclaim(*, now: datetime, term: int | None = None) -> int:
     for worker_id in dead:
         log.warning("worker %s went silent; handing its tasks back", worker_id)
         count += worker_disconnect(worker_id=worker_id, now=now, term=term)
-    expired = tasks.expired(now, 500)
-    for task_id, owner in expired:
-        release_task(task_id, now=now, owner=owner, term=term)
+    return count + _release_each(tasks.expired(now, 500), now=now, term=term)
+
+
+def _release_each(leases: Iterable[tuple[int, str | None]], *, now: datetime,
+                  term: int | None) -> int:
+    """``release_task`` each ``(task id, owner)``; one that fails is logged and counted, and
+    the others are handed back all the same. Returns how many went back."""
+    count = 0
+    for task_id, owner in leases:
+        try:
+            release_task(task_id, now=now, owner=owner, term=term)
+        except (NotLeader, InterfaceError, OperationalError):
+            raise  # the loop's trouble, not this task's
+        except Exception:
+            metrics.item_failed("dispatcher")
+            log.exception("could not hand back the lease of task %s", task_id)
+            continue
         count += 1
     return count
 
