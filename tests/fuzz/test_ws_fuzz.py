@@ -296,7 +296,7 @@ def test_numbers_of_any_size_cross_the_channel_layer(tokens: tuple[str, str]) ->
         return frames
 
     inputs = sorted(f["events"][0]["attributes"]["input"] for f in asyncio.run(scenario()))
-    assert inputs == [1, 1e20, 2**64, 10**30]
+    assert inputs == sorted([1, 1e20, 2**64, 10**30])
 
 
 def test_a_flood_does_not_starve_another_worker(tokens: tuple[str, str]) -> None:
