@@ -3,7 +3,10 @@
 The consumer stays thin: it decodes a frame once (``sdk.protocol``), routes it by ``type``
 to a ``handle_<type>`` method, makes one call into a sync service, and sends what comes back.
 A malformed or unexpected frame is answered with an error frame and changes nothing; no
-frame can close the connection or stop the engine.
+frame can close the connection or stop the engine. A task's frame whose payload no database
+can store (``sdk.protocol.payload_problem``: the REST API's check) or that is larger than
+``SCHED_MAX_PAYLOAD_BYTES`` fails that task instead (``refuse_item``), and is answered with an
+error frame saying why (``invalid_payload``, ``payload_too_large``).
 
 Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
 it has sent and not seen completed; a completion may hand the run's next tasks straight back

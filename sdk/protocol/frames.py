@@ -3,7 +3,9 @@
 Every frame is a JSON object with a ``type``. Frames a worker sends may carry an ``id`` (a
 string of at most ``MAX_REQUEST_ID_LENGTH`` characters); the engine answers each frame that has
 one with ``ack`` or ``error`` carrying the same ``id``. Unknown fields are ignored; an unknown
-``type`` or a malformed frame is answered with an ``error`` frame and changes nothing.
+``type`` or a malformed frame is answered with an ``error`` frame and changes nothing. String
+fields holding what no database stores (NUL, a lone surrogate) are malformed here; payloads
+are checked apart (``payload_problem_of``), so that the engine can fail the frame's task.
 
 This module owns the frame classes and their decoding (``decode_worker_message`` on the
 engine's side, ``decode_engine_message`` on the worker's). A frame's fields are checked
