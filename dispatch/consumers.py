@@ -3,7 +3,10 @@
 The consumer stays thin: it decodes a frame once (``sdk.protocol``), routes it by ``type``
 to a ``handle_<type>`` method, makes one call into a sync service, and sends what comes back.
 A malformed or unexpected frame is answered with an error frame and changes nothing; no
-frame can close the connection or stop the engine.
+frame can close the connection or stop the engine. A task's frame whose payload no database
+can store (``sdk.protocol.payload_problem``: the REST API's check) or that is larger than
+``SCHED_MAX_PAYLOAD_BYTES`` fails that task instead (``refuse_item``), and is answered with an
+error frame saying why (``invalid_payload``, ``payload_too_large``).
 
 Credit: a worker says how many tasks of each kind it can hold. The consumer counts the leases
 it has sent and not seen completed; a completion may hand the run's next tasks straight back
@@ -35,7 +38,6 @@ and hands its leases back, once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -61,12 +63,35 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import draining, keeper, lessees, notify, services, wakeup
+from . import draining, keeper, lessees, metrics, notify, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
+# Close codes: daphne (autobahn) sends only 1000 and 3000-4999, and refuses any other code
+# without closing, so the socket's cleanup would never run; sched's are 4000 + the standard
+# code they stand for.
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_DATABASE_ERROR = 1011
+CLOSE_DATABASE_ERROR = 4011  # 1011: the engine cannot serve this frame now; reconnect
+
+_Item = (protocol.WorkflowTaskCompleted | protocol.WorkflowTaskFailedMsg
+         | protocol.ActivityTaskCompleted | protocol.ActivityTaskFailedMsg
+         | protocol.ActivityHeartbeat)
+_ITEMS = (protocol.WorkflowTaskCompleted, protocol.WorkflowTaskFailedMsg,
+          protocol.ActivityTaskCompleted, protocol.ActivityTaskFailedMsg,
+          protocol.ActivityHeartbeat)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (f"the frame is {size} bytes, more than the engine takes ({limit} bytes, "
+            "SCHED_MAX_PAYLOAD_BYTES)")
+
+
+def _refusal(message: protocol.Message, size: int, limit: int) -> tuple[str, str] | None:
+    """Why a decoded frame cannot be applied as it is: ``(code, message)``, or None."""
+    if size > limit:
+        return "payload_too_large", _too_large(size, limit)
+    problem = protocol.payload_problem_of(message)
+    return ("invalid_payload", problem) if problem else None
 
 
 _pool: DbPool | None = None
@@ -173,20 +198,27 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if not self.worker_id:
             return
         frame = text_data if text_data is not None else bytes_data or b""
-        if len(frame) > config.get().max_payload_bytes:
-            await self.send_message(protocol.Error(
-                code="payload_too_large",
-                message=f"frames are limited to {config.get().max_payload_bytes} bytes"))
-            return
         request_id: str | None = None
         try:
-            message = protocol.decode_worker_message(frame)
+            size, limit = protocol.frame_size(frame), config.get().max_payload_bytes
+            try:
+                message = protocol.decode_worker_message(frame)
+            except protocol.ProtocolError as exc:
+                if size > limit:  # however it decodes, say first what the worker can fix
+                    raise protocol.ProtocolError("payload_too_large",
+                                                 _too_large(size, limit), exc.request_id) from None
+                raise
             request_id = getattr(message, "id", None)
             if self.hello is None and not isinstance(message, protocol.Hello):
                 raise SchedError("send hello first", code="hello_required")
-            handler = getattr(self, f"handle_{message.type}")
+            refusal = _refusal(message, size, limit)
             with draining.frame(self):
-                await handler(message)
+                if refusal is None:
+                    await getattr(self, f"handle_{message.type}")(message)
+                elif isinstance(message, _ITEMS):
+                    await self.refuse_item(message, *refusal)
+                else:
+                    raise SchedError(refusal[1], code=refusal[0])
         except protocol.ProtocolError as exc:
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=exc.request_id))
@@ -202,11 +234,39 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                         self.worker_id, exc_info=True)
             await self.close(code=CLOSE_DATABASE_ERROR)
         except Exception:
+            metrics.item_failed("worker_socket")
             log.exception("worker %s: failed to handle a frame", self.worker_id,
                           extra={"worker_id": self.worker_id})
             await self.send_message(protocol.Error(code="internal_error",
                                                    message="the engine could not handle that",
                                                    id=request_id))
+
+    async def refuse_item(self, message: _Item, code: str, text: str) -> None:
+        """A task's frame whose payload cannot be taken (``invalid_payload``,
+        ``payload_too_large``): that task fails instead, as if the worker had reported the
+        problem (an activity attempt under its retry policy, a workflow task with its
+        back-off), and the frame is answered with an error saying why."""
+        log.warning("worker %s: refused a %s frame of task %s: %s: %s", self.worker_id,
+                    message.type, message.token.split(".")[0], code, text,
+                    extra={"worker_id": self.worker_id})
+        failure = {"type": code, "message": text, "non_retryable": False}
+        was_full = self.is_full()
+        outcome: Any = None
+        try:
+            if isinstance(message, protocol.WorkflowTaskCompleted | protocol.WorkflowTaskFailedMsg):
+                outcome = await self.db.run(
+                    workflow_task_fail, token=message.token, cause=code, failure=failure,
+                    worker_id=self.worker_id)
+            else:
+                outcome = await self.db.run(
+                    activity_task_fail, token=message.token, failure=failure,
+                    worker_id=self.worker_id, lessee=self.lessee())
+        except SchedError as exc:  # not this worker's live lease: nothing to fail
+            text = f"{text} (and the task was not changed: {exc.code}: {exc.message})"
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, outcome, None, was_full=was_full)
+        await self.send_message(protocol.Error(code=code, message=text, id=message.id))
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -220,11 +280,15 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.review_flow(time.monotonic())
 
     async def send_tasks(self, messages: list[dict[str, Any]]) -> None:
+        await self.send_frames([notify.encode(m) for m in messages])
+
+    async def send_frames(self, frames: list[dict[str, str]]) -> None:
+        """Send task frames already encoded (``notify.encode``), counting their leases."""
         now = time.monotonic()
-        for message in messages:
-            self.held[message["token"]] = message["type"]
-            self.sent_at[message["token"]] = now
-            await self.send(text_data=json.dumps(message, separators=(",", ":")))
+        for frame in frames:
+            self.held[frame["token"]] = frame["type"]
+            self.sent_at[frame["token"]] = now
+            await self.send(text_data=frame["text"])
 
     async def ack(self, request_id: str | None, **extra: Any) -> None:
         if request_id is not None:
@@ -263,7 +327,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def task_deliver(self, event: dict[str, Any]) -> None:
         try:
-            await self.send_tasks(event["messages"])
+            await self.send_frames(event["frames"])
         finally:
             lessees.delivered(self, event)
 
@@ -285,7 +349,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._apply_credit()
         lessees.register(self)
         await self.send_message(protocol.Welcome(
-            worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds))
+            worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds,
+            max_payload_bytes=config.get().max_payload_bytes))
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_credit(self, message: protocol.Credit) -> None:

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-CLOSE_GOING_AWAY = 1001
+CLOSE_GOING_AWAY = 4001  # 1001 (going away): daphne sends only 1000 and 3000-4999
 
 _live: weakref.WeakSet[Any] = weakref.WeakSet()
 _in_flight = 0

@@ -40,8 +40,7 @@ from schedproject import config
 from sdk import protocol
 from workflows.services import Lessee
 
-from . import draining
-from .notify import DELIVER
+from . import draining, notify
 
 log = logging.getLogger("sched.dispatch")
 RESERVED = "reserved"  # the key of a delivery that carries reserved slots back
@@ -139,7 +138,7 @@ class Reservation:
     def _send(self, messages: list[dict[str, Any]]) -> None:
         """Hand the frame to the channel layer from the consumer's event loop (a start runs
         on a database thread, which has no loop of its own to send from), without waiting."""
-        event = {"type": DELIVER, "messages": messages, RESERVED: 1}
+        event = notify.deliver_event(messages, **{RESERVED: 1})
         try:
             sent = asyncio.run_coroutine_threadsafe(self._deliver(event), self.loop)
         except RuntimeError:  # the loop has closed: the process is going away

@@ -57,12 +57,23 @@ from typing import Any
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 
+from schedproject import config
 from schedproject.asgi import application
 
 from . import draining, loops
 
 log = logging.getLogger("sched.engine")
 POLL_SECONDS = 0.05
+
+
+def websocket_limit() -> int:
+    """The largest websocket message daphne reads from a worker: twice
+    ``SCHED_MAX_PAYLOAD_BYTES``. The consumer refuses any frame over that limit itself, and
+    fails its task with ``payload_too_large`` (saying the size and the limit), so a frame up to
+    twice as large gets that clear answer; only a larger one makes daphne close the socket
+    (1009). Daphne's own default (1 MiB) would drop the socket of a worker sending a frame the
+    engine takes."""
+    return 2 * config.get().max_payload_bytes
 
 
 class Engine:
@@ -91,6 +102,8 @@ class Engine:
             websocket_handshake_timeout=10,
             application_close_timeout=5,
             server_name="sched",
+            websocket_max_message_size=websocket_limit(),
+            websocket_max_frame_size=websocket_limit(),
         )
         self.server.run()
         log.info("sched engine stopped")

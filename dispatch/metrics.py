@@ -1,5 +1,6 @@
 """Dispatch's Prometheus metrics: schedule-to-start latency, activity retries, the leader
-gauge, and the ready tasks and connected workers read from the database at scrape time.
+gauge, the items the loops and sockets could not handle, and the ready tasks and connected
+workers read from the database at scrape time.
 
 ``observe_leases`` is a ``workflows.changes`` lease observer and ``DatabaseCollector`` a
 collector; ``schedproject.metrics.install`` subscribes and registers them. ``set_leader`` is
@@ -40,6 +41,16 @@ SCHEDULE_TO_START = Histogram(
     ["kind", "task_queue"], buckets=LATENCY_BUCKETS)
 LEADER = Gauge(
     "sched_leader", "1 while this engine process leads the loop, else 0.", ["loop"])
+ITEM_ERRORS = Counter(
+    "sched_item_errors", "Items (a task, a delivery, a timer, a worker's frame) a loop or a "
+    "worker socket could not handle; each was logged once with its run's ids, and the loop "
+    "went on with the others.", ["loop"])
+
+
+def item_failed(loop: str) -> None:
+    """Count one item ``loop`` (``dispatcher``, ``timers``, ``worker_socket``) could not
+    handle; the caller logs it, with the run's ids."""
+    ITEM_ERRORS.labels(loop).inc()
 
 
 def observe_leases(leases: Sequence[Lease]) -> None:

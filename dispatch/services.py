@@ -7,11 +7,14 @@ anything that is a transition of a run (starting or timing out a workflow task).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from django.db import InterfaceError, OperationalError, transaction
 
 from schedproject import config
 from schedproject.config import SchedConfig
@@ -30,8 +33,10 @@ from workflows.services import (
     workflow_task_time_out,
 )
 
+from . import metrics
 from .deliveries import activity_task_message, full_history
 from .store import (
+    NotLeader,
     Shard,
     Task,
     TaskKind,
@@ -118,10 +123,8 @@ def worker_disconnect(*, worker_id: str, now: datetime, term: int | None = None)
         if term is not None:
             check_term("dispatcher", term)
         sessions.drop(worker_id)
-    ids = tasks.leased_by(worker_id)
-    for task_id in ids:
-        release_task(task_id, now=now, term=term)
-    return len(ids)
+    return _release_each(((task_id, None) for task_id in tasks.leased_by(worker_id)),
+                         now=now, term=term)
 
 
 def release_task(task_id: int, *, now: datetime, owner: str | None = None,
@@ -153,9 +156,23 @@ def reclaim(*, now: datetime, term: int | None = None) -> int:
     for worker_id in dead:
         log.warning("worker %s went silent; handing its tasks back", worker_id)
         count += worker_disconnect(worker_id=worker_id, now=now, term=term)
-    expired = tasks.expired(now, 500)
-    for task_id, owner in expired:
-        release_task(task_id, now=now, owner=owner, term=term)
+    return count + _release_each(tasks.expired(now, 500), now=now, term=term)
+
+
+def _release_each(leases: Iterable[tuple[int, str | None]], *, now: datetime,
+                  term: int | None) -> int:
+    """``release_task`` each ``(task id, owner)``; one that fails is logged and counted, and
+    the others are handed back all the same. Returns how many went back."""
+    count = 0
+    for task_id, owner in leases:
+        try:
+            release_task(task_id, now=now, owner=owner, term=term)
+        except (NotLeader, InterfaceError, OperationalError):
+            raise  # the loop's trouble, not this task's
+        except Exception:
+            metrics.item_failed("dispatcher")
+            log.exception("could not hand back the lease of task %s", task_id)
+            continue
         count += 1
     return count
 
@@ -200,7 +217,23 @@ def dispatch_tick(*, now: datetime, term: int, batch: int = 200,
     shards, their ticks (on this engine or others) share the workers' credit: each takes the
     dispatch lock for its transaction and reads the free slots under it, so two shards never
     lease the same free slot.
+
+    The tick is one transaction. If it fails for anything but a lost leadership, it is taken
+    again with each task in a savepoint of its own: a task whose run's data breaks its lease
+    or its message is logged with the run's ids, counted
+    (``sched_item_errors_total{loop="dispatcher"}``) and left ready, and the others go out.
     """
+    try:
+        return _tick(now=now, term=term, batch=batch, shard=shard, isolate=False)
+    except NotLeader:
+        raise
+    except Exception as exc:
+        log.warning("dispatch tick failed (%r); leasing its tasks one at a time", exc)
+        return _tick(now=now, term=term, batch=batch, shard=shard, isolate=True)
+
+
+def _tick(*, now: datetime, term: int, batch: int, shard: Shard,
+          isolate: bool) -> list[Delivery]:
     slots = _free_slots(now)
     if not _room(slots):
         return []
@@ -211,7 +244,7 @@ def dispatch_tick(*, now: datetime, term: int, batch: int = 200,
             slots = _free_slots(now)
             if not _room(slots):
                 return []
-        return _lease_ready(slots, now, batch, shard)
+        return _lease_ready(slots, now, batch, shard, isolate)
 
 
 def _room(slots: list[_Slot]) -> bool:
@@ -219,7 +252,7 @@ def _room(slots: list[_Slot]) -> bool:
 
 
 def _lease_ready(slots: list[_Slot], now: datetime, batch: int,
-                 shard: Shard) -> list[Delivery]:
+                 shard: Shard, isolate: bool) -> list[Delivery]:
     wanted = _wanted(slots)
     limit = min(batch, sum(s.workflow + s.activity for s in slots))
     deliveries: list[Delivery] = []
@@ -242,16 +275,43 @@ def _lease_ready(slots: list[_Slot], now: datetime, batch: int,
         slot = _pick(slots, task, sticky=execution.sticky_worker)
         if slot is None:
             continue
-        deliveries.extend(_start_workflow_task(execution, task, slot, now))
+        deliveries.extend(_item(isolate, execution, task, functools.partial(
+            _start_workflow_task, execution, task, slot, now)))
     if leased_activities:
-        tasks.save_leases(leased_activities)
-        start_attempt_timers(leased_activities, now)
         of = executions.get_many(t.execution_id for t in leased_activities)
         by_worker = {s.session.worker_id: s.session.channel_name for s in slots}
-        deliveries.extend(
-            (by_worker[task.lease_owner], activity_task_message(of[task.execution_id], task))
-            for task in leased_activities)
+        groups = [[t] for t in leased_activities] if isolate else [leased_activities]
+        for group in groups:
+            deliveries.extend(_item(isolate, of[group[0].execution_id], group[0],
+                                    functools.partial(_deliver_activities, group, of,
+                                                      by_worker, now)))
     return deliveries
+
+
+def _item(isolate: bool, execution: Execution, task: Task,
+          step: Callable[[], list[Delivery]]) -> list[Delivery]:
+    """``step()``, in a savepoint of its own when ``isolate``: then its failure is logged
+    with the run's ids and counted, and it leases nothing."""
+    if not isolate:
+        return step()
+    try:
+        with transaction.atomic():
+            return step()
+    except Exception:
+        metrics.item_failed("dispatcher")
+        log.exception("dispatcher: could not lease task %s of run %s/%s; it stays ready",
+                      task.pk, execution.workflow_id, execution.run_id,
+                      extra={"workflow_id": execution.workflow_id,
+                             "run_id": str(execution.run_id)})
+        return []
+
+
+def _deliver_activities(leased: list[Task], of: dict[int, Execution], by_worker: dict[str, str],
+                        now: datetime) -> list[Delivery]:
+    tasks.save_leases(leased)
+    start_attempt_timers(leased, now)
+    return [(by_worker[task.lease_owner], activity_task_message(of[task.execution_id], task))
+            for task in leased]
 
 
 def _start_workflow_task(execution: Execution, task: Task, slot: _Slot,

@@ -39,6 +39,11 @@ Design notes (what was weighed and why it is this way):
   the task completes before the engine's workflow task timeout; an attempt is cut at the
   budget and no retry starts past it. The run is out of the cache meanwhile.
 * Nothing a task or a frame does can stop the worker: every handler is guarded and logs.
+* Sizes: the engine's welcome says the largest frame it takes (``max_payload_bytes``). A frame
+  over it is never sent: its item fails instead with ``payload_too_large`` (an activity's
+  result or heartbeat fails the attempt, a workflow task's commands fail the workflow task),
+  so one oversized payload costs that item and never the socket. What the engine sends is
+  not limited here (a run's history may be many payloads long).
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ from sdk.protocol import (
     WorkflowTaskCompleted,
     WorkflowTaskFailedMsg,
     decode_engine_message,
+    frame_size,
 )
 
 __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
@@ -117,7 +123,7 @@ __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
 logger = logging.getLogger("sched.worker")
 
 AUTH_FAILED_CLOSE_CODE = 4401
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+PAYLOAD_TOO_LARGE = "payload_too_large"
 WELCOME_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 2.0
 RECONNECT_BASE_DELAY = 0.1
@@ -155,6 +161,7 @@ class _RunningActivity:
     ctx: ActivityContext
     task: asyncio.Task[None] | None = None
     inner: asyncio.Future[Any] | None = None  # an async activity's own task
+    refused: WireFailure | None = None  # a heartbeat too large: the attempt fails with it
 
 
 @dataclass(slots=True)
@@ -228,6 +235,7 @@ class Worker:
         self._draining = False
         self._shutdown_done: asyncio.Event | None = None
         self._progress = asyncio.Event()  # set whenever in-flight work finishes
+        self._max_frame_bytes: int | None = None  # the engine's limit, from its welcome
 
     # ---- public API --------------------------------------------------------------------
 
@@ -341,7 +349,7 @@ class Worker:
             async with connect(
                 self.ws_url,
                 additional_headers=headers,
-                max_size=MAX_FRAME_BYTES,
+                max_size=None,  # the engine's frames: a whole history may be large
                 open_timeout=WELCOME_TIMEOUT,
             ) as ws:
                 conn = _Connection(ws)
@@ -384,6 +392,7 @@ class Worker:
         if not isinstance(welcome, Welcome):
             raise ProtocolError("unexpected_message", f"expected welcome, got {welcome.type}")
         conn.welcomed = True
+        self._max_frame_bytes = welcome.max_payload_bytes
         if welcome.protocol_version != PROTOCOL_VERSION:
             logger.warning("the engine speaks protocol version %s, this worker %s",
                            welcome.protocol_version, PROTOCOL_VERSION)
@@ -750,6 +759,11 @@ class Worker:
             self._evict(msg.run_id)
             self._fail_workflow_task(msg, "unserializable_commands", exc)
             return
+        too_large = self._too_large(frame, "the workflow task's commands")
+        if too_large is not None:
+            self._evict(msg.run_id)
+            self._fail_workflow_task(msg, PAYLOAD_TOO_LARGE, too_large)
+            return
         if any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands):
             self._evict(msg.run_id)
         else:
@@ -849,6 +863,13 @@ class Worker:
         except Exception as exc:
             logger.warning("dropping a heartbeat whose details are not JSON: %r", exc)
             return
+        too_large = self._too_large(frame, "the heartbeat's details")
+        if too_large is not None:  # the attempt fails with it, stopped at its next heartbeat
+            logger.warning("%s", too_large, extra=_run_fields(running.ctx.info))
+            if running.refused is None:
+                running.refused = failure_from_exception(too_large)
+            self._cancel_activity(running)
+            return
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Ack) and reply.cancel_requested:
@@ -898,10 +919,14 @@ class Worker:
             ctx._flush()
             raise  # the worker itself is stopping: the engine re-delivers the task
         except BaseException as exc:  # SystemExit from an activity's thread is its failure too
-            failure = failure_from_exception(exc)
+            failure = running.refused or failure_from_exception(exc)
             self._finish_activity(msg.token, ctx, failure=failure,
-                                  canceled=isinstance(exc, ActivityCancelledError))
+                                  canceled=running.refused is None
+                                  and isinstance(exc, ActivityCancelledError))
             return failure
+        if running.refused is not None:
+            self._finish_activity(msg.token, ctx, failure=running.refused)
+            return running.refused
         self._finish_activity(msg.token, ctx, result=result)
         return None
 
@@ -941,11 +966,20 @@ class Worker:
                     ApplicationError(f"the activity's result is not JSON-serializable: {exc}",
                                      type="SerializationError", non_retryable=True)
                 )
+            else:
+                too_large = self._too_large(frame, "the activity's result")
+                if too_large is not None:
+                    frame, failure = None, failure_from_exception(too_large)
         if frame is None:
             assert failure is not None
             frame = ActivityTaskFailedMsg(
                 token=token, failure=failure, canceled=canceled, id=msg_id
             ).encode()
+            too_large = self._too_large(frame, "the activity's failure")
+            if too_large is not None:  # its details, most likely: send the failure without
+                frame = ActivityTaskFailedMsg(
+                    token=token, failure=failure_from_exception(too_large), id=msg_id
+                ).encode()
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
@@ -954,6 +988,16 @@ class Worker:
                                extra=_run_fields(ctx.info))
 
         self._send_tracked(frame, msg_id, on_reply, resend=True)
+
+    def _too_large(self, frame: str, what: str) -> ApplicationError | None:
+        """The ``payload_too_large`` error of ``frame`` if the engine would refuse it."""
+        limit = self._max_frame_bytes
+        size = frame_size(frame)
+        if limit is None or size <= limit:
+            return None
+        return ApplicationError(
+            f"{what} would go in a frame of {size} bytes, more than the engine takes ({limit} "
+            "bytes, SCHED_MAX_PAYLOAD_BYTES)", type=PAYLOAD_TOO_LARGE)
 
     def _abandon_activities(self) -> None:
         for task in list(self._workflow_runs.values()):

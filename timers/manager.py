@@ -59,7 +59,7 @@ async def run_timers(term: int, *, clock: Clock = timezone.now) -> None:
         while True:
             wake.clear()
             fired, cancels = await db.run(fire_due, term=term, clock=clock)
-            await notify.send_cancels(cancels)
+            await notify.send_cancels(cancels, loop="timers")
             if fired >= BATCH:
                 continue
             upcoming = await db.run(next_due)

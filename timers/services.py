@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from dispatch.metrics import item_failed
 from dispatch.store import TaskState, check_term, tasks
 from schedproject.transactions import atomic
 from workflows import store as executions
@@ -44,7 +45,8 @@ def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
                 clock: Callable[[], datetime]) -> list[tuple[int, datetime, Outcome | None]]:
     """Fire a batch of due ``(timer id, execution id)`` in one transaction, each in a savepoint
     of its own: one commit for the batch, and a timer that fails to fire (it is logged and
-    tried again a little later) takes no other with it. Returns (timer id, when fired, outcome)
+    tried again a little later, and counted in ``sched_item_errors_total{loop="timers"}``) takes
+    no other with it. Returns (timer id, when fired, outcome)
     of each that fired."""
     fired: list[tuple[int, datetime, Outcome | None]] = []
     with atomic():
@@ -55,8 +57,9 @@ def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
                 with transaction.atomic():
                     outcome = fire_locked(timer_id=timer_id, execution_id=execution_id, now=now)
             except Exception:
-                log.exception("timer %s could not fire; trying again in %s s", timer_id,
-                              RETRY_FAILED_SECONDS)
+                item_failed("timers")
+                log.exception("timer %s of execution %s could not fire; trying again in %s s",
+                              timer_id, execution_id, RETRY_FAILED_SECONDS)
                 store.reschedule(timer_id, now + timedelta(seconds=RETRY_FAILED_SECONDS))
                 continue
             fired.append((timer_id, now, outcome))

@@ -72,16 +72,26 @@ from sdk.protocol.frames import (
     decode,
     decode_engine_message,
     decode_worker_message,
+    frame_size,
+    payload_problem_of,
 )
 from sdk.protocol.limits import (
     MAX_DURATION_MS,
+    MAX_JSON_DEPTH,
     MAX_NAME_LENGTH,
     MAX_REQUEST_ID_LENGTH,
     MAX_SEQ,
     MAX_WORKFLOW_ID_LENGTH,
     MIN_SEQ,
 )
-from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand, WireEvent
+from sdk.protocol.payloads import (
+    JSONObject,
+    JSONValue,
+    WireCommand,
+    WireEvent,
+    payload_problem,
+    text_problem,
+)
 
 __all__ = [
     "ATTRIBUTE_SHAPES",
@@ -92,6 +102,7 @@ __all__ = [
     "INPUT_EVENTS",
     "LOCAL_ACTIVITY_MARKER",
     "MAX_DURATION_MS",
+    "MAX_JSON_DEPTH",
     "MAX_NAME_LENGTH",
     "MAX_REQUEST_ID_LENGTH",
     "MAX_SEQ",
@@ -145,8 +156,12 @@ __all__ = [
     "decode_worker_message",
     "encode_command",
     "encode_commands",
+    "frame_size",
     "kind_of",
     "normalize_failure",
     "parse_command",
     "parse_commands",
+    "payload_problem",
+    "payload_problem_of",
+    "text_problem",
 ]

@@ -3,7 +3,9 @@
 Every frame is a JSON object with a ``type``. Frames a worker sends may carry an ``id`` (a
 string of at most ``MAX_REQUEST_ID_LENGTH`` characters); the engine answers each frame that has
 one with ``ack`` or ``error`` carrying the same ``id``. Unknown fields are ignored; an unknown
-``type`` or a malformed frame is answered with an ``error`` frame and changes nothing.
+``type`` or a malformed frame is answered with an ``error`` frame and changes nothing. String
+fields holding what no database stores (NUL, a lone surrogate) are malformed here; payloads
+are checked apart (``payload_problem_of``), so that the engine can fail the frame's task.
 
 This module owns the frame classes and their decoding (``decode_worker_message`` on the
 engine's side, ``decode_engine_message`` on the worker's). A frame's fields are checked
@@ -22,11 +24,19 @@ from sdk.protocol.failures import WireFailure
 from sdk.protocol.limits import (
     MAX_COUNT,
     MAX_ERROR_MESSAGE_LENGTH,
+    MAX_JSON_DEPTH,
     MAX_NAME_LENGTH,
     MAX_REQUEST_ID_LENGTH,
 )
 from sdk.protocol.names import INVALID_NAME, name_problem
-from sdk.protocol.payloads import JSONObject, JSONValue, WireCommand, WireEvent
+from sdk.protocol.payloads import (
+    JSONObject,
+    JSONValue,
+    WireCommand,
+    WireEvent,
+    payload_problem,
+    text_problem,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -169,6 +179,9 @@ class Welcome(Message):
     worker_id: str
     heartbeat_interval: float
     protocol_version: int = PROTOCOL_VERSION
+    # The largest frame the engine takes (``SCHED_MAX_PAYLOAD_BYTES``, UTF-8 bytes); a worker
+    # fails an item whose frame would be larger with ``payload_too_large`` instead of sending it.
+    max_payload_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +335,9 @@ def _check(cls: type[Message], raw: Mapping[str, Any], request_id: str | None) -
         if base == "str" and len(value) > _max_length(f.name):
             raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} is too long",
                                 request_id)
+        if base == "str" and f.name != "id" and (problem := text_problem(value)):
+            raise ProtocolError("invalid_message", f"{cls.type}: {f.name!r} {problem}",
+                                request_id)
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -336,6 +352,9 @@ def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message
         raw = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("malformed_json", f"the frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("malformed_json", "the frame is nested too deeply to decode "
+                            f"(payloads nest at most {MAX_JSON_DEPTH} levels)") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_message", "a message must be a JSON object")
     request_id = raw.get("id")
@@ -350,6 +369,28 @@ def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message
         raise ProtocolError("unknown_type", f"unknown message type: {str(kind)[:64]!r}",
                             request_id)
     return _check(cls, raw, request_id)
+
+
+_PAYLOAD_TYPES = frozenset({"JSONValue", "JSONObject", "WireFailure", "list[WireCommand]",
+                            "list[WireEvent]"})
+
+
+def payload_problem_of(message: Message) -> str | None:
+    """Why a payload a decoded frame carries (a result, commands, a failure, details) cannot
+    be stored, or None: the check of ``sdk.protocol.payloads.payload_problem``."""
+    for f in fields(message):
+        if str(f.type).removesuffix(" | None") in _PAYLOAD_TYPES:
+            problem = payload_problem(getattr(message, f.name))
+            if problem:
+                return f"{message.type}: {f.name!r}: {problem}"
+    return None
+
+
+def frame_size(frame: str | bytes) -> int:
+    """A frame's size in bytes, as the limits count it (UTF-8)."""
+    if isinstance(frame, bytes):
+        return len(frame)
+    return len(frame.encode("utf-8", "surrogatepass"))
 
 
 def decode_worker_message(frame: str | bytes) -> Message:

@@ -26,6 +26,9 @@ MAX_ERROR_MESSAGE_LENGTH: Final = 65_536
 MAX_COUNT: Final = 2**31 - 1
 """Integer fields of frames (credit, attempts, event ids) are in ``0..MAX_COUNT``."""
 
+MAX_JSON_DEPTH: Final = 64
+"""How deep a payload (an input, a result, details, a failure) may nest arrays and objects."""
+
 MIN_SEQ: Final = 1
 MAX_SEQ: Final = 2**31 - 1
 """A command's ``seq`` is in ``MIN_SEQ..MAX_SEQ``."""
@@ -52,6 +55,8 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
      "characters in an `error` frame's `message`"),
     ("MAX_COUNT", MAX_COUNT, "largest value of a frame's integer field (smallest: 0)"),
+    ("MAX_JSON_DEPTH", MAX_JSON_DEPTH,
+     "levels of arrays and objects a payload may nest (a frame nested deeper is refused)"),
     ("MIN_SEQ", MIN_SEQ, "smallest `seq` of a command"),
     ("MAX_SEQ", MAX_SEQ, "largest `seq` of a command"),
     ("MAX_DURATION_MS", MAX_DURATION_MS,

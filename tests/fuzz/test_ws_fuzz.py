@@ -1,6 +1,8 @@
 """Hostile frames on the worker websocket (hypothesis): random bytes, malformed JSON, wrong
 types, oversized frames, unknown message types, replayed and forged task tokens, completions
-of another worker's lease, and floods. Every frame gets an answer, the socket stays open, the
+of another worker's lease, payloads no database can store (NUL, lone surrogates, NaN, nesting
+past ``MAX_JSON_DEPTH`` and far past what ``json`` can decode), numbers of any size, and
+floods. Every frame gets an answer, the socket stays open, the
 engine keeps serving the honest worker beside it, and nothing is written.
 
 ``FUZZ_EXAMPLES`` (default 60) sets how many hypothesis examples run; each sends up to
@@ -46,9 +48,11 @@ TYPES = ["hello", "credit", "workflow_task_completed", "workflow_task_failed",
 REPLIES = {"error", "ack", "pong", "history"}
 tried = {"frames": 0, "examples": 0}
 
+hostile_text = st.text(st.sampled_from(["\x00", "\ud800", "\udfff", "a", "\u00e9"]),
+                       max_size=6)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.integers(2**63, 2**200)
+    | st.integers(-2**200, -2**63) | st.floats() | st.text(max_size=20) | hostile_text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                max_size=4),
     max_leaves=12)
@@ -86,7 +90,15 @@ def frame_strategy() -> st.SearchStrategy[str | bytes]:
         messages.map(json.dumps),
         completions.map(json.dumps),
         st.integers(LIMIT + 1, LIMIT * 3).map(lambda n: '{"type":"ping","p":"' + "x" * n + '"}'),
+        st.builds(_nested, st.sampled_from(TYPES),
+                  st.integers(60, 100) | st.sampled_from([1500, 100_000])),
     )
+
+
+def _nested(kind: str, depth: int) -> str:
+    """A frame whose payload nests ``depth`` arrays (100,000: past what ``json`` decodes)."""
+    return (f'{{"type":"{kind}","id":"n","token":"{VICTIM}","result":' + "[" * depth
+            + "]" * depth + "}")
 
 
 async def connect(raw: str) -> WebsocketCommunicator:
@@ -230,6 +242,61 @@ def test_oversized_frame_is_refused_clearly(tokens: tuple[str, str]) -> None:
         assert (await comm.receive_json_from(timeout=10))["type"] == "pong"
         await comm.disconnect()
     asyncio.run(scenario())
+
+
+def _workflow_task_failures() -> list[dict[str, Any]]:
+    return [e.attributes for e in HistoryEvent.objects.filter(event_type="WorkflowTaskFailed")]
+
+
+@pytest.mark.parametrize(("result", "code"), [
+    ("a\x00b", "invalid_payload"), ({"k": "\ud800"}, "invalid_payload"),
+    (float("nan"), "invalid_payload"), ("x" * (LIMIT + 1), "payload_too_large"),
+])
+def test_a_completion_the_engine_cannot_take_fails_its_own_task(
+        tokens: tuple[str, str], result: Any, code: str) -> None:
+    """What the SDK would never send: the engine fails that workflow task (retried with its
+    back-off), answers why, and the socket goes on."""
+    async def scenario() -> dict[str, Any]:
+        comm, token = await honest_worker(tokens[0])
+        await comm.send_to(text_data=json.dumps(
+            {"type": "workflow_task_completed", "id": "c", "token": token,
+             "commands": [{"kind": "complete_workflow", "result": result}]}))
+        error: dict[str, Any] = await comm.receive_json_from(timeout=10)
+        await comm.send_json_to({"type": "ping", "id": "p"})
+        assert await comm.receive_json_from(timeout=10) == {"type": "pong", "id": "p"}
+        await comm.disconnect()
+        return error
+
+    error = asyncio.run(scenario())
+    assert (error["type"], error["code"], error["id"]) == ("error", code, "c")
+    [failed] = _workflow_task_failures()
+    assert failed["cause"] == code
+    assert failed["failure"]["type"] == code
+    assert failed["failure"]["message"] == error["message"]
+    if code == "payload_too_large":
+        assert str(LIMIT) in error["message"]
+
+
+def test_numbers_of_any_size_cross_the_channel_layer(tokens: tuple[str, str]) -> None:
+    """msgpack (channels-redis) takes no integer of 2**64 or more: the task frame goes as
+    JSON text, so the run and those dispatched beside it are delivered."""
+    async def scenario() -> list[dict[str, Any]]:
+        queue = "numbers-" + uuid.uuid4().hex
+        comm = await connect(tokens[0])
+        await hello(comm, queue)
+
+        def start_and_tick() -> list[tuple[str, dict[str, Any]]]:
+            for value in (2**64, 1, 10**30, 1e20):
+                workflow_start(workflow_type=WORKFLOW, task_queue=queue, input=value)
+            return dispatch.dispatch_tick(now=timezone.now(), term=_new_term("dispatcher"))
+
+        await notify.deliver(await database_sync_to_async(start_and_tick)())
+        frames = [await comm.receive_json_from(timeout=10) for _ in range(4)]
+        await comm.disconnect()
+        return frames
+
+    inputs = sorted(f["events"][0]["attributes"]["input"] for f in asyncio.run(scenario()))
+    assert inputs == sorted([1, 1e20, 2**64, 10**30])
 
 
 def test_a_flood_does_not_starve_another_worker(tokens: tuple[str, str]) -> None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,8 @@ from sdk.protocol import limits
 from sdk.protocol.names import name_problem
 from workflows.core import commands as c
 
-text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20)
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"],
+                             exclude_characters="\x00"), max_size=20)
 # What may name something (sdk.protocol.names): no control characters, no whitespace at
 # either end, not "." or "..".
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), min_size=1,
@@ -181,6 +183,13 @@ def test_what_a_workflow_sends_parses_and_encodes_back_to_the_same_json(
 # ---- frames ------------------------------------------------------------------------------
 
 
+def _deep(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def _values(annotation: str, name: str) -> st.SearchStrategy[Any]:
     base = annotation.removesuffix(" | None")
     if name == "id":
@@ -220,6 +229,37 @@ def test_worker_frames_round_trip_through_decode(message: protocol.Message) -> N
 @settings(max_examples=300)
 def test_engine_frames_round_trip_through_decode(message: protocol.Message) -> None:
     assert protocol.decode_engine_message(message.encode()) == message
+
+
+@pytest.mark.parametrize("payload", ["a\x00b", {"k\x00": 1}, ["\ud800"], float("nan"),
+                                     _deep(protocol.MAX_JSON_DEPTH + 1)])
+def test_a_payload_no_database_can_store_is_named(payload: Any) -> None:
+    message = protocol.ActivityTaskCompleted(token="1.x", result={"ok": [payload]})
+    decoded = protocol.decode_worker_message(message.encode())
+    problem = protocol.payload_problem_of(decoded)
+    assert problem is not None and problem.startswith("activity_task_completed: 'result': ")
+
+
+def test_payloads_of_any_number_pass() -> None:
+    message = protocol.ActivityTaskCompleted(token="1.x", result=[2**64, 10**40, 1e20, -2**70])
+    assert protocol.payload_problem_of(protocol.decode_worker_message(message.encode())) is None
+
+
+def test_a_frame_nested_too_deep_to_decode_is_malformed_not_a_recursion_error() -> None:
+    frame = '{"type":"ping","x":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode_worker_message(frame)
+    assert caught.value.code == "malformed_json"
+    assert "nested too deeply" in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["a\x00", "\udc00"])
+def test_a_string_field_no_database_can_store_is_refused(value: str) -> None:
+    frame = json.dumps({"type": "workflow_task_failed", "token": "1.x", "cause": value,
+                        "failure": {}, "id": "f"})
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode_worker_message(frame)
+    assert (caught.value.code, caught.value.request_id) == ("invalid_message", "f")
 
 
 def test_a_frame_field_left_out_takes_its_default() -> None:

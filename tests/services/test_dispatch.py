@@ -9,6 +9,7 @@ from unittest import mock
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from dispatch import services as dispatch
 from dispatch.models import Leadership, Task, TaskKind, TaskState, WorkerSession
@@ -57,6 +58,23 @@ def wire_ids(msg: dict[str, Any]) -> list[int]:
 
 
 # ---- sessions and ticks --------------------------------------------------------------------
+
+
+def test_one_runs_bad_data_leaves_the_tick_to_the_others(worker: Worker) -> None:
+    good, bad, other = start("good"), start("bad"), start("other")
+    # A row the message builder cannot read (its search attributes are not an object).
+    Execution.objects.filter(pk=bad.pk).update(search_attributes=["corrupt"])
+    errors = REGISTRY.get_sample_value("sched_item_errors_total", {"loop": "dispatcher"}) or 0
+    deliveries = tick()
+    assert sorted(m["workflow_id"] for _, m in deliveries) == ["good", "other"]
+    assert REGISTRY.get_sample_value("sched_item_errors_total",
+                                     {"loop": "dispatcher"}) == errors + 1
+    # The bad run's task is untouched, ready for the next tick; the others are started.
+    assert Task.objects.get(execution=bad).state == TaskState.READY
+    assert event_types(refresh(bad))[-1] is E.WORKFLOW_TASK_SCHEDULED
+    for run in (good, other):
+        assert event_types(run)[-1] is E.WORKFLOW_TASK_STARTED
+        assert_consistent(run)
 
 
 def test_worker_register_creates_then_updates_its_session(leader: int) -> None:

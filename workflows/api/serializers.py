@@ -17,41 +17,18 @@ from rest_framework import serializers
 
 from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 from sdk.protocol.names import INVALID_NAME, name_problem
+from sdk.protocol.payloads import payload_problem, text_problem
 
-MAX_JSON_DEPTH = 64
 MAX_REASON_LENGTH = 4096
 MAX_WAIT_SECONDS = 60.0
 
 
-def _bad_text(value: str) -> str | None:
-    if "\x00" in value:
-        return "must not contain NUL (\\u0000) characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must not contain unpaired surrogate characters"
-    return None
-
-
 def check_json_value(value: Any) -> None:
-    """Raise ``ValidationError`` unless ``value`` can be stored as JSON by every backend."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise serializers.ValidationError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(item, str):
-            problem = _bad_text(item)
-            if problem:
-                raise serializers.ValidationError(f"strings {problem}")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise serializers.ValidationError("numbers must be finite")
-        elif isinstance(item, Mapping):
-            for key, child in item.items():
-                stack.append((key, depth + 1))
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
+    """Raise ``ValidationError`` unless ``value`` can be stored as JSON by every backend
+    (``sdk.protocol.payload_problem``: the worker socket checks payloads the same way)."""
+    problem = payload_problem(value)
+    if problem:
+        raise serializers.ValidationError(problem)
 
 
 class JSONValueField(serializers.JSONField):
@@ -80,7 +57,7 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("not_a_string")
-        problem = _bad_text(data)
+        problem = text_problem(data)
         if problem:
             raise serializers.ValidationError(problem)
         return data
