@@ -217,9 +217,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_hello(self, message: protocol.Hello) -> None:
         if self.hello is not None:
             raise SchedError("hello was already sent", code="unexpected_message")
-        await self.db.run(
+        registered = await self.db.run(
             services.worker_register, worker_id=self.worker_id, channel_name=self.channel_name,
             engine_id=ENGINE_ID, hello=message, now=timezone.now())
+        self.held.update(registered.resumed)  # the leases it took over from its last socket
         self.hello = message
         self.max_workflow = message.max_workflow_tasks
         self.max_activity = message.max_activity_tasks

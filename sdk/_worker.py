@@ -14,7 +14,12 @@ Design notes (what was weighed and why it is this way):
 * Completions carry an ``id`` and stay in ``_unacked`` until the engine answers ``ack`` or
   ``error``. If the connection drops first they are sent again on the next connection: a
   duplicate is rejected by the engine (token + attempt), while a lost activity result would
-  cost a whole retry. Heartbeats and history requests are not re-sent (a new heartbeat
+  cost a whole retry. The next connection's ``hello`` names the last session and the tokens
+  the worker still holds (running activities and local-activity runs, unacknowledged
+  results), so the engine moves those leases to the new socket: the results are accepted
+  and the running activities are not handed to another worker. While it holds such work
+  the worker reconnects at most ``RESUME_MAX_DELAY`` apart, within the engine's resume
+  grace after a restart. Heartbeats and history requests are not re-sent (a new heartbeat
   supersedes them; a task waiting for history is abandoned and re-delivered by the engine
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
@@ -113,6 +118,7 @@ WELCOME_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 2.0
 RECONNECT_BASE_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
+RESUME_MAX_DELAY = 0.3  # the back-off's ceiling while the worker holds leases to resume
 STABLE_CONNECTION = 2.0  # seconds a connection must last to reset the back-off
 # Seconds of local activity work one workflow task may take: below the engine's default
 # workflow task timeout (SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS, 10 s), which no frame announces.
@@ -139,6 +145,7 @@ class _Pending:
     frame: str
     on_reply: Callable[[Ack | Error], None] | None = None
     resend: bool = False  # send it again on the next connection if still unanswered
+    token: str = ""  # the lease it completes, to take over on the next connection
 
 
 @dataclass(slots=True)
@@ -248,7 +255,8 @@ class Worker:
                 # welcomes and drops at once (a crash loop) is backed off like a refusal.
                 stable = welcomed and loop.time() - started >= STABLE_CONNECTION
                 failures = 0 if stable else failures + 1
-                delay = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
+                ceiling = RESUME_MAX_DELAY if self._held_tokens() else RECONNECT_MAX_DELAY
+                delay = min(ceiling, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
                 delay *= random.uniform(0.5, 1.0)
                 logger.info("reconnecting in %.2f s", delay)
                 try:
@@ -298,6 +306,13 @@ class Worker:
             if conn is not None:
                 await conn.ws.close()
             self._shutdown_done.set()
+
+    def _held_tokens(self) -> list[str]:
+        """The leases this worker still holds: running activities, workflow tasks running
+        their local activities, results the engine has not acknowledged."""
+        held = dict.fromkeys([*self._running, *self._local_runs,
+                              *(p.token for p in self._unacked.values() if p.token)])
+        return list(held)
 
     def _busy(self) -> bool:
         return bool(self._running or self._unacked or self._awaiting_history
@@ -356,6 +371,8 @@ class Worker:
             max_workflow_tasks=0 if self._draining else self._max_workflow_tasks,
             max_activity_tasks=0 if self._draining else self._max_activities,
             identity=self.identity,
+            resume_worker_id=self.worker_id or "",
+            resume_tokens=self._held_tokens() if self.worker_id else [],
         )
         await ws.send(hello.encode())
         frame = await asyncio.wait_for(ws.recv(), timeout=WELCOME_TIMEOUT)
@@ -441,10 +458,11 @@ class Worker:
         on_reply: Callable[[Ack | Error], None] | None = None,
         *,
         resend: bool = False,
+        token: str = "",
     ) -> None:
         if self._conn is None and not resend:
             return
-        self._unacked[msg_id] = _Pending(frame, on_reply, resend)
+        self._unacked[msg_id] = _Pending(frame, on_reply, resend, token)
         self._send_frame(frame)
 
     # ---- receiving ---------------------------------------------------------------------
@@ -740,7 +758,7 @@ class Worker:
                 if self._cache.get(msg.run_id) is inst:
                     self._evict(msg.run_id)
 
-        self._send_tracked(frame, msg_id, on_reply, resend=True)
+        self._send_tracked(frame, msg_id, on_reply, resend=True, token=msg.token)
 
     def _fail_workflow_task(self, token: str, cause: str, exc: BaseException) -> None:
         self._send_workflow_failure(token, cause, failure_from_exception(exc))
@@ -750,7 +768,7 @@ class Worker:
         frame = WorkflowTaskFailedMsg(
             token=token, cause=cause[:MAX_NAME_LENGTH], failure=failure, id=msg_id
         ).encode()
-        self._send_tracked(frame, msg_id, resend=True)
+        self._send_tracked(frame, msg_id, resend=True, token=token)
 
     def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
         if self._max_cached == 0:
@@ -924,7 +942,7 @@ class Worker:
                                ctx.info.activity_id, reply.code, reply.message,
                                extra=_run_fields(ctx.info))
 
-        self._send_tracked(frame, msg_id, on_reply, resend=True)
+        self._send_tracked(frame, msg_id, on_reply, resend=True, token=token)
 
     def _abandon_activities(self) -> None:
         for task in list(self._local_runs.values()):

@@ -8,8 +8,8 @@ from typing import Any
 
 from dispatch.models import WorkerSession
 
-__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "register", "seen",
-           "silent"]
+__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "of_engines",
+           "register", "seen", "silent"]
 
 
 def register(worker_id: str, **fields: Any) -> WorkerSession:
@@ -29,8 +29,9 @@ def seen(worker_id: str, now: datetime) -> bool:
     return bool(WorkerSession.objects.filter(worker_id=worker_id).update(last_seen_at=now))
 
 
-def drop(worker_id: str) -> None:
-    WorkerSession.objects.filter(worker_id=worker_id).delete()
+def drop(worker_id: str) -> bool:
+    """Delete the session; whether it was there."""
+    return bool(WorkerSession.objects.filter(worker_id=worker_id).delete()[0])
 
 
 def live(cutoff: datetime) -> list[WorkerSession]:
@@ -48,3 +49,11 @@ def channels(worker_ids: Sequence[str]) -> dict[str, str]:
     """The channel name of each of these workers that is connected."""
     return dict(WorkerSession.objects.filter(worker_id__in=worker_ids)
                 .values_list("worker_id", "channel_name"))
+
+
+def of_engines(engine_ids: Sequence[str]) -> list[str]:
+    """The worker ids of the sessions these engines serve."""
+    if not engine_ids:
+        return []
+    return list(WorkerSession.objects.filter(engine_id__in=engine_ids)
+                .values_list("worker_id", flat=True))

@@ -63,7 +63,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """The first frame: what the worker serves and how many tasks of each kind it can hold."""
+    """The first frame: what the worker serves and how many tasks of each kind it can hold.
+
+    A worker reconnecting names its last session (``resume_worker_id``, the ``worker_id`` of
+    its last ``welcome``) and the tokens of the leases it still holds (``resume_tokens``:
+    running activities, results not yet acknowledged): those leases move to the new
+    session if they are still current."""
 
     type: ClassVar[str] = "hello"
     task_queue: str
@@ -72,6 +77,8 @@ class Hello(Message):
     max_workflow_tasks: int = 100
     max_activity_tasks: int = 100
     identity: str = ""
+    resume_worker_id: str = ""
+    resume_tokens: list[str] = field(default_factory=list)
     id: str | None = None
 
 

@@ -75,3 +75,24 @@ async def misbehaving_activity(ctx: sdk.WorkflowContext, name: str) -> Any:
 @sdk.workflow
 async def healthy(ctx: sdk.WorkflowContext, value: Any) -> Any:
     return await ctx.execute_activity(ok, value)
+
+
+@sdk.activity
+def step(ctx: sdk.ActivityContext, seconds: float) -> dict[str, Any]:
+    """A step whose every run of its body is written to ``REL_STEP_LOG`` (one line: the run,
+    the step, the attempt), so a test counts the bodies that ran more than once."""
+    path = os.environ.get("REL_STEP_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{ctx.info.workflow_id} {ctx.info.activity_id} {ctx.info.attempt}\n")
+    # A worker started with REL_STEP_STALL holds its steps that long (to be killed meanwhile).
+    time.sleep(float(os.environ.get("REL_STEP_STALL") or seconds))
+    return {"attempt": ctx.info.attempt, "worker": os.environ.get("REL_WORKER_NAME", "?")}
+
+
+@sdk.workflow
+async def steps(ctx: sdk.WorkflowContext, spec: dict[str, Any]) -> Any:
+    """``spec["count"]`` steps of ``spec["seconds"]`` each, one after the other."""
+    done = [await ctx.execute_activity(step, spec["seconds"], start_to_close_timeout=120)
+            for _ in range(spec["count"])]
+    return len(done)
