@@ -4,15 +4,16 @@
 the process is told to stop; ``manage.py runengine`` parses its arguments and calls it.
 
 Start: daphne listens on ``host:port``; once it does, the engine writes its process row
-(``dispatch.services.engine_register``; before any socket is served), the leader-locked loops (dispatcher, timer manager;
-``dispatch.loops``) are scheduled on the server's event loop, unless ``run_loops`` is off
-(another process runs them), SIGTERM/SIGINT are handled there, and the engine beats its row
-every ``SCHED_ENGINE_HEARTBEAT_SECONDS``. The row is how the dispatcher's leader tells a
-dead engine's worker sessions from a live one's: an engine killed on this host is released
-once its reconnecting workers had ``SCHED_RESUME_GRACE_SECONDS`` to take their leases over,
-one that went silent after ``SCHED_ENGINE_TIMEOUT_SECONDS``. An engine that finds its row
-taken (it was paused, and declared dead) closes its worker sockets: the leases of their
-sessions went back to the queue, and the workers reconnect.
+(``dispatch.services.engine_register``; before any socket is served), the leader-locked
+loops (dispatcher, timer manager; ``dispatch.loops``) are scheduled on the server's event
+loop, unless ``run_loops`` is off (another process runs them), SIGTERM/SIGINT are handled
+there, and the engine beats its row every ``SCHED_ENGINE_HEARTBEAT_SECONDS``. The row is
+how the dispatcher's leader tells a dead engine's worker sessions from a live one's: the
+sessions of an engine killed on this host are released once its reconnecting workers had
+``SCHED_RESUME_GRACE_SECONDS`` to take their leases over, those of one that went silent
+after ``SCHED_ENGINE_TIMEOUT_SECONDS``. An engine that finds its row taken (it was paused,
+and declared dead) closes its worker sockets: the leases of their sessions went back to the
+queue, and the workers reconnect.
 
 SIGTERM (or SIGINT) shuts the engine down gracefully, within ``grace`` seconds
 (``SCHED_SHUTDOWN_GRACE_SECONDS``):

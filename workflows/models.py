@@ -19,7 +19,7 @@ from django.db import models
 from django.db.models import Q
 
 from schedproject import sql
-from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_REQUEST_ID_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 from .core.events import Event, EventType
 from .core.state import ExecutionState, Status
@@ -110,6 +110,19 @@ class HistoryEvent(models.Model):
             "timestamp": self.timestamp.isoformat(),
             "attributes": self.attributes,
         }
+
+
+class RequestRecord(models.Model):
+    """A REST request that wrote (a start, a signal), by the ``request_id`` its caller gave:
+    a retry with the same id is answered with this run and writes nothing."""
+
+    request_id = models.CharField(max_length=MAX_REQUEST_ID_LENGTH, unique=True)
+    kind = models.CharField(max_length=16)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.request_id}"
 
 
 class TokenScope(models.TextChoices):

@@ -20,11 +20,12 @@ from django.db.models import QuerySet
 from schedproject import sql
 from workflows.core.events import Event
 from workflows.core.state import Status
-from workflows.models import Execution, HistoryEvent
+from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
     "Execution", "append", "create", "get_many", "history", "history_through", "lock",
-    "lock_many_skip_locked", "open_run", "run", "runs", "save", "started_attributes",
+    "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
+    "save", "started_attributes",
 ]
 
 
@@ -135,3 +136,17 @@ def _timestamp(value: datetime | str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def request_record(request_id: str) -> tuple[str, Execution] | None:
+    """(kind, run) of the request that wrote under ``request_id``, if one did."""
+    row = RequestRecord.objects.select_related("execution").filter(
+        request_id=request_id).first()
+    return None if row is None else (row.kind, row.execution)
+
+
+def record_request(request_id: str, *, kind: str, execution: Execution, now: datetime) -> None:
+    """Remember that ``request_id`` wrote to ``execution``: in the transaction of its write
+    (a second one with the same id fails on the unique index)."""
+    RequestRecord.objects.create(request_id=request_id, kind=kind, execution=execution,
+                                 created_at=now)

@@ -32,9 +32,9 @@ from workflows.core.effects import CreateTask, TaskKind, TaskState
 from workflows.models import Execution
 
 __all__ = [
-    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "delete", "delete_by_schedule",
-    "delete_run", "execution_id_from_token", "execution_of", "expired", "extend_leases",
-    "held_counts", "insert", "lease", "leased_activity_tokens",
+    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "delete",
+    "delete_by_schedule", "delete_run", "execution_id_from_token", "execution_of", "expired",
+    "extend_leases", "held_counts", "insert", "lease", "leased_activity_tokens",
     "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
     "lock_leased", "lock_leased_activities",
     "lock_leased_id", "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",

@@ -18,7 +18,8 @@ MAX_WORKFLOW_ID_LENGTH: Final = 255
 """A workflow id, chosen by the caller or generated (characters)."""
 
 MAX_REQUEST_ID_LENGTH: Final = 64
-"""The ``id`` a worker puts on a frame to have it acknowledged (characters)."""
+"""The ``id`` a worker puts on a frame to have it acknowledged, and the ``request_id`` of a
+REST start or signal (characters)."""
 
 MAX_ERROR_MESSAGE_LENGTH: Final = 65_536
 """The ``message`` of an ``error`` frame (characters)."""
@@ -48,7 +49,8 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
      "characters in a workflow, activity, signal or marker name, a task queue, an identity, "
      "and any string field of a frame but an `error`'s `message`"),
     ("MAX_WORKFLOW_ID_LENGTH", MAX_WORKFLOW_ID_LENGTH, "characters in a workflow id"),
-    ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH, "characters in a frame's `id`"),
+    ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH,
+     "characters in a frame's `id` and in a REST request's `request_id`"),
     ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
      "characters in an `error` frame's `message`"),
     ("MAX_COUNT", MAX_COUNT, "largest value of a frame's integer field (smallest: 0)"),
