@@ -286,10 +286,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
-        events = await self.db.run(
-            services.history_for, token=message.token, worker_id=self.worker_id)
+        events, more = await self.db.run(
+            services.history_for, token=message.token, worker_id=self.worker_id,
+            first_event_id=message.first_event_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,
-                                                   id=message.id).encode())
+                                                   more=more, id=message.id).encode())
 
     async def handle_ping(self, message: protocol.Ping) -> None:
         alive = await self.db.run(

@@ -31,7 +31,7 @@ from workflows.services import (
     workflow_task_time_out,
 )
 
-from .deliveries import activity_task_message, full_history
+from .deliveries import activity_task_message, history_page
 from .engine import ENGINE_ID
 from .store import (
     Task,
@@ -229,8 +229,10 @@ def _sessions_of_dead_engines(*, now: datetime, term: int | None) -> list[str]:
         return sessions.of_engines(dead)
 
 
-def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
-    """The whole history of the run of a workflow task the worker holds."""
+def history_for(*, token: str, worker_id: str,
+                first_event_id: int = 1) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the history of the run of a workflow task the worker holds, from
+    ``first_event_id`` through the task's WorkflowTaskStarted; and whether more follow."""
     if execution_id_from_token(token) is None:
         raise stale()
     task = tasks.leased_workflow_task(token, worker_id)
@@ -239,7 +241,7 @@ def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
     execution = task.execution
     started = execution.core_state().workflow_task
     through = started.started_event_id if started and started.started_event_id else 0
-    return full_history(execution, through=through)
+    return history_page(execution, first=max(1, first_event_id), through=through)
 
 
 # ---- the dispatch tick ---------------------------------------------------------------------

@@ -107,6 +107,7 @@ from sdk.protocol import (
     WorkflowTaskFailedMsg,
     decode_engine_message,
 )
+from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS
 
 __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
 
@@ -209,6 +210,7 @@ class Worker:
         self._unacked: dict[str, _Pending] = {}
         self._running: dict[str, _RunningActivity] = {}
         self._awaiting_history: dict[str, WorkflowTask] = {}
+        self._history_pages: dict[str, list[WireEvent]] = {}  # by token, while paging
         # Workflow tasks running their local activities, by token.
         self._local_runs: dict[str, asyncio.Task[None]] = {}
         self._conn: _Connection | None = None
@@ -435,6 +437,7 @@ class Worker:
             logger.info("dropping %d workflow tasks waiting for history",
                         len(self._awaiting_history))
             self._awaiting_history.clear()
+            self._history_pages.clear()
         self._progress.set()
 
     # ---- sending -----------------------------------------------------------------------
@@ -530,28 +533,43 @@ class Worker:
             self._cache.move_to_end(msg.run_id)
             self._activate(msg, cached, msg.events)
             return
-        # A sticky task for a run this worker has not cached (or has out of step): replay.
+        # A task for a run this worker has not cached (or has out of step): replay its
+        # history, asked for page by page.
         self._evict(msg.run_id)
         self._awaiting_history[msg.token] = msg
+        self._history_pages[msg.token] = []
+        self._request_history(msg, 1)
+
+    def _request_history(self, task: WorkflowTask, first_event_id: int) -> None:
         msg_id = self._next_id()
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                logger.warning("history request for %s failed: %s: %s", msg.workflow_id,
-                               reply.code, reply.message, extra=_run_fields(msg))
-                self._awaiting_history.pop(msg.token, None)
+                logger.warning("history request for %s failed: %s: %s", task.workflow_id,
+                               reply.code, reply.message, extra=_run_fields(task))
+                self._awaiting_history.pop(task.token, None)
+                self._history_pages.pop(task.token, None)
 
-        self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
+        frame = HistoryRequest(token=task.token, first_event_id=first_event_id, id=msg_id)
+        self._send_tracked(frame.encode(), msg_id, on_reply)
 
     def _handle_history(self, msg: History) -> None:
         if msg.id is not None:
             self._unacked.pop(msg.id, None)
-        task = self._awaiting_history.pop(msg.token, None)
-        if task is None:
+        task = self._awaiting_history.get(msg.token)
+        pages = self._history_pages.get(msg.token)
+        if task is None or pages is None:
             logger.warning("ignoring history for a task the worker is not waiting for")
             return
+        pages.extend(msg.events)
+        if msg.more and msg.events:
+            self._request_history(task, int(msg.events[-1]["event_id"]) + 1)
+            return
+        del self._awaiting_history[msg.token]
+        del self._history_pages[msg.token]
+        _warn_if_long(task, pages)
         definition = self._workflows[task.workflow_type]
-        self._activate(task, self._new_instance(task, definition), msg.events)
+        self._activate(task, self._new_instance(task, definition), pages)
 
     def _new_instance(self, msg: WorkflowTask, definition: WorkflowDefinition) -> WorkflowInstance:
         return WorkflowInstance(
@@ -960,6 +978,16 @@ def _retry_delay(policy: RetryPolicy, attempt: int, failure: WireFailure) -> flo
     if policy.maximum_attempts and attempt >= policy.maximum_attempts:
         return None
     return policy.backoff_ms(attempt) / 1000
+
+
+def _warn_if_long(task: WorkflowTask, events: list[WireEvent]) -> None:
+    """Log a warning for a history past ``HISTORY_WARN_EVENTS`` events or
+    ``HISTORY_WARN_BYTES`` bytes: the run should continue as new."""
+    size = len(json.dumps(events, separators=(",", ":")))
+    if len(events) <= HISTORY_WARN_EVENTS and size <= HISTORY_WARN_BYTES:
+        return
+    logger.warning("workflow %s has a long history (%d events, %d bytes): continue it as new",
+                   task.workflow_id, len(events), size, extra=_run_fields(task))
 
 
 def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:

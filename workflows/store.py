@@ -23,7 +23,7 @@ from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
-    "Execution", "append", "create", "get_many", "history", "history_through", "lock",
+    "Execution", "append", "create", "get_many", "history", "lock",
     "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
     "save", "started_attributes",
 ]
@@ -123,12 +123,6 @@ def history(execution_id: int, first: int, before: int) -> list[dict[str, Any]]:
              "attributes": json.loads(attributes) if isinstance(attributes, str | bytes)
              else attributes}
             for event_id, event_type, ts, attributes in rows]
-
-
-def history_through(execution: Execution, through: int) -> list[dict[str, Any]]:
-    """The wire form of the run's events 1..``through``."""
-    return [e.to_wire() for e in HistoryEvent.objects.filter(
-        execution=execution, event_id__lte=through).order_by("event_id")]
 
 
 def _timestamp(value: datetime | str) -> datetime:

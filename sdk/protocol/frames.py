@@ -148,11 +148,12 @@ class ActivityHeartbeat(Message):
 
 @dataclass(frozen=True, slots=True)
 class HistoryRequest(Message):
-    """The worker holds a sticky workflow task but no longer caches the run: send the whole
-    history."""
+    """The worker holds a workflow task but does not cache the run: send its history from
+    ``first_event_id``, one page (``history``) at a time."""
 
     type: ClassVar[str] = "history_request"
     token: str
+    first_event_id: int = 1
     id: str | None = None
 
 
@@ -220,11 +221,14 @@ class ActivityTask(Message):
 
 @dataclass(frozen=True, slots=True)
 class History(Message):
-    """The answer to ``history_request``: the run's whole history up to the task."""
+    """The answer to ``history_request``: one page of the run's history up to the task (at
+    most ``HISTORY_PAGE_EVENTS`` events, about ``HISTORY_PAGE_BYTES``). ``more``: later
+    events follow; ask again from the event after this page's last."""
 
     type: ClassVar[str] = "history"
     token: str
     events: list[WireEvent]
+    more: bool = False
     id: str | None = None
 
 

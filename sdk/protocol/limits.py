@@ -43,6 +43,17 @@ MAX_FAILURE_MESSAGE_LENGTH: Final = 32_768
 MAX_FAILURE_STACK_LENGTH: Final = 65_536
 """A failure's ``type``, ``message`` and ``stack`` are clipped to these lengths."""
 
+HISTORY_PAGE_EVENTS: Final = 1_000
+HISTORY_PAGE_BYTES: Final = 512 * 1024
+"""A ``history`` frame holds at most this many events and about this many bytes of them (one
+event more than the bytes, if a single event is larger); the worker asks for the next page.
+A ``workflow_task`` whose whole history would not fit one page carries only its last event,
+and the worker, which does not cache the run, asks for the history page by page."""
+
+HISTORY_WARN_EVENTS: Final = 10_000
+HISTORY_WARN_BYTES: Final = 10 * 1024 * 1024
+"""Past either, the worker logs a warning and ``is_continue_as_new_suggested()`` is true."""
+
 # (constant, value, what it bounds), in the order docs/protocol.md lists them.
 LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_NAME_LENGTH", MAX_NAME_LENGTH,
@@ -66,4 +77,11 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
      "a failure's `message` is clipped to this many characters"),
     ("MAX_FAILURE_STACK_LENGTH", MAX_FAILURE_STACK_LENGTH,
      "a failure's `stack` is clipped to this many characters"),
+    ("HISTORY_PAGE_EVENTS", HISTORY_PAGE_EVENTS, "events in one `history` frame"),
+    ("HISTORY_PAGE_BYTES", HISTORY_PAGE_BYTES,
+     "bytes of events in one `history` frame (one event more if it alone is larger)"),
+    ("HISTORY_WARN_EVENTS", HISTORY_WARN_EVENTS,
+     "events in a history past which the worker warns and suggests continue-as-new"),
+    ("HISTORY_WARN_BYTES", HISTORY_WARN_BYTES,
+     "bytes of history past which the worker warns and suggests continue-as-new"),
 )

@@ -183,3 +183,21 @@ async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
     except sdk.ActivityError as err:
         return {"type": err.type, "message": err.message, "attempt": err.attempt}
     return None
+
+
+@sdk.activity
+async def blob(ctx: sdk.ActivityContext, size: int) -> str:
+    return "x" * size
+
+
+@sdk.workflow
+async def long_history(ctx: sdk.WorkflowContext, spec: dict[str, Any]) -> Any:
+    """Grow the history by ``rounds`` workflow tasks of ``per_round`` local activities of
+    ``size`` characters each (one marker event apiece), then wait for ``go``."""
+    for _ in range(spec["rounds"]):
+        await asyncio.gather(*(ctx.execute_local_activity(blob, spec["size"],
+                                                          start_to_close_timeout=30)
+                               for _ in range(spec["per_round"])))
+        await ctx.sleep(0.01)
+    await ctx.wait_for_signal("go")
+    return {"replayed": ctx.is_replaying, "events": spec["rounds"] * spec["per_round"]}

@@ -125,8 +125,11 @@ def test_worker_ping_keeps_activity_leases(worker: Worker) -> None:
 def test_history_for_a_held_workflow_task(worker: Worker) -> None:
     run = start()
     msg = workflow_task(run)
-    events = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id)
-    assert [e["event_id"] for e in events] == [1, 2, 3]
+    events, more = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id)
+    assert [e["event_id"] for e in events] == [1, 2, 3] and not more
+    rest, more = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id,
+                                      first_event_id=3)
+    assert [e["event_id"] for e in rest] == [3] and not more
     with pytest.raises(Conflict):
         dispatch.history_for(token=msg["token"], worker_id="w-other")
 
