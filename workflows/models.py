@@ -45,6 +45,8 @@ class Execution(models.Model):
     created_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     next_event_id = models.IntegerField(default=1)
+    # About how many bytes the history holds (its events' JSON), kept by each transition.
+    history_size_bytes = models.BigIntegerField(default=0)
     state = models.JSONField(default=dict)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"

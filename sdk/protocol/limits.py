@@ -54,6 +54,10 @@ HISTORY_WARN_EVENTS: Final = 10_000
 HISTORY_WARN_BYTES: Final = 10 * 1024 * 1024
 """Past either, the worker logs a warning and ``is_continue_as_new_suggested()`` is true."""
 
+MAX_HISTORY_EVENTS: Final = 50_000
+MAX_HISTORY_BYTES: Final = 50 * 1024 * 1024
+"""A run whose history passes either fails with the cause ``history_too_large``."""
+
 # (constant, value, what it bounds), in the order docs/protocol.md lists them.
 LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_NAME_LENGTH", MAX_NAME_LENGTH,
@@ -84,4 +88,8 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
      "events in a history past which the worker warns and suggests continue-as-new"),
     ("HISTORY_WARN_BYTES", HISTORY_WARN_BYTES,
      "bytes of history past which the worker warns and suggests continue-as-new"),
+    ("MAX_HISTORY_EVENTS", MAX_HISTORY_EVENTS,
+     "events in a history past which the run fails (`history_too_large`)"),
+    ("MAX_HISTORY_BYTES", MAX_HISTORY_BYTES,
+     "bytes of history past which the run fails (`history_too_large`)"),
 )
