@@ -41,6 +41,7 @@ def workflow_task_message(execution: Execution, task: Task, *, first_event_id: i
         workflow_type=execution.workflow_type, task_queue=task.task_queue, attempt=task.attempt,
         first_event_id=first_event_id, events=events,
         traceparent=execution.search_attributes.get("traceparent"),
+        history_length=last, history_size_bytes=execution.history_size_bytes,
     ).to_dict()
 
 

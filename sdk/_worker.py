@@ -584,6 +584,7 @@ class Worker:
         self, msg: WorkflowTask, inst: WorkflowInstance, events: list[WireEvent]
     ) -> None:
         deadline = time.monotonic() + self._local_budget
+        inst.history_length, inst.history_size_bytes = msg.history_length, msg.history_size_bytes
         res = self._traced_activation(msg, lambda: inst.activate(events))
         if res.local_activities:
             self._evict(msg.run_id)  # mid-activation: not for another task meanwhile

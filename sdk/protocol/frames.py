@@ -195,6 +195,9 @@ class WorkflowTask(Message):
     events: list[WireEvent]
     # The W3C trace context of the request that started the run (tracing on), or None.
     traceparent: str | None = None
+    # The run's whole history through this task: its events, and about its bytes.
+    history_length: int = 0
+    history_size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,4 +200,7 @@ async def long_history(ctx: sdk.WorkflowContext, spec: dict[str, Any]) -> Any:
                                for _ in range(spec["per_round"])))
         await ctx.sleep(0.01)
     await ctx.wait_for_signal("go")
-    return {"replayed": ctx.is_replaying, "events": spec["rounds"] * spec["per_round"]}
+    info = ctx.info
+    return {"replayed": ctx.is_replaying, "past_20000": info.history_length > 20_000,
+            "past_10_mb": info.history_size_bytes > 10_000_000,
+            "suggested": info.is_continue_as_new_suggested()}

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import sdk
+from tests.e2e.harness import log_step
 
 NO_RETRY = sdk.RetryPolicy(maximum_attempts=1)
 
@@ -81,10 +82,7 @@ async def healthy(ctx: sdk.WorkflowContext, value: Any) -> Any:
 def step(ctx: sdk.ActivityContext, seconds: float) -> dict[str, Any]:
     """A step whose every run of its body is written to ``REL_STEP_LOG`` (one line: the run,
     the step, the attempt), so a test counts the bodies that ran more than once."""
-    path = os.environ.get("REL_STEP_LOG")
-    if path:
-        with open(path, "a") as log:
-            log.write(f"{ctx.info.workflow_id} {ctx.info.activity_id} {ctx.info.attempt}\n")
+    log_step("REL_STEP_LOG", ctx.info.workflow_id, ctx.info.activity_id, ctx.info.attempt)
     # A worker started with REL_STEP_STALL holds its steps that long (to be killed meanwhile).
     time.sleep(float(os.environ.get("REL_STEP_STALL") or seconds))
     return {"attempt": ctx.info.attempt, "worker": os.environ.get("REL_WORKER_NAME", "?")}

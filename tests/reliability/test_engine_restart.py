@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sdk
-from tests.e2e.harness import Stack, wait_for
+from tests.e2e.harness import Stack, reruns, wait_for
 
 from .conftest import MODULE
 
@@ -31,12 +30,6 @@ MOVE_BOUND_SECONDS = 2.0 + 2.0
 def step_state(handle: sdk.WorkflowHandle) -> str | None:
     pending = handle.describe()["pending_activities"]
     return str(pending[0]["state"]) if pending else None
-
-
-def reruns(log: Path) -> int:
-    """How many step bodies ran more than once (the same step of the same run)."""
-    runs = Counter(" ".join(line.split()[:2]) for line in log.read_text().splitlines())
-    return sum(n - 1 for n in runs.values() if n > 1)
 
 
 def test_a_restarted_engine_releases_the_leases_of_sessions_that_died_with_it(
