@@ -181,8 +181,9 @@ class Welcome(Message):
 @dataclass(frozen=True, slots=True)
 class WorkflowTask(Message):
     """Run the workflow: ``events`` go from ``first_event_id`` (1: the whole history; more:
-    only what this worker has not seen, because it ran the run's last task) through the
-    task's ``WorkflowTaskStarted``."""
+    only what this worker has not seen, because it ran the run's last task, or only the last
+    event of a history too long for one frame, which a worker that does not cache the run
+    asks for with ``history_request``) through the task's ``WorkflowTaskStarted``."""
 
     type: ClassVar[str] = "workflow_task"
     token: str
