@@ -118,6 +118,7 @@ def test_sessions_of_an_engine_that_stops_beating_are_released_and_a_live_ones_k
     stalled = stack.worker(MODULE, engine=paused, log=logs / "stalled.log",
                            extra_env={**env, "REL_STEP_STALL": "600"})
     kept: Any = None
+    healthy = None
     try:
         with sdk.Client(leader.url, token=stack.token) as client:
             handle = client.start_workflow("steps", {"count": 1, "seconds": 0})
@@ -140,7 +141,8 @@ def test_sessions_of_an_engine_that_stops_beating_are_released_and_a_live_ones_k
         if paused.proc is not None:
             paused.proc.signal(signal.SIGCONT)
         stalled.kill()
-        healthy.stop()
+        if healthy is not None:
+            healthy.stop()
         paused.stop()
         leader.stop()
     # The engine timeout (5 s) plus a reclaim tick and slack; the lease is 30 s.
