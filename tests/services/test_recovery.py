@@ -48,7 +48,7 @@ def reconnect(previous: str, tokens: list[str], new: str = "w2") -> dispatch.Reg
 
 
 def test_a_reconnecting_worker_takes_over_the_leases_it_names(worker: Worker) -> None:
-    kept, lost = running_activities(worker, 2)
+    kept, _ = running_activities(worker, 2)
     registered = reconnect(worker.worker_id, [kept])
     assert registered.resumed == [(kept, "activity_task")]
     assert not WorkerSession.objects.filter(worker_id=worker.worker_id).exists()
