@@ -157,12 +157,14 @@ def release_task(task_id: int, *, now: datetime, owner: str | None = None,
         return None
 
 
-def reclaim(*, now: datetime, term: int | None = None) -> int:
+def reclaim(*, now: datetime, term: int | None = None,
+            leading_since: datetime | None = None) -> int:
     """Drop the sessions of dead engines and those not seen for a lease timeout, and hand
-    back expired leases."""
+    back expired leases. ``leading_since``: when the caller's leadership began."""
     cutoff = now - timedelta(seconds=_config().lease_timeout_seconds)
     count = 0
-    for worker_id in _sessions_of_dead_engines(now=now, term=term):
+    for worker_id in _sessions_of_dead_engines(now=now, term=term,
+                                               leading_since=leading_since):
         log.warning("worker %s was served by a dead engine; handing its tasks back", worker_id)
         count += worker_disconnect(worker_id=worker_id, now=now, term=term)
     for worker_id in sessions.silent(cutoff):
@@ -209,13 +211,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _sessions_of_dead_engines(*, now: datetime, term: int | None) -> list[str]:
+def _sessions_of_dead_engines(*, now: datetime, term: int | None,
+                              leading_since: datetime | None) -> list[str]:
     """Take the rows of dead engines (fenced by the leader's term); the sessions they
     served. An engine of this host whose process is gone is dead once the reconnecting
-    workers had ``resume_grace_seconds`` to reach this one; any other once it has been
-    silent for ``engine_timeout_seconds``."""
+    workers had ``resume_grace_seconds`` to reach this one, counted from when it listens
+    and leads (a restarted engine is slow to answer its first hellos); any other once it
+    has been silent for ``engine_timeout_seconds``."""
     cfg = _config()
     started = engines.started_at(ENGINE_ID)
+    if started is not None and leading_since is not None:
+        started = max(started, leading_since)
     settled = started is not None and now - started >= timedelta(
         seconds=cfg.resume_grace_seconds)
     with atomic():
