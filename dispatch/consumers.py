@@ -288,7 +288,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
         events, more = await self.db.run(
             services.history_for, token=message.token, worker_id=self.worker_id,
-            first_event_id=message.first_event_id)
+            now=timezone.now(), first_event_id=message.first_event_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,
                                                    more=more, id=message.id).encode())
 

@@ -235,10 +235,12 @@ def _sessions_of_dead_engines(*, now: datetime, term: int | None,
         return sessions.of_engines(dead)
 
 
-def history_for(*, token: str, worker_id: str,
+def history_for(*, token: str, worker_id: str, now: datetime,
                 first_event_id: int = 1) -> tuple[list[dict[str, Any]], bool]:
     """One page of the history of the run of a workflow task the worker holds, from
-    ``first_event_id`` through the task's WorkflowTaskStarted; and whether more follow."""
+    ``first_event_id`` through the task's WorkflowTaskStarted; and whether more follow.
+    The workflow task's timeout counts again from each page served: a long history takes
+    many pages to fetch, and the worker is making progress."""
     if execution_id_from_token(token) is None:
         raise stale()
     task = tasks.leased_workflow_task(token, worker_id)
@@ -247,7 +249,11 @@ def history_for(*, token: str, worker_id: str,
     execution = task.execution
     started = execution.core_state().workflow_task
     through = started.started_event_id if started and started.started_event_id else 0
-    return history_page(execution, first=max(1, first_event_id), through=through)
+    page = history_page(execution, first=max(1, first_event_id), through=through)
+    with atomic():
+        tasks.extend_lease(token, now + timedelta(
+            seconds=_config().workflow_task_timeout_seconds))
+    return page
 
 
 # ---- the dispatch tick ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from workflows.models import Execution
 __all__ = [
     "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "delete",
     "delete_by_schedule", "delete_run", "execution_id_from_token", "execution_of", "expired",
-    "extend_leases", "held_counts", "insert", "lease", "leased_activity_tokens",
+    "extend_lease", "extend_leases", "held_counts", "insert", "lease", "leased_activity_tokens",
     "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
     "lock_leased", "lock_leased_activities",
     "lock_leased_id", "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",
@@ -182,6 +182,12 @@ def adopt(old_owner: str, new_owner: str, tokens: Collection[str],
     Task.objects.filter(pk__in=[pk for pk, _, _ in rows], kind=TaskKind.WORKFLOW).update(
         lease_owner=new_owner)
     return [(str(token), str(kind)) for _, token, kind in rows]
+
+
+def extend_lease(token: str, until: datetime) -> None:
+    """Push out the expiry of the live lease ``token`` (never bring it closer)."""
+    Task.objects.filter(token=token, state=TaskState.LEASED,
+                        lease_expires_at__lt=until).update(lease_expires_at=until)
 
 
 def extend_leases(worker_id: str, until: datetime) -> None:

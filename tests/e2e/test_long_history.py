@@ -6,15 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import sdk
-from tests.e2e.harness import Engine, Stack, wait_for
+from tests.e2e.harness import Stack, wait_for
 
 from .conftest import MODULE
 
 SPEC = {"rounds": 40, "per_round": 500, "size": 480}
 
 
-def test_a_20000_event_10_mb_history_replays_on_a_fresh_worker(stack: Stack, engine: Engine,
+# Production's timeouts: replaying 20,000 events takes the worker seconds of CPU, during
+# which it does not ping (the harness's 3 s lease is for fast failure paths).
+TIMEOUTS = {"SCHED_LEASE_TIMEOUT_SECONDS": "30", "SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS": "10"}
+
+
+def test_a_20000_event_10_mb_history_replays_on_a_fresh_worker(stack: Stack,
                                                                logs: Path) -> None:
+    engine = stack.engine(log=logs / "long-engine.log", extra_env=TIMEOUTS)
     builder = stack.worker(MODULE, task_queue="long", engine=engine, log=logs / "builder.log")
     fresh = None
     try:
@@ -33,6 +39,7 @@ def test_a_20000_event_10_mb_history_replays_on_a_fresh_worker(stack: Stack, eng
         builder.stop()
         if fresh is not None:
             fresh.stop()
+        engine.stop()
     # ctx.info() tells the workflow how long its history is, and to continue as new.
     assert result == {"replayed": False, "past_20000": True, "past_10_mb": True,
                       "suggested": True}
