@@ -184,23 +184,3 @@ async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
         return {"type": err.type, "message": err.message, "attempt": err.attempt}
     return None
 
-
-@sdk.activity
-async def blob(ctx: sdk.ActivityContext, size: int) -> str:
-    return "x" * size
-
-
-@sdk.workflow
-async def long_history(ctx: sdk.WorkflowContext, spec: dict[str, Any]) -> Any:
-    """Grow the history by ``rounds`` workflow tasks of ``per_round`` local activities of
-    ``size`` characters each (one marker event apiece), then wait for ``go``."""
-    for _ in range(spec["rounds"]):
-        await asyncio.gather(*(ctx.execute_local_activity(blob, spec["size"],
-                                                          start_to_close_timeout=30)
-                               for _ in range(spec["per_round"])))
-        await ctx.sleep(0.01)
-    await ctx.wait_for_signal("go")
-    info = ctx.info
-    return {"replayed": ctx.is_replaying, "past_20000": info.history_length > 20_000,
-            "past_10_mb": info.history_size_bytes > 10_000_000,
-            "suggested": info.is_continue_as_new_suggested()}

@@ -14,7 +14,8 @@ SPEC = {"rounds": 40, "per_round": 500, "size": 480}
 
 
 # Production's timeouts: replaying 20,000 events takes the worker seconds of CPU, during
-# which it does not ping (the harness's 3 s lease is for fast failure paths).
+# which it does not ping (the harness's 3 s lease is for fast failure paths). A stack of its
+# own: on SQLite one engine per database runs the loops.
 TIMEOUTS = {"SCHED_LEASE_TIMEOUT_SECONDS": "30", "SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS": "10"}
 
 
