@@ -214,20 +214,20 @@ def _pid_alive(pid: int) -> bool:
 def _sessions_of_dead_engines(*, now: datetime, term: int | None,
                               leading_since: datetime | None) -> list[str]:
     """Take the rows of dead engines (fenced by the leader's term); the sessions they
-    served. An engine of this host whose process is gone is dead once the reconnecting
-    workers had ``resume_grace_seconds`` to reach this one, counted from when it listens
-    and leads (a restarted engine is slow to answer its first hellos); any other once it
-    has been silent for ``engine_timeout_seconds``."""
+    served. An engine of this host whose process is gone is dead, and any other once it has
+    been silent for ``engine_timeout_seconds``; but a leader releases nothing until the
+    reconnecting workers had ``resume_grace_seconds`` to reach it, counted from when it
+    listens and leads (a restarted engine is slow to answer its first hellos)."""
     cfg = _config()
     started = engines.started_at(ENGINE_ID)
     if started is not None and leading_since is not None:
         started = max(started, leading_since)
-    settled = started is not None and now - started >= timedelta(
-        seconds=cfg.resume_grace_seconds)
+    if started is not None and now - started < timedelta(seconds=cfg.resume_grace_seconds):
+        return []
     with atomic():
         if term is not None:
             check_term("dispatcher", term)
-        dead = engines.take_dead(now, me=ENGINE_ID, host=HOST if settled else "",
+        dead = engines.take_dead(now, me=ENGINE_ID, host=HOST if started is not None else "",
                                  timeout=cfg.engine_timeout_seconds,
                                  grace=cfg.resume_grace_seconds, pid_alive=_pid_alive)
         for engine_id in dead:

@@ -98,14 +98,17 @@ def test_the_sessions_of_dead_engines_go_back_and_a_live_ones_stay(leader: int) 
 
 def test_a_leader_that_just_started_gives_the_workers_their_grace(leader: int) -> None:
     dispatch.engine_register(now=timezone.now())
+    # The engine it replaced, and one long silent (a restart slower than the timeout).
     engine("killed-here", host=dispatch.HOST, pid=os.getpid() + 10**7, beat_seconds_ago=3)
+    engine("silent", host="elsewhere", pid=1, beat_seconds_ago=60)
     hello = protocol.Hello(task_queue=QUEUE, workflow_types=[WORKFLOW])
-    dispatch.worker_register(worker_id="w", channel_name="c", engine_id="killed-here",
-                             hello=hello, now=timezone.now())
+    for engine_id in ("killed-here", "silent"):
+        dispatch.worker_register(worker_id=f"on-{engine_id}", channel_name="c",
+                                 engine_id=engine_id, hello=hello, now=timezone.now())
     dispatch.reclaim(now=timezone.now(), term=TERM)
-    assert WorkerSession.objects.filter(worker_id="w").exists()
+    assert WorkerSession.objects.count() == 2
     dispatch.reclaim(now=timezone.now() + timedelta(seconds=1.5), term=TERM)
-    assert not WorkerSession.objects.filter(worker_id="w").exists()
+    assert not WorkerSession.objects.exists()
 
 
 def test_an_engine_declared_dead_learns_it_at_its_next_beat(db: None) -> None:
