@@ -340,9 +340,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_hello(self, message: protocol.Hello) -> None:
         if self.hello is not None:
             raise SchedError("hello was already sent", code="unexpected_message")
-        await self.db.run(
+        registered = await self.db.run(
             services.worker_register, worker_id=self.worker_id, channel_name=self.channel_name,
             engine_id=ENGINE_ID, hello=message, now=timezone.now())
+        self.held.update(registered.resumed)  # the leases it took over from its last socket
         self.hello = message
         self.credit = (services.capped(message.max_workflow_tasks),
                        services.capped(message.max_activity_tasks))
@@ -412,10 +413,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
-        events = await self.db.run(
-            services.history_for, token=message.token, worker_id=self.worker_id)
+        events, more = await self.db.run(
+            services.history_for, token=message.token, worker_id=self.worker_id,
+            now=timezone.now(), first_event_id=message.first_event_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,
-                                                   id=message.id).encode())
+                                                   more=more, id=message.id).encode())
 
     async def handle_ping(self, message: protocol.Ping) -> None:
         # No database work: the frame was noted as heard on its way in, and the session

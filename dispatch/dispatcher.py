@@ -40,13 +40,15 @@ async def run_dispatcher(term: int, shard: Shard = ONLY) -> None:
     poll = config.get().dispatch_poll_seconds
     db = DbThread("dispatcher" if shard.index == 0 else f"dispatcher-{shard.index}")
     last_reclaim = 0.0
+    leading_since = timezone.now()
     try:
         while True:
             wake.clear()
             if (shard.index == 0
                     and time.monotonic() - last_reclaim >= RECLAIM_EVERY_SECONDS):
                 last_reclaim = time.monotonic()
-                await db.run(services.reclaim, now=timezone.now(), term=term)
+                await db.run(services.reclaim, now=timezone.now(), term=term,
+                             leading_since=leading_since)
             tick_started = time.monotonic()
             deliveries = await db.run(services.dispatch_tick, now=timezone.now(), term=term,
                                       batch=BATCH, shard=shard)

@@ -3,9 +3,17 @@
 ``Engine(host=..., port=..., run_loops=..., grace=...).serve()`` runs in the foreground until
 the process is told to stop; ``manage.py runengine`` parses its arguments and calls it.
 
-Start: daphne listens on ``host:port``; once it does, the leader-locked loops (dispatcher,
-timer manager; ``dispatch.loops``) are scheduled on the server's event loop, unless
-``run_loops`` is off (another process runs them), and SIGTERM/SIGINT are handled there.
+Start: daphne listens on ``host:port``; once it does, the engine writes its process row
+(``dispatch.services.engine_register``; before any socket is served), the leader-locked
+loops (dispatcher, timer manager; ``dispatch.loops``) are scheduled on the server's event
+loop, unless ``run_loops`` is off (another process runs them), SIGTERM/SIGINT are handled
+there, and the engine beats its row every ``SCHED_ENGINE_HEARTBEAT_SECONDS``. The row is
+how the dispatcher's leader tells a dead engine's worker sessions from a live one's: the
+sessions of an engine killed on this host are released once its reconnecting workers had
+``SCHED_RESUME_GRACE_SECONDS`` to take their leases over, those of one that went silent
+after ``SCHED_ENGINE_TIMEOUT_SECONDS``. An engine that finds its row taken (it was paused,
+and declared dead) closes its worker sockets: the leases of their sessions went back to the
+queue, and the workers reconnect.
 
 SIGTERM (or SIGINT) shuts the engine down gracefully, within ``grace`` seconds
 (``SCHED_SHUTDOWN_GRACE_SECONDS``):
@@ -56,11 +64,13 @@ from typing import Any
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
+from django.utils import timezone
 
 from schedproject import config
 from schedproject.asgi import application
+from schedproject.dbthread import DbPool
 
-from . import draining, loops
+from . import draining, loops, services
 
 log = logging.getLogger("sched.engine")
 POLL_SECONDS = 0.05
@@ -88,6 +98,8 @@ class Engine:
         self.ports: list[Any] = []
         self.loop_tasks: list[asyncio.Task[None]] = []
         self.stopping: asyncio.Task[None] | None = None
+        self.beating: asyncio.Task[None] | None = None
+        self.db = DbPool("engine", 1, own_connections=False)
 
     def serve(self) -> None:
         """Serve until stopped (SIGTERM, SIGINT); returns once the server has stopped."""
@@ -109,12 +121,16 @@ class Engine:
         log.info("sched engine stopped")
 
     def ready(self) -> None:
-        """Called by daphne once it listens: start the loops and take the signals."""
+        """Called by daphne once it listens: write the engine's row (waiting for it: the
+        resume grace of the workers of a killed engine counts from here), start the loops
+        and take the signals."""
+        self.db.submit(services.engine_register, now=timezone.now()).result(timeout=60)
         loop = asyncio.get_event_loop()
         if self.run_loops:
             self.loop_tasks.extend(loops.start(loop))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.on_signal, signum)
+        self.beating = loop.create_task(_beat(self.db), name="sched-engine-heartbeat")
         log.info("sched engine listening on http://%s:%s", self.host, self.port)
 
     def on_signal(self, signum: int) -> None:
@@ -142,6 +158,8 @@ class Engine:
                 with contextlib.suppress(Exception):
                     port.stopListening()
             draining.start_draining()
+            if self.beating is not None:
+                self.beating.cancel()
             await loops.stop(self.loop_tasks, within=max(0.1, (deadline - time.monotonic()) / 4))
             log.info("loops stopped, leader locks released")
             # Completions of tasks the workers hold commit while time allows ...
@@ -171,6 +189,25 @@ class _EngineServer(Server):  # type: ignore[misc]
     def listen_success(self, port: Any) -> None:
         self.engine.ports.append(port)
         super().listen_success(port)
+
+
+async def _beat(db: DbPool) -> None:
+    """Beat this engine's row while it lives; if another engine declared it dead, close
+    its worker sockets (their sessions and leases are gone) so the workers reconnect."""
+    every = config.get().engine_heartbeat_seconds
+    while True:
+        await asyncio.sleep(every)
+        try:
+            alive = await asyncio.wrap_future(db.submit(services.engine_beat,
+                                                        now=timezone.now()))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("engine heartbeat failed; trying again", exc_info=True)
+            continue
+        if not alive:
+            log.warning("this engine was declared dead; closing its worker sockets")
+            await draining.close_all()
 
 
 async def _wait_while(condition: Callable[[], object], *, until: float) -> None:

@@ -16,7 +16,7 @@ from sdk.protocol.limits import MAX_NAME_LENGTH
 from workflows.core.effects import TaskKind, TaskState
 from workflows.models import Execution, enum_choices
 
-__all__ = ["Leadership", "Task", "TaskKind", "TaskState", "WorkerSession"]
+__all__ = ["EngineProcess", "Leadership", "Task", "TaskKind", "TaskState", "WorkerSession"]
 
 
 class Task(models.Model):
@@ -82,6 +82,22 @@ class WorkerSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identity or self.worker_id} on {self.task_queue}"
+
+
+class EngineProcess(models.Model):
+    """A running engine process: it beats ``heartbeat_at`` while it lives. The worker
+    sessions it serves (``WorkerSession.engine_id``) die with it, and the dispatcher's
+    leader releases them once the process is known dead (``dispatch.services.reclaim``).
+    An engine that finds its row gone was declared dead: it closes its worker sockets."""
+
+    engine_id = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"engine {self.engine_id}"
 
 
 class Leadership(models.Model):

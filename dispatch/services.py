@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +36,8 @@ from workflows.services import (
 )
 
 from . import metrics
-from .deliveries import activity_task_message, full_history
+from .deliveries import activity_task_message, history_page
+from .engine import ENGINE_ID
 from .store import (
     NotLeader,
     Shard,
@@ -43,6 +46,7 @@ from .store import (
     TaskState,
     WorkerSession,
     check_term,
+    engines,
     execution_id_from_token,
     leadership,
     sessions,
@@ -66,10 +70,27 @@ def capped(credit: int) -> int:
     return max(0, min(credit, _config().max_worker_credit))
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A worker's new session, and the leases it took over from its last one:
+    (token, frame type of the task) of each."""
+
+    session: WorkerSession
+    resumed: list[tuple[str, str]]
+
+
 def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello: protocol.Hello,
-                    now: datetime) -> WorkerSession:
+                    now: datetime) -> Registered:
+    """Open the worker's session. A worker reconnecting names its last session
+    (``hello.resume_worker_id``) and the tokens of the leases it still holds (its running
+    activities, the results it could not deliver): those leases move to the new session, so
+    its results are accepted and its running activities are not handed to another worker.
+    Holding one of them proves the worker is that session's: then the last session is
+    dropped and its other leases go back to the queue."""
+    resumed: list[tuple[str, str]] = []
+    previous = hello.resume_worker_id
     with atomic():
-        return sessions.register(
+        session = sessions.register(
             worker_id, channel_name=channel_name, engine_id=engine_id,
             identity=hello.identity[:255], task_queue=hello.task_queue,
             workflow_types=sorted(set(hello.workflow_types)),
@@ -77,6 +98,20 @@ def worker_register(*, worker_id: str, channel_name: str, engine_id: str, hello:
             max_workflow_tasks=capped(hello.max_workflow_tasks),
             max_activity_tasks=capped(hello.max_activity_tasks), connected_at=now,
             last_seen_at=now)
+        if previous and previous != worker_id:
+            until = now + timedelta(seconds=_config().lease_timeout_seconds)
+            resumed = [(token, _FRAME_TYPES[kind]) for token, kind in
+                       tasks.adopt(previous, worker_id, hello.resume_tokens, until)]
+            if resumed:
+                sessions.drop(previous)
+    if resumed:
+        log.info("worker %s took over %d leases of its last session %s", worker_id,
+                 len(resumed), previous)
+        _release_all(previous, now=now, term=None)
+    return Registered(session, resumed)
+
+
+_FRAME_TYPES = {TaskKind.WORKFLOW.value: "workflow_task", TaskKind.ACTIVITY.value: "activity_task"}
 
 
 def worker_credit(*, worker_id: str, max_workflow_tasks: int, max_activity_tasks: int,
@@ -123,7 +158,13 @@ def worker_disconnect(*, worker_id: str, now: datetime, term: int | None = None)
         if term is not None:
             check_term("dispatcher", term)
         sessions.drop(worker_id)
-    return _release_each(((task_id, None) for task_id in tasks.leased_by(worker_id)),
+    return _release_all(worker_id, now=now, term=term)
+
+
+def _release_all(worker_id: str, *, now: datetime, term: int | None) -> int:
+    """Hand back every lease ``worker_id`` still holds (its session is gone). Each release
+    checks the owner again: a lease the worker took over on a new socket meanwhile stays."""
+    return _release_each(((task_id, worker_id) for task_id in tasks.leased_by(worker_id)),
                          now=now, term=term)
 
 
@@ -148,12 +189,17 @@ def release_task(task_id: int, *, now: datetime, owner: str | None = None,
         return None
 
 
-def reclaim(*, now: datetime, term: int | None = None) -> int:
-    """Drop sessions not seen for a lease timeout and hand back expired leases."""
+def reclaim(*, now: datetime, term: int | None = None,
+            leading_since: datetime | None = None) -> int:
+    """Drop the sessions of dead engines and those not seen for a lease timeout, and hand
+    back expired leases. ``leading_since``: when the caller's leadership began."""
     cutoff = now - timedelta(seconds=_config().lease_timeout_seconds)
-    dead = sessions.silent(cutoff)
     count = 0
-    for worker_id in dead:
+    for worker_id in _sessions_of_dead_engines(now=now, term=term,
+                                               leading_since=leading_since):
+        log.warning("worker %s was served by a dead engine; handing its tasks back", worker_id)
+        count += worker_disconnect(worker_id=worker_id, now=now, term=term)
+    for worker_id in sessions.silent(cutoff):
         log.warning("worker %s went silent; handing its tasks back", worker_id)
         count += worker_disconnect(worker_id=worker_id, now=now, term=term)
     return count + _release_each(tasks.expired(now, 500), now=now, term=term)
@@ -177,8 +223,70 @@ def _release_each(leases: Iterable[tuple[int, str | None]], *, now: datetime,
     return count
 
 
-def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
-    """The whole history of the run of a workflow task the worker holds."""
+# ---- engine processes ----------------------------------------------------------------------
+
+HOST = socket.gethostname()
+
+
+def engine_register(*, now: datetime) -> None:
+    """This engine process starts: its row, which it beats while it lives."""
+    with atomic():
+        engines.register(ENGINE_ID, host=HOST, pid=os.getpid(), now=now)
+
+
+def engine_beat(*, now: datetime) -> bool:
+    """This engine is alive. False if another engine declared it dead (and released its
+    workers' sessions): the row is back, and the caller must close its worker sockets."""
+    with atomic():
+        if engines.beat(ENGINE_ID, now):
+            return True
+        engines.register(ENGINE_ID, host=HOST, pid=os.getpid(), now=now)
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is another live process than this one."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
+
+
+def _sessions_of_dead_engines(*, now: datetime, term: int | None,
+                              leading_since: datetime | None) -> list[str]:
+    """Take the rows of dead engines (fenced by the leader's term); the sessions they
+    served. An engine of this host whose process is gone is dead, and any other once it has
+    been silent for ``engine_timeout_seconds``; but a leader releases nothing until the
+    reconnecting workers had ``resume_grace_seconds`` to reach it, counted from when it
+    listens and leads (a restarted engine is slow to answer its first hellos)."""
+    cfg = _config()
+    started = engines.started_at(ENGINE_ID)
+    if started is not None and leading_since is not None:
+        started = max(started, leading_since)
+    if started is not None and now - started < timedelta(seconds=cfg.resume_grace_seconds):
+        return []
+    with atomic():
+        if term is not None:
+            check_term("dispatcher", term)
+        dead = engines.take_dead(now, me=ENGINE_ID, host=HOST if started is not None else "",
+                                 timeout=cfg.engine_timeout_seconds,
+                                 grace=cfg.resume_grace_seconds, pid_alive=_pid_alive)
+        for engine_id in dead:
+            log.warning("engine %s is dead; releasing the sessions it served", engine_id)
+        return sessions.of_engines(dead)
+
+
+def history_for(*, token: str, worker_id: str, now: datetime,
+                first_event_id: int = 1) -> tuple[list[dict[str, Any]], bool]:
+    """One page of the history of the run of a workflow task the worker holds, from
+    ``first_event_id`` through the task's WorkflowTaskStarted; and whether more follow.
+    The workflow task's timeout counts again from each page served: a long history takes
+    many pages to fetch, and the worker is making progress."""
     if execution_id_from_token(token) is None:
         raise stale()
     task = tasks.leased_workflow_task(token, worker_id)
@@ -187,7 +295,11 @@ def history_for(*, token: str, worker_id: str) -> list[dict[str, Any]]:
     execution = task.execution
     started = execution.core_state().workflow_task
     through = started.started_event_id if started and started.started_event_id else 0
-    return full_history(execution, through=through)
+    page = history_page(execution, first=max(1, first_event_id), through=through)
+    with atomic():
+        tasks.extend_lease(token, now + timedelta(
+            seconds=_config().workflow_task_timeout_seconds))
+    return page
 
 
 # ---- the dispatch tick ---------------------------------------------------------------------

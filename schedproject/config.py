@@ -86,6 +86,13 @@ class SchedConfig:
     dispatch_poll_seconds: float
     leader_check_seconds: float
     shutdown_grace_seconds: float
+    # An engine beats every engine_heartbeat_seconds; one silent for engine_timeout_seconds
+    # is dead, and so are the sessions it served. Sessions of an engine that died on this
+    # host (its pid is gone) are released after resume_grace_seconds, the time a
+    # reconnecting worker has to take its leases over (``Hello.resume_worker_id``).
+    engine_heartbeat_seconds: float
+    engine_timeout_seconds: float
+    resume_grace_seconds: float
     run_loops: bool
     # Threads for the worker sockets' database work (their transitions), each with its own
     # connection; SCHED_DB_THREADS, by default 4 on PostgreSQL and 2 on SQLite.
@@ -158,6 +165,9 @@ def load() -> SchedConfig:
         dispatch_poll_seconds=_number("SCHED_DISPATCH_POLL_SECONDS", 1, minimum=0.01),
         leader_check_seconds=_number("SCHED_LEADER_CHECK_SECONDS", 2, minimum=0.1),
         shutdown_grace_seconds=_number("SCHED_SHUTDOWN_GRACE_SECONDS", 8, minimum=0),
+        engine_heartbeat_seconds=_number("SCHED_ENGINE_HEARTBEAT_SECONDS", 1, minimum=0.1),
+        engine_timeout_seconds=_number("SCHED_ENGINE_TIMEOUT_SECONDS", 5, minimum=0.5),
+        resume_grace_seconds=_number("SCHED_RESUME_GRACE_SECONDS", 1, minimum=0),
         run_loops=_bool("SCHED_RUN_LOOPS", True),
         db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
         lean_api=_bool("SCHED_LEAN_API", True),

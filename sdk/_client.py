@@ -4,11 +4,20 @@ Both are thin: each method builds one request (the shared ``_*_request`` helpers
 one function (``_raise_for_error``) maps every HTTP error to ``SchedAPIError`` with the
 engine's machine-readable ``code``. ``result()`` long-polls the result endpoint, at most 60 s
 per request, and follows continue-as-new chains to the latest run.
+
+Retries: a start and a signal carry a ``request_id`` (a new UUID per call), so the engine
+answers a repeat like the first and writes nothing new; those and the reads (GET) are sent
+again, up to ``retries`` times with exponential back-off, when the connection fails or the
+engine answers 5xx (it is restarting, or a proxy in front of it has no engine). Cancel and
+terminate are sent once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +37,9 @@ __all__ = [
 ]
 
 MAX_WAIT_PER_REQUEST = 60.0
+DEFAULT_RETRIES = 6
+RETRY_BASE_DELAY = 0.1
+RETRY_MAX_DELAY = 2.0
 FAILED_STATUSES = frozenset({"failed", "canceled", "terminated", "timed_out"})
 
 
@@ -59,6 +71,30 @@ class _Request:
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     timeout: float | None = None  # overrides the client's timeout (long polls)
+    retry: bool = False  # safe to send again: it carries a request_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.retry or self.method == "GET"
+
+
+def _retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0-based): exponential, with jitter."""
+    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2.0 ** attempt)
+    return delay * random.uniform(0.5, 1.0)
+
+
+def _should_retry(req: _Request, attempt: int, retries: int,
+                  response: httpx.Response | None) -> bool:
+    """Whether to send ``req`` again after ``attempt`` failed (``response`` None: the
+    connection failed)."""
+    if not req.retryable or attempt >= retries:
+        return False
+    return response is None or response.status_code >= 500
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _path(workflow_id: str, suffix: str = "") -> str:
@@ -94,7 +130,13 @@ def _start_request(
         body["workflow_id"] = workflow_id
     if execution_timeout is not None:
         body["execution_timeout"] = execution_timeout
-    return _Request("POST", "/api/workflows", json=body)
+    body["request_id"] = _request_id()
+    return _Request("POST", "/api/workflows", json=body, retry=True)
+
+
+def _signal_request(workflow_id: str, name: str, input: Any) -> _Request:
+    return _Request("POST", _path(workflow_id, "/signals"), retry=True,
+                    json={"name": name, "input": input, "request_id": _request_id()})
 
 
 def _run_params(run_id: str | None) -> dict[str, Any]:
@@ -213,8 +255,10 @@ class Client:
         token: str,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.timeout = timeout
+        self.retries = max(0, retries)
         self._http = httpx.Client(
             base_url=_base_url(engine_url), headers=_headers(token), timeout=timeout,
             transport=transport,
@@ -231,8 +275,18 @@ class Client:
 
     def _call(self, req: _Request) -> httpx.Response:
         timeout = req.timeout if req.timeout is not None else self.timeout
-        return self._http.request(req.method, req.path, params=req.params or None,
-                                  json=req.json, timeout=timeout)
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._http.request(req.method, req.path, params=req.params or None,
+                                              json=req.json, timeout=timeout)
+            except httpx.TransportError:
+                if not _should_retry(req, attempt, self.retries, None):
+                    raise
+            else:
+                if not _should_retry(req, attempt, self.retries, response):
+                    return response
+            time.sleep(_retry_delay(attempt))
+        raise AssertionError("unreachable")
 
     def start_workflow(
         self,
@@ -278,8 +332,7 @@ class WorkflowHandle:
                 poll.follow(self._describe(None))
 
     def signal(self, name: str, input: Any = None) -> None:
-        _body(self.client._call(_Request("POST", _path(self.workflow_id, "/signals"),
-                                         json={"name": name, "input": input})))
+        _body(self.client._call(_signal_request(self.workflow_id, name, input)))
 
     def cancel(self, reason: str | None = None) -> None:
         _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
@@ -327,8 +380,10 @@ class AsyncClient:
         token: str,
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        retries: int = DEFAULT_RETRIES,
     ) -> None:
         self.timeout = timeout
+        self.retries = max(0, retries)
         self._http = httpx.AsyncClient(
             base_url=_base_url(engine_url), headers=_headers(token), timeout=timeout,
             transport=transport,
@@ -345,8 +400,19 @@ class AsyncClient:
 
     async def _call(self, req: _Request) -> httpx.Response:
         timeout = req.timeout if req.timeout is not None else self.timeout
-        return await self._http.request(req.method, req.path, params=req.params or None,
-                                        json=req.json, timeout=timeout)
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._http.request(
+                    req.method, req.path, params=req.params or None, json=req.json,
+                    timeout=timeout)
+            except httpx.TransportError:
+                if not _should_retry(req, attempt, self.retries, None):
+                    raise
+            else:
+                if not _should_retry(req, attempt, self.retries, response):
+                    return response
+            await asyncio.sleep(_retry_delay(attempt))
+        raise AssertionError("unreachable")
 
     async def start_workflow(
         self,
@@ -394,8 +460,7 @@ class AsyncWorkflowHandle:
                 poll.follow(await self._describe(None))
 
     async def signal(self, name: str, input: Any = None) -> None:
-        _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/signals"),
-                                               json={"name": name, "input": input})))
+        _body(await self.client._call(_signal_request(self.workflow_id, name, input)))
 
     async def cancel(self, reason: str | None = None) -> None:
         _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),

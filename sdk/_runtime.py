@@ -383,6 +383,9 @@ class WorkflowInstance:
         self.workflow_type = workflow_type
         self.task_queue = task_queue
         self.next_event_id = 1
+        # The history's figures the engine sent with the current task (the worker sets them).
+        self.history_length = 0
+        self.history_size_bytes = 0
         self._loop = _Loop(self.start_timer)  # type: ignore[abstract]  # only what asyncio uses
         self._ctx = WorkflowContext(self)
         self._main: asyncio.Task[Any] | None = None
@@ -736,7 +739,9 @@ class WorkflowInstance:
     @property
     def info(self) -> WorkflowInfo:
         return WorkflowInfo(self.workflow_id, self.run_id, self.workflow_type, self.task_queue,
-                            self._attempt)
+                            self._attempt,
+                            history_length=max(self.history_length, self.next_event_id - 1),
+                            history_size_bytes=self.history_size_bytes)
 
     @property
     def is_replaying(self) -> bool:

@@ -22,7 +22,12 @@ Design notes (what was weighed and why it is this way):
 * Completions carry an ``id`` and stay in ``_unacked`` until the engine answers ``ack`` or
   ``error``. If the connection drops first they are sent again on the next connection: a
   duplicate is rejected by the engine (token + attempt), while a lost activity result would
-  cost a whole retry. Heartbeats and history requests are not re-sent (a new heartbeat
+  cost a whole retry. The next connection's ``hello`` names the last session and the tokens
+  the worker still holds (running activities and local-activity runs, unacknowledged
+  results), so the engine moves those leases to the new socket: the results are accepted
+  and the running activities are not handed to another worker. While it holds such work
+  the worker reconnects at most ``RESUME_MAX_DELAY`` apart, within the engine's resume
+  grace after a restart. Heartbeats and history requests are not re-sent (a new heartbeat
   supersedes them; a task waiting for history is abandoned and re-delivered by the engine
   when its lease expires).
 * Credit is absolute: the worker grants its maxima in ``hello`` and ``credit 0/0`` when it
@@ -117,6 +122,7 @@ from sdk.protocol import (
     decode_engine_message,
     frame_size,
 )
+from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS
 
 __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
 
@@ -128,6 +134,7 @@ WELCOME_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 2.0
 RECONNECT_BASE_DELAY = 0.1
 RECONNECT_MAX_DELAY = 5.0
+RESUME_MAX_DELAY = 0.3  # the back-off's ceiling while the worker holds leases to resume
 STABLE_CONNECTION = 2.0  # seconds a connection must last to reset the back-off
 # Seconds of local activity work one workflow task may take: below the engine's default
 # workflow task timeout (SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS, 10 s), which no frame announces.
@@ -154,6 +161,7 @@ class _Pending:
     frame: str
     on_reply: Callable[[Ack | Error], None] | None = None
     resend: bool = False  # send it again on the next connection if still unanswered
+    token: str = ""  # the lease it completes, to take over on the next connection
 
 
 @dataclass(slots=True)
@@ -227,6 +235,7 @@ class Worker:
         self._awaiting_history: dict[str, WorkflowTask] = {}
         # Workflow tasks being run (activations, their local activities), by token.
         self._workflow_runs: dict[str, asyncio.Task[None]] = {}
+        self._history_pages: dict[str, list[WireEvent]] = {}  # by token, while paging
         self._conn: _Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -272,7 +281,8 @@ class Worker:
                 # welcomes and drops at once (a crash loop) is backed off like a refusal.
                 stable = welcomed and loop.time() - started >= STABLE_CONNECTION
                 failures = 0 if stable else failures + 1
-                delay = min(RECONNECT_MAX_DELAY, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
+                ceiling = RESUME_MAX_DELAY if self._held_tokens() else RECONNECT_MAX_DELAY
+                delay = min(ceiling, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
                 delay *= random.uniform(0.5, 1.0)
                 logger.info("reconnecting in %.2f s", delay)
                 try:
@@ -322,6 +332,13 @@ class Worker:
             if conn is not None:
                 await conn.ws.close()
             self._shutdown_done.set()
+
+    def _held_tokens(self) -> list[str]:
+        """The leases this worker still holds: running activities, workflow tasks running
+        their local activities, results the engine has not acknowledged."""
+        held = dict.fromkeys([*self._running, *self._workflow_runs,
+                              *(p.token for p in self._unacked.values() if p.token)])
+        return list(held)
 
     def _busy(self) -> bool:
         return bool(self._running or self._unacked or self._awaiting_history
@@ -380,6 +397,8 @@ class Worker:
             max_workflow_tasks=0 if self._draining else self._max_workflow_tasks,
             max_activity_tasks=0 if self._draining else self._max_activities,
             identity=self.identity,
+            resume_worker_id=self.worker_id or "",
+            resume_tokens=self._held_tokens() if self.worker_id else [],
         )
         await ws.send(hello.encode())
         frame = await asyncio.wait_for(ws.recv(), timeout=WELCOME_TIMEOUT)
@@ -443,6 +462,7 @@ class Worker:
             logger.info("dropping %d workflow tasks waiting for history",
                         len(self._awaiting_history))
             self._awaiting_history.clear()
+            self._history_pages.clear()
         self._progress.set()
 
     # ---- sending -----------------------------------------------------------------------
@@ -466,10 +486,11 @@ class Worker:
         on_reply: Callable[[Ack | Error], None] | None = None,
         *,
         resend: bool = False,
+        token: str = "",
     ) -> None:
         if self._conn is None and not resend:
             return
-        self._unacked[msg_id] = _Pending(frame, on_reply, resend)
+        self._unacked[msg_id] = _Pending(frame, on_reply, resend, token)
         self._send_frame(frame)
 
     # ---- receiving ---------------------------------------------------------------------
@@ -539,27 +560,42 @@ class Worker:
         if cached is not None and cached.next_event_id == msg.first_event_id:
             self._start_workflow_task(msg, cached, msg.events)
             return
-        # A sticky task for a run this worker has not cached (or has out of step): replay.
+        # A task for a run this worker has not cached (or has out of step): replay its
+        # history, asked for page by page.
         self._evict(msg.run_id)
         self._awaiting_history[msg.token] = msg
+        self._history_pages[msg.token] = []
+        self._request_history(msg, 1)
+
+    def _request_history(self, task: WorkflowTask, first_event_id: int) -> None:
         msg_id = self._next_id()
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                _log_refusal("the history request", msg, reply)
-                self._awaiting_history.pop(msg.token, None)
+                _log_refusal("the history request", task, reply)
+                self._awaiting_history.pop(task.token, None)
+                self._history_pages.pop(task.token, None)
 
-        self._send_tracked(HistoryRequest(token=msg.token, id=msg_id).encode(), msg_id, on_reply)
+        frame = HistoryRequest(token=task.token, first_event_id=first_event_id, id=msg_id)
+        self._send_tracked(frame.encode(), msg_id, on_reply)
 
     def _handle_history(self, msg: History) -> None:
         if msg.id is not None:
             self._unacked.pop(msg.id, None)
-        task = self._awaiting_history.pop(msg.token, None)
-        if task is None:
+        task = self._awaiting_history.get(msg.token)
+        pages = self._history_pages.get(msg.token)
+        if task is None or pages is None:
             logger.warning("ignoring history for a task the worker is not waiting for")
             return
+        pages.extend(msg.events)
+        if msg.more and msg.events:
+            self._request_history(task, int(msg.events[-1]["event_id"]) + 1)
+            return
+        del self._awaiting_history[msg.token]
+        del self._history_pages[msg.token]
+        _warn_if_long(task, pages)
         definition = self._workflows[task.workflow_type]
-        self._start_workflow_task(task, self._new_instance(task, definition), msg.events)
+        self._start_workflow_task(task, self._new_instance(task, definition), pages)
 
     def _new_instance(self, msg: WorkflowTask, definition: WorkflowDefinition) -> WorkflowInstance:
         return WorkflowInstance(
@@ -579,6 +615,7 @@ class Worker:
         self._evict(msg.run_id)
         token = msg.token
         deadline = time.monotonic() + self._local_budget
+        inst.history_length, inst.history_size_bytes = msg.history_length, msg.history_size_bytes
         task = asyncio.create_task(self._run_workflow_task(msg, inst, events, deadline))
         self._workflow_runs[token] = task
 
@@ -775,7 +812,7 @@ class Worker:
                 if self._cache.get(msg.run_id) is inst:
                     self._evict(msg.run_id)
 
-        self._send_tracked(frame, msg_id, on_reply, resend=True)
+        self._send_tracked(frame, msg_id, on_reply, resend=True, token=msg.token)
 
     def _fail_workflow_task(self, msg: WorkflowTask, cause: str, exc: BaseException) -> None:
         self._send_workflow_failure(msg, cause, failure_from_exception(exc))
@@ -793,7 +830,7 @@ class Worker:
             if isinstance(reply, Error):
                 _log_refusal("the failure of a workflow task", msg, reply)
 
-        self._send_tracked(frame, msg_id, on_reply, resend=True)
+        self._send_tracked(frame, msg_id, on_reply, resend=True, token=msg.token)
 
     def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
         if self._max_cached == 0:
@@ -987,7 +1024,7 @@ class Worker:
                                ctx.info.activity_id, reply.code, reply.message,
                                extra=_run_fields(ctx.info))
 
-        self._send_tracked(frame, msg_id, on_reply, resend=True)
+        self._send_tracked(frame, msg_id, on_reply, resend=True, token=token)
 
     def _too_large(self, frame: str, what: str) -> ApplicationError | None:
         """The ``payload_too_large`` error of ``frame`` if the engine would refuse it."""
@@ -1036,6 +1073,16 @@ def _log_refusal(what: str, msg: WorkflowTask, reply: Error) -> None:
     level = logging.DEBUG if reply.code == "stale_task" else logging.WARNING
     logger.log(level, "engine rejected %s of %s: %s: %s", what, msg.workflow_id, reply.code,
                reply.message, extra=_run_fields(msg))
+
+
+def _warn_if_long(task: WorkflowTask, events: list[WireEvent]) -> None:
+    """Log a warning for a history past ``HISTORY_WARN_EVENTS`` events or
+    ``HISTORY_WARN_BYTES`` bytes: the run should continue as new."""
+    size = len(json.dumps(events, separators=(",", ":")))
+    if len(events) <= HISTORY_WARN_EVENTS and size <= HISTORY_WARN_BYTES:
+        return
+    logger.warning("workflow %s has a long history (%d events, %d bytes): continue it as new",
+                   task.workflow_id, len(events), size, extra=_run_fields(task))
 
 
 def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:

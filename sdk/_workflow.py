@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar, overload
 from sdk._retry import RetryPolicy, to_ms
 from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
 from sdk.protocol import RetryPolicy as WireRetryPolicy
-from sdk.protocol.limits import MAX_NAME_LENGTH
+from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS, MAX_NAME_LENGTH
 
 __all__ = [
     "ActivityHandle",
@@ -131,6 +131,16 @@ class WorkflowInfo:
     workflow_type: str
     task_queue: str
     attempt: int
+    # The run's history as of the current workflow task: its events, and about its bytes.
+    history_length: int = 0
+    history_size_bytes: int = 0
+
+    def is_continue_as_new_suggested(self) -> bool:
+        """Whether the history is long enough (``HISTORY_WARN_EVENTS`` events or
+        ``HISTORY_WARN_BYTES`` bytes) that the run should continue as new; at ten times
+        those (``MAX_HISTORY_*``) the engine fails it with ``history_too_large``."""
+        return (self.history_length > HISTORY_WARN_EVENTS
+                or self.history_size_bytes > HISTORY_WARN_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

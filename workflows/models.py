@@ -20,7 +20,7 @@ from django.db import models
 from django.db.models import Q
 
 from schedproject import sql
-from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
+from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_REQUEST_ID_LENGTH, MAX_WORKFLOW_ID_LENGTH
 
 from .core.events import Event, EventType
 from .core.state import ExecutionState, Status
@@ -46,6 +46,8 @@ class Execution(models.Model):
     created_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     next_event_id = models.IntegerField(default=1)
+    # About how many bytes the history holds (its events' JSON), kept by each transition.
+    history_size_bytes = models.BigIntegerField(default=0)
     state = models.JSONField(default=dict)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
@@ -119,6 +121,19 @@ class HistoryEvent(models.Model):
             "timestamp": self.timestamp.isoformat(),
             "attributes": self.attributes,
         }
+
+
+class RequestRecord(models.Model):
+    """A REST request that wrote (a start, a signal), by the ``request_id`` its caller gave:
+    a retry with the same id is answered with this run and writes nothing."""
+
+    request_id = models.CharField(max_length=MAX_REQUEST_ID_LENGTH, unique=True)
+    kind = models.CharField(max_length=16)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.request_id}"
 
 
 class TokenScope(models.TextChoices):

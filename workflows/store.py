@@ -29,11 +29,12 @@ from django.db.models import QuerySet
 from schedproject import sql
 from workflows.core.events import Event
 from workflows.core.state import Status
-from workflows.models import Execution, HistoryEvent
+from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
-    "Execution", "append", "create", "get_many", "history", "history_through", "lock",
-    "lock_many_skip_locked", "open_run", "run", "runs", "save", "started_attributes",
+    "Execution", "append", "create", "get_many", "history", "lock",
+    "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
+    "save", "started_attributes",
 ]
 
 
@@ -172,14 +173,22 @@ def history(execution: Execution, first: int, before: int) -> list[dict[str, Any
             for event_id, event_type, ts, attributes in rows]
 
 
-def history_through(execution: Execution, through: int) -> list[dict[str, Any]]:
-    """The wire form of the run's events 1..``through``."""
-    return [e.to_wire() for e in HistoryEvent.objects.filter(
-        execution=execution, event_id__lte=through).order_by("event_id")]
-
-
 def _timestamp(value: datetime | str) -> datetime:
     """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def request_record(request_id: str) -> tuple[str, Execution] | None:
+    """(kind, run) of the request that wrote under ``request_id``, if one did."""
+    row = RequestRecord.objects.select_related("execution").filter(
+        request_id=request_id).first()
+    return None if row is None else (row.kind, row.execution)
+
+
+def record_request(request_id: str, *, kind: str, execution: Execution, now: datetime) -> None:
+    """Remember that ``request_id`` wrote to ``execution``: in the transaction of its write
+    (a second one with the same id fails on the unique index)."""
+    RequestRecord.objects.create(request_id=request_id, kind=kind, execution=execution,
+                                 created_at=now)

@@ -10,8 +10,8 @@ from django.db.models import Case, DateTimeField, Value, When
 
 from dispatch.models import WorkerSession
 
-__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "present", "register",
-           "silent", "touch"]
+__all__ = ["WorkerSession", "channels", "credit", "drop", "live", "of_engines", "present",
+           "register", "silent", "touch"]
 
 
 def register(worker_id: str, **fields: Any) -> WorkerSession:
@@ -43,8 +43,9 @@ def present(worker_ids: Collection[str]) -> set[str]:
                .values_list("worker_id", flat=True))
 
 
-def drop(worker_id: str) -> None:
-    WorkerSession.objects.filter(worker_id=worker_id).delete()
+def drop(worker_id: str) -> bool:
+    """Delete the session; whether it was there."""
+    return bool(WorkerSession.objects.filter(worker_id=worker_id).delete()[0])
 
 
 def live(cutoff: datetime) -> list[WorkerSession]:
@@ -62,3 +63,11 @@ def channels(worker_ids: Sequence[str]) -> dict[str, str]:
     """The channel name of each of these workers that is connected."""
     return dict(WorkerSession.objects.filter(worker_id__in=worker_ids)
                 .values_list("worker_id", "channel_name"))
+
+
+def of_engines(engine_ids: Sequence[str]) -> list[str]:
+    """The worker ids of the sessions these engines serve."""
+    if not engine_ids:
+        return []
+    return list(WorkerSession.objects.filter(engine_id__in=engine_ids)
+                .values_list("worker_id", flat=True))

@@ -33,9 +33,9 @@ from workflows.core.effects import CreateTask, TaskKind, TaskState
 from workflows.models import Execution
 
 __all__ = [
-    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "build", "delete", "delete_by_schedule",
-    "delete_run", "execution_id_from_token", "execution_of", "expired", "extend_leases",
-    "held_counts", "insert", "lease", "leased_activity_tokens",
+    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "delete",
+    "delete_by_schedule", "delete_run", "execution_id_from_token", "execution_of", "expired",
+    "extend_lease", "extend_leases", "held_counts", "insert", "lease", "leased_activity_tokens",
     "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
     "lock_leased", "lock_leased_activities", "lock_leased_id", "lock_leased_run",
     "make_ready", "new_token", "ready", "request_cancel", "save_heartbeat",
@@ -213,6 +213,30 @@ def extend_leases(held: Mapping[str, tuple[datetime, Collection[str]]]) -> None:
                          token__in=tokens)
      .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=until))
      .update(lease_expires_at=until))
+
+
+def adopt(old_owner: str, new_owner: str, tokens: Collection[str],
+          until: datetime) -> list[tuple[str, str]]:
+    """Move the leases ``old_owner`` held under ``tokens`` to ``new_owner`` (the same worker
+    on a new socket), pushing out their expiry; (token, kind) of each lease moved."""
+    if not tokens:
+        return []
+    rows = list(Task.objects.select_for_update()
+                .filter(lease_owner=old_owner, state=TaskState.LEASED, token__in=list(tokens))
+                .values_list("pk", "token", "kind"))
+    if not rows:
+        return []
+    Task.objects.filter(pk__in=[pk for pk, _, _ in rows], kind=TaskKind.ACTIVITY).update(
+        lease_owner=new_owner, lease_expires_at=until)
+    Task.objects.filter(pk__in=[pk for pk, _, _ in rows], kind=TaskKind.WORKFLOW).update(
+        lease_owner=new_owner)
+    return [(str(token), str(kind)) for _, token, kind in rows]
+
+
+def extend_lease(token: str, until: datetime) -> None:
+    """Push out the expiry of the live lease ``token`` (never bring it closer)."""
+    Task.objects.filter(token=token, state=TaskState.LEASED,
+                        lease_expires_at__lt=until).update(lease_expires_at=until)
 
 
 # ---- reads and locks ------------------------------------------------------------------------

@@ -74,7 +74,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Hello(Message):
-    """The first frame: what the worker serves and how many tasks of each kind it can hold."""
+    """The first frame: what the worker serves and how many tasks of each kind it can hold.
+
+    A worker reconnecting names its last session (``resume_worker_id``, the ``worker_id`` of
+    its last ``welcome``) and the tokens of the leases it still holds (``resume_tokens``:
+    running activities, results not yet acknowledged): those leases move to the new
+    session if they are still current."""
 
     type: ClassVar[str] = "hello"
     task_queue: str
@@ -83,6 +88,8 @@ class Hello(Message):
     max_workflow_tasks: int = 100
     max_activity_tasks: int = 100
     identity: str = ""
+    resume_worker_id: str = ""
+    resume_tokens: list[str] = field(default_factory=list)
     id: str | None = None
 
 
@@ -152,11 +159,12 @@ class ActivityHeartbeat(Message):
 
 @dataclass(frozen=True, slots=True)
 class HistoryRequest(Message):
-    """The worker holds a sticky workflow task but no longer caches the run: send the whole
-    history."""
+    """The worker holds a workflow task but does not cache the run: send its history from
+    ``first_event_id``, one page (``history``) at a time."""
 
     type: ClassVar[str] = "history_request"
     token: str
+    first_event_id: int = 1
     id: str | None = None
 
 
@@ -187,8 +195,9 @@ class Welcome(Message):
 @dataclass(frozen=True, slots=True)
 class WorkflowTask(Message):
     """Run the workflow: ``events`` go from ``first_event_id`` (1: the whole history; more:
-    only what this worker has not seen, because it ran the run's last task) through the
-    task's ``WorkflowTaskStarted``."""
+    only what this worker has not seen, because it ran the run's last task, or only the last
+    event of a history too long for one frame, which a worker that does not cache the run
+    asks for with ``history_request``) through the task's ``WorkflowTaskStarted``."""
 
     type: ClassVar[str] = "workflow_task"
     token: str
@@ -201,6 +210,9 @@ class WorkflowTask(Message):
     events: list[WireEvent]
     # The W3C trace context of the request that started the run (tracing on), or None.
     traceparent: str | None = None
+    # The run's whole history through this task: its events, and about its bytes.
+    history_length: int = 0
+    history_size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +239,14 @@ class ActivityTask(Message):
 
 @dataclass(frozen=True, slots=True)
 class History(Message):
-    """The answer to ``history_request``: the run's whole history up to the task."""
+    """The answer to ``history_request``: one page of the run's history up to the task (at
+    most ``HISTORY_PAGE_EVENTS`` events, about ``HISTORY_PAGE_BYTES``). ``more``: later
+    events follow; ask again from the event after this page's last."""
 
     type: ClassVar[str] = "history"
     token: str
     events: list[WireEvent]
+    more: bool = False
     id: str | None = None
 
 

@@ -18,7 +18,8 @@ MAX_WORKFLOW_ID_LENGTH: Final = 255
 """A workflow id, chosen by the caller or generated (characters)."""
 
 MAX_REQUEST_ID_LENGTH: Final = 64
-"""The ``id`` a worker puts on a frame to have it acknowledged (characters)."""
+"""The ``id`` a worker puts on a frame to have it acknowledged, and the ``request_id`` of a
+REST start or signal (characters)."""
 
 MAX_ERROR_MESSAGE_LENGTH: Final = 65_536
 """The ``message`` of an ``error`` frame (characters)."""
@@ -45,13 +46,29 @@ MAX_FAILURE_MESSAGE_LENGTH: Final = 32_768
 MAX_FAILURE_STACK_LENGTH: Final = 65_536
 """A failure's ``type``, ``message`` and ``stack`` are clipped to these lengths."""
 
+HISTORY_PAGE_EVENTS: Final = 1_000
+HISTORY_PAGE_BYTES: Final = 512 * 1024
+"""A ``history`` frame holds at most this many events and about this many bytes of them (one
+event more than the bytes, if a single event is larger); the worker asks for the next page.
+A ``workflow_task`` whose whole history would not fit one page carries only its last event,
+and the worker, which does not cache the run, asks for the history page by page."""
+
+HISTORY_WARN_EVENTS: Final = 10_000
+HISTORY_WARN_BYTES: Final = 10 * 1024 * 1024
+"""Past either, the worker logs a warning and ``is_continue_as_new_suggested()`` is true."""
+
+MAX_HISTORY_EVENTS: Final = 50_000
+MAX_HISTORY_BYTES: Final = 50 * 1024 * 1024
+"""A run whose history passes either fails with the cause ``history_too_large``."""
+
 # (constant, value, what it bounds), in the order docs/protocol.md lists them.
 LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_NAME_LENGTH", MAX_NAME_LENGTH,
      "characters in a workflow, activity, signal or marker name, a task queue, an identity, "
      "and any string field of a frame but an `error`'s `message`"),
     ("MAX_WORKFLOW_ID_LENGTH", MAX_WORKFLOW_ID_LENGTH, "characters in a workflow id"),
-    ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH, "characters in a frame's `id`"),
+    ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH,
+     "characters in a frame's `id` and in a REST request's `request_id`"),
     ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
      "characters in an `error` frame's `message`"),
     ("MAX_COUNT", MAX_COUNT, "largest value of a frame's integer field (smallest: 0)"),
@@ -69,4 +86,15 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
      "a failure's `message` is clipped to this many characters"),
     ("MAX_FAILURE_STACK_LENGTH", MAX_FAILURE_STACK_LENGTH,
      "a failure's `stack` is clipped to this many characters"),
+    ("HISTORY_PAGE_EVENTS", HISTORY_PAGE_EVENTS, "events in one `history` frame"),
+    ("HISTORY_PAGE_BYTES", HISTORY_PAGE_BYTES,
+     "bytes of events in one `history` frame (one event more if it alone is larger)"),
+    ("HISTORY_WARN_EVENTS", HISTORY_WARN_EVENTS,
+     "events in a history past which the worker warns and suggests continue-as-new"),
+    ("HISTORY_WARN_BYTES", HISTORY_WARN_BYTES,
+     "bytes of history past which the worker warns and suggests continue-as-new"),
+    ("MAX_HISTORY_EVENTS", MAX_HISTORY_EVENTS,
+     "events in a history past which the run fails (`history_too_large`)"),
+    ("MAX_HISTORY_BYTES", MAX_HISTORY_BYTES,
+     "bytes of history past which the run fails (`history_too_large`)"),
 )

@@ -2,7 +2,8 @@
 
 ``CHAOS_WORKER_NAME`` names the worker process; ``CHAOS_STALL_WORKFLOW`` (seconds) makes this
 worker stall inside its first workflow activation, and ``CHAOS_STALL_ACTIVITY`` inside every
-``hold`` activity, so a test can kill it while it holds the task.
+``hold`` activity, so a test can kill it while it holds the task. ``CHAOS_STEP_LOG`` names a
+file where each run of an ``add_one`` body is written, to count the bodies that ran again.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import time
 from typing import Any
 
 import sdk
+from tests.e2e.harness import log_step
 
 STEPS = 5
 
 
 @sdk.activity
 def add_one(ctx: sdk.ActivityContext, n: int) -> int:
+    log_step("CHAOS_STEP_LOG", ctx.info.workflow_id, ctx.info.activity_id, ctx.info.attempt)
     return n + 1
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import sdk
-from tests.e2e.harness import Stack
+from tests.e2e.harness import Stack, reruns
 
 from . import figures, load
 from .chaos_workflows import STEPS
@@ -27,8 +27,11 @@ def test_engine_killed_again_and_again(stack: Stack, logs: Path) -> None:
     rng = random.Random(seed)
     prefix = f"kill-{seed}-"
     engine = stack.engine(log=logs / "engine.log")
+    steps = logs / "steps.log"
+    steps.touch()
     workers = [stack.worker(*load.WORKER, engine=engine, log=logs / f"worker-{i}.log",
-                            extra_env={"CHAOS_WORKER_NAME": f"w{i}"}) for i in range(2)]
+                            extra_env={"CHAOS_WORKER_NAME": f"w{i}",
+                                       "CHAOS_STEP_LOG": str(steps)}) for i in range(2)]
     started_at = time.monotonic()
     killed = 0
     starting_done = threading.Event()
@@ -66,7 +69,7 @@ def test_engine_killed_again_and_again(stack: Stack, logs: Path) -> None:
                    seconds=round(elapsed, 1), history_events=report["events"],
                    completed=seen.get("completed", 0), wrong_results=wrong,
                    problems=report["problem_count"], tasks_left=report["tasks_left"],
-                   timers_left=report["timers_left"],
+                   timers_left=report["timers_left"], activity_reruns=reruns(steps),
                    database="postgres" if load.on_postgres(stack) else "sqlite")
     assert seen == {"completed": count}, f"seed {seed}: {seen}"
     assert wrong == 0, f"seed {seed}: wrong results {outcomes}"

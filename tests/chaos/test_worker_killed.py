@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import sdk
-from tests.e2e.harness import Stack, wait_for
+from tests.e2e.harness import Stack, reruns, wait_for
 
 from . import figures, load
 
@@ -80,8 +80,11 @@ def test_workers_killed_under_load(stack: Stack, logs: Path) -> None:
     rng = random.Random(seed)
     prefix = f"wkill-{seed}-"
     engine = stack.engine(log=logs / "engine.log")
-    workers = [stack.worker(*load.WORKER, engine=engine, log=logs / f"w{i}.log")
-               for i in range(3)]
+    steps = logs / "steps.log"
+    steps.touch()
+    step_env = {"CHAOS_STEP_LOG": str(steps)}
+    workers = [stack.worker(*load.WORKER, engine=engine, log=logs / f"w{i}.log",
+                            extra_env=step_env) for i in range(3)]
     killed = 0
     try:
         with sdk.Client(engine.url, token=stack.token) as client:
@@ -92,7 +95,7 @@ def test_workers_killed_under_load(stack: Stack, logs: Path) -> None:
             victim = rng.randrange(len(workers))
             workers[victim].kill()
             killed += 1
-            workers[victim] = stack.worker(*load.WORKER, engine=engine,
+            workers[victim] = stack.worker(*load.WORKER, engine=engine, extra_env=step_env,
                                            log=logs / f"w{victim}-{killed}.log")
         seen = load.wait_closed(stack, prefix, count, timeout=max(120.0, count * 1.0))
         report = load.audit(stack, prefix)
@@ -101,6 +104,7 @@ def test_workers_killed_under_load(stack: Stack, logs: Path) -> None:
             worker.stop()
         engine.stop()
     figures.record("worker_killed", workflows=count, worker_kills=killed, seed=seed,
-                   completed=seen.get("completed", 0), problems=report["problem_count"])
+                   completed=seen.get("completed", 0), problems=report["problem_count"],
+                   activity_reruns=reruns(steps))
     assert seen == {"completed": count}, f"seed {seed}: {seen}"
     assert report["problems"] == [], f"seed {seed}: {report['problems']}"

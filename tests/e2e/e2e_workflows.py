@@ -183,3 +183,4 @@ async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
     except sdk.ActivityError as err:
         return {"type": err.type, "message": err.message, "attempt": err.attempt}
     return None
+

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -199,3 +200,19 @@ def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+def reruns(step_log: Path) -> int:
+    """How many activity bodies ran more than once, from a log of one line per run of a
+    body, ``<workflow id> <activity id> ...`` (the test activities write it when given a
+    log path)."""
+    runs = Counter(" ".join(line.split()[:2]) for line in step_log.read_text().splitlines())
+    return sum(n - 1 for n in runs.values() if n > 1)
+
+
+def log_step(variable: str, workflow_id: str, activity_id: str, attempt: int) -> None:
+    """Append one run of an activity body to the log ``$variable`` names, if it is set."""
+    path = os.environ.get(variable)
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{workflow_id} {activity_id} {attempt}\n")

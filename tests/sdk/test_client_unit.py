@@ -40,9 +40,16 @@ class Recorder:
         return json.loads(self.requests[index].content)
 
 
-def client(recorder: Recorder) -> sdk.Client:
+def client(recorder: Recorder, **options: Any) -> sdk.Client:
     return sdk.Client("http://engine:8000/", token="secret",
-                      transport=httpx.MockTransport(recorder))
+                      transport=httpx.MockTransport(recorder), **options)
+
+
+def request_id(body: dict[str, Any]) -> str:
+    """Take the ``request_id`` out of a start's or a signal's body: a new 32-hex UUID."""
+    value = body.pop("request_id")
+    assert isinstance(value, str) and len(value) == 32 and int(value, 16) >= 0
+    return value
 
 
 def ok(body: Any, status: int = 200) -> httpx.Response:
@@ -61,15 +68,19 @@ def test_start_workflow_sends_the_documented_body_and_token() -> None:
     assert req.method == "POST"
     assert req.url == "http://engine:8000/api/workflows"
     assert req.headers["authorization"] == "Bearer secret"
-    assert rec.body(0) == {"workflow_type": "order", "input": {"n": 1}, "workflow_id": "order-1",
-                           "task_queue": "q", "execution_timeout": 90}
+    body = rec.body(0)
+    request_id(body)
+    assert body == {"workflow_type": "order", "input": {"n": 1}, "workflow_id": "order-1",
+                    "task_queue": "q", "execution_timeout": 90}
     assert (handle.workflow_id, handle.run_id) == ("order-1", "r1")
 
 
 def test_start_workflow_omits_unset_optional_fields() -> None:
     rec = Recorder(ok({"workflow_id": "gen", "run_id": "r1", "status": "running"}, 201))
     client(rec).start_workflow("hello")
-    assert rec.body(0) == {"workflow_type": "hello", "input": None, "task_queue": "default"}
+    body = rec.body(0)
+    request_id(body)
+    assert body == {"workflow_type": "hello", "input": None, "task_queue": "default"}
 
 
 def test_start_workflow_accepts_a_decorated_workflow() -> None:
@@ -110,7 +121,7 @@ def test_http_errors_become_sched_api_errors(
 ) -> None:
     rec = Recorder(response)
     with pytest.raises(sdk.SchedAPIError) as info:
-        client(rec).get_workflow_handle("w").describe()
+        client(rec, retries=0).get_workflow_handle("w").describe()
     assert info.value.status_code == response.status_code
     assert info.value.code == code
     assert info.value.message.replace(" ", "") == message.replace(" ", "")
@@ -131,7 +142,9 @@ def test_workflow_ids_are_quoted_in_paths() -> None:
         "/api/workflows/a%2Fb%20c%3F%23/terminate",
         "/api/workflows/a%2Fb%20c%3F%23?run_id=r1",
     ]
-    assert rec.body(0) == {"name": "go", "input": {"x": 1}}
+    signal = rec.body(0)
+    request_id(signal)
+    assert signal == {"name": "go", "input": {"x": 1}}
     assert rec.body(1) == {"reason": "enough"}
     assert rec.body(2) == {}
 
@@ -228,3 +241,46 @@ def test_async_client_mirrors_the_sync_one() -> None:
     asyncio.run(scenario())
     assert rec.requests[1].url.raw_path.decode().startswith("/api/workflows/w%2F1/result?")
     assert rec.requests[4].url.raw_path.decode() == "/api/workflows/w%2F1/signals"
+
+
+def refuse_connection(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+def test_a_start_is_retried_with_its_request_id_on_connection_errors_and_5xx() -> None:
+    rec = Recorder(refuse_connection, httpx.Response(503, text="restarting"),
+                   ok({"workflow_id": "w", "run_id": "r1", "status": "running"}, 201))
+    handle = client(rec).start_workflow("hello", workflow_id="w")
+    assert handle.run_id == "r1"
+    ids = {request_id(rec.body(i)) for i in range(3)}
+    assert len(ids) == 1  # every attempt is the same request
+
+
+def test_a_signal_is_retried_with_its_request_id_and_a_new_call_gets_a_new_one() -> None:
+    rec = Recorder(httpx.Response(502, text="Bad Gateway"), ok({}, 202), ok({}, 202))
+    handle = client(rec).get_workflow_handle("w")
+    handle.signal("go")
+    handle.signal("go")
+    first, retried, second = (request_id(rec.body(i)) for i in range(3))
+    assert first == retried != second
+
+
+def test_retries_give_up_after_the_last_attempt_and_cancel_is_sent_once() -> None:
+    rec = Recorder(*[httpx.Response(503, text="down")] * 3)
+    with pytest.raises(sdk.SchedAPIError) as info:
+        client(rec, retries=2).get_workflow_handle("w").signal("go")
+    assert info.value.status_code == 503 and len(rec.requests) == 3
+    once = Recorder(httpx.Response(503, text="down"))
+    with pytest.raises(sdk.SchedAPIError):
+        client(once).get_workflow_handle("w").cancel()
+    assert len(once.requests) == 1
+    refused = Recorder(refuse_connection)
+    with pytest.raises(httpx.ConnectError):
+        client(refused).get_workflow_handle("w").terminate()
+
+
+def test_a_4xx_is_not_retried() -> None:
+    rec = Recorder(error(422, "invalid_input"))
+    with pytest.raises(sdk.SchedAPIError):
+        client(rec).start_workflow("hello")
+    assert len(rec.requests) == 1

@@ -216,10 +216,19 @@ def test_advertised_capacity_is_capped(leader: int, settings: Any) -> None:
 def test_history_for_a_held_workflow_task(worker: Worker) -> None:
     run = start()
     msg = workflow_task(run)
-    events = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id)
-    assert [e["event_id"] for e in events] == [1, 2, 3]
+    events, more = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id,
+                                        now=timezone.now())
+    assert [e["event_id"] for e in events] == [1, 2, 3] and not more
+    rest, more = dispatch.history_for(token=msg["token"], worker_id=worker.worker_id,
+                                      now=timezone.now(), first_event_id=3)
+    assert [e["event_id"] for e in rest] == [3] and not more
+    # Each page served counts the workflow task's timeout again.
+    later = timezone.now() + timedelta(seconds=60)
+    dispatch.history_for(token=msg["token"], worker_id=worker.worker_id, now=later)
+    expires = Task.objects.get(token=msg["token"]).lease_expires_at
+    assert expires is not None and expires > later
     with pytest.raises(Conflict):
-        dispatch.history_for(token=msg["token"], worker_id="w-other")
+        dispatch.history_for(token=msg["token"], worker_id="w-other", now=timezone.now())
 
 
 # ---- direct hand-off -----------------------------------------------------------------------

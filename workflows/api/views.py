@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from dispatch import lessees
 from schedproject.tracing import current_traceparent
+from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH
 from workflows import selectors, services
 from workflows.core.state import Status
 from workflows.errors import SchedError
@@ -68,6 +69,14 @@ def _validated(serializer_class: type[serializers.Serializer], data: Any) -> dic
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def request_id_field() -> StrictCharField:
+    return StrictCharField(
+        required=False, default=None, allow_null=True, min_length=1,
+        max_length=MAX_REQUEST_ID_LENGTH,
+        help_text="Your id for this request (e.g. a UUID): a retry with the same id is "
+                  "answered like the first request and writes nothing new.")
 
 
 def _run_path(workflow_id: str) -> str:
@@ -165,6 +174,7 @@ class WorkflowsApi(ApiView):
             required=False, allow_null=True, default=None, min_value=0.001,
             max_value=MAX_EXECUTION_TIMEOUT_SECONDS,
             help_text="Seconds the whole run may take; it times out after that.")
+        request_id = request_id_field()
 
     class ListQuerySerializer(QuerySerializer):
         status = serializers.ChoiceField(choices=STATUSES, required=False)
@@ -393,6 +403,7 @@ class WorkflowSignalApi(RunApiView):
         name = name_field()
         input = JSONValueField()
         run_id = RunIdField(required=False)
+        request_id = request_id_field()
 
     @extend_schema(operation_id="workflow_signal", parameters=[WORKFLOW_ID],
                    request=SignalInputSerializer,

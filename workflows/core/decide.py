@@ -138,6 +138,21 @@ def terminate(state: ExecutionState, *, reason: str | None, now: datetime) -> Tr
     return t
 
 
+def fail_history_too_large(state: ExecutionState, *, events: int, size_bytes: int,
+                           max_events: int, max_bytes: int, now: datetime) -> Transition:
+    """The run's history passed ``max_events`` events or ``max_bytes`` bytes: it fails, with
+    the cause ``history_too_large``, instead of growing on."""
+    t = _open(state, now)
+    t.add(E.WORKFLOW_EXECUTION_FAILED, failure={
+        "type": "HistoryTooLarge", "non_retryable": True,
+        "message": (f"the history has {events} events and {size_bytes} bytes, past the "
+                    f"limit of {max_events} events or {max_bytes} bytes: continue a long "
+                    "workflow as new before it grows this far"),
+        "details": {"cause": "history_too_large", "history_length": events,
+                    "history_size_bytes": size_bytes}})
+    return t
+
+
 def time_out_workflow(state: ExecutionState, *, now: datetime) -> Transition:
     t = _open(state, now)
     t.add(E.WORKFLOW_EXECUTION_TIMED_OUT)

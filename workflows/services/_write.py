@@ -16,6 +16,7 @@ of a workflow's latency would go.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from typing import Any
 
 from dispatch.deliveries import activity_task_message, workflow_task_message
 from dispatch.store import Task, TaskKind, tasks
+from sdk.protocol.limits import MAX_HISTORY_BYTES, MAX_HISTORY_EVENTS
 from timers import store as timers
 from workflows import changes
 from workflows import store as executions
@@ -33,7 +35,10 @@ from workflows.models import Execution
 
 E = EventType
 SNAPSHOT_FIELDS = ["state", "next_event_id", "status", "sticky_worker", "sticky_next_event_id",
-                   "last_task_failure"]
+                   "last_task_failure", "history_size_bytes"]
+# Limits of one run's history; a test may lower them.
+MAX_EVENTS = MAX_HISTORY_EVENTS
+MAX_BYTES = MAX_HISTORY_BYTES
 
 
 @dataclass
@@ -75,6 +80,7 @@ def write_transition(execution: Execution, t: decide.Transition, *,
            for e in t.events):
         # The cached copy ran a task that did not count: the next task replays from scratch.
         execution.sticky_worker = ""
+    _fail_if_too_large(execution, t)
     if lessee is not None and t.events:
         _lease_new_workflow_task(execution, t, lessee)
     now = t.now
@@ -139,6 +145,21 @@ def _has_no_timers(task: Task | None, effect: fx.DropTimers) -> bool:
             and task.state == fx.TaskState.LEASED
             and set(effect.kinds) <= set(fx.ACTIVITY_TIMER_KINDS)
             and not any(task.options.get(k) for k in TIMED_ACTIVITY_OPTIONS))
+
+
+def _fail_if_too_large(execution: Execution, t: decide.Transition) -> None:
+    """Count ``t``'s events into the run's history size; if the history passes
+    ``MAX_EVENTS`` events or ``MAX_BYTES`` bytes and the run is still open, ``t`` closes it
+    too (``history_too_large``)."""
+    execution.history_size_bytes += sum(
+        len(json.dumps(e.attributes, separators=(",", ":"))) + 64 for e in t.events)
+    length = t.state.next_event_id - 1
+    if not t.state.is_open or (length <= MAX_EVENTS and execution.history_size_bytes <= MAX_BYTES):
+        return
+    failed = decide.fail_history_too_large(
+        t.state, events=length, size_bytes=execution.history_size_bytes, max_events=MAX_EVENTS,
+        max_bytes=MAX_BYTES, now=t.now)
+    t.extend(failed)
 
 
 def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) -> None:
