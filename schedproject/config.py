@@ -101,7 +101,8 @@ class SchedConfig:
     # sends every request through Django's full request cycle.
     lean_api: bool
     # Dispatch shards (PostgreSQL): runs hash into this many shards, each leased by whichever
-    # engine leads it (SCHED_DISPATCH_SHARDS, by default 4; always 1 on SQLite).
+    # engine leads it (SCHED_DISPATCH_SHARDS, by default 1: each shard's loop ticks on every
+    # wake-up, which under W1 cost more than it gave; always 1 on SQLite).
     dispatch_shards: int
     # Worker sockets' flow control (dispatch.keeper): the most tasks of each kind one socket
     # may hold, whatever it advertises; the bytes buffered unsent on a socket above which it
@@ -171,7 +172,7 @@ def load() -> SchedConfig:
         run_loops=_bool("SCHED_RUN_LOOPS", True),
         db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
         lean_api=_bool("SCHED_LEAN_API", True),
-        dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 4, minimum=1))
+        dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 1, minimum=1))
         if on_postgres else 1,
         max_worker_credit=int(_number("SCHED_MAX_WORKER_CREDIT", 200, minimum=1)),
         send_buffer_pause_bytes=int(_number("SCHED_SEND_BUFFER_PAUSE_BYTES", 8 * 1024 * 1024,
