@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import re
 import threading
 import time
@@ -54,7 +53,7 @@ from workflows.models import Execution
 
 from . import waiters
 from .auth import authenticate_header
-from .parsers import _reject_constant
+from .parsers import decode_json
 from .views import (
     PathSerializer,
     RunRefSerializer,
@@ -117,7 +116,7 @@ def _valid(serializer: Any) -> dict[str, Any]:
 def start_unit(headers: dict[bytes, bytes], body: bytes) -> Answer:
     _authenticate(headers)
     try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        data = decode_json(body)
     except (ValueError, RecursionError) as exc:
         raise Fallback from exc
     try:

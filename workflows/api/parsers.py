@@ -27,6 +27,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def decode_json(body: bytes | str) -> Any:
+    """A request body as the API reads it: strict JSON in UTF-8 (no NaN or Infinity).
+    Raises ``ValueError`` or ``RecursionError`` for anything else."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 class LimitedJSONParser(parsers.JSONParser):
     def parse(self, stream: IO[Any], media_type: str | None = None,
               parser_context: Mapping[str, Any] | None = None) -> Any:
@@ -39,7 +46,6 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(body) > limit:
             raise PayloadTooLarge(limit=limit)
         try:
-            text = body.decode("utf-8") if isinstance(body, bytes) else body
-            return json.loads(text, parse_constant=_reject_constant)
+            return decode_json(body)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"malformed JSON: {exc}") from None
