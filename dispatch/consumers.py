@@ -17,15 +17,21 @@ workflow task within its free workflow slots (``dispatch.lessees``, registered o
 Database work: every service call runs on ``db_pool()``, a few threads of sched's own
 (``SCHED_DB_THREADS``; ``schedproject.dbthread``), not on asgiref's one thread shared by the
 process, so the transitions of different sockets proceed side by side and none waits behind
-another's. Order is kept per socket, and this is what makes ``held`` and the free credit
-right: Channels hands a consumer its frames and channel-layer events one at a time (the
-next is dispatched once the handler of the one before has returned), so a socket's frames
-are applied in the order they arrived: a heartbeat before the completion of the same task,
-a completion before the next frame of the same run, a credit before the completions that
-follow it. The socket's ``Lane`` keeps that order when a handler's coroutine is canceled
-while its unit runs (the socket went away): the unit finishes on its thread, and the
-socket's next unit (its ``worker_disconnect``) starts only after it, so a hand-off committed
-by that unit is released with the rest of the worker's leases.
+another's. Channels hands a consumer its frames one at a time (the next is dispatched once
+the handler of the one before has returned). A task's frames (completions, failures,
+heartbeats, history requests) are applied side by side, up to ``SCHED_SOCKET_CONCURRENCY`` of
+them (``spawn``): a worker serving many runs would otherwise wait for one transition's
+round trips before the next began. Order is kept where it matters: the frames of one task
+token in the order they arrived (a heartbeat before the completion of the same task), any
+other frame (a credit) after the task frames before it, and the completions of one run in
+the order its row lock grants (each transition locks its run and is fenced by the task's
+token). Each transition may hand the worker new activities within a share of the free
+slots lent to it (``lend``), so frames in flight together never exceed the worker's credit.
+A unit runs to its commit or rollback even when the coroutine awaiting it is canceled (the
+socket went away), and the socket's ``worker_disconnect`` starts only after its units have
+ended, so a hand-off committed by one of them is released with the rest of the worker's
+leases. With ``SCHED_SOCKET_CONCURRENCY=1`` (SQLite's default) every frame goes through the
+socket's ``Lane``, one at a time, in order.
 
 Liveness, revocation and flow control are the session keeper's (``dispatch.keeper``): a ping
 is answered with no database work, every frame notes that the worker was heard from, and the
@@ -38,11 +44,13 @@ and hands its leases back, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -50,7 +58,7 @@ from django.db import Error as DatabaseError
 from django.utils import timezone
 
 from schedproject import config
-from schedproject.dbthread import DbPool, Lane
+from schedproject.dbthread import DbPool, Lane, retrieve
 from sdk import protocol
 from workflows.errors import SchedError
 from workflows.models import ApiToken
@@ -76,6 +84,12 @@ CLOSE_DATABASE_ERROR = 4011  # 1011: the engine cannot serve this frame now; rec
 _Item = (protocol.WorkflowTaskCompleted | protocol.WorkflowTaskFailedMsg
          | protocol.ActivityTaskCompleted | protocol.ActivityTaskFailedMsg
          | protocol.ActivityHeartbeat)
+# Frames of one task, which may be applied beside other tasks' (``WorkerConsumer.spawn``).
+_TokenFrame = _Item | protocol.HistoryRequest
+_TOKEN_FRAMES = (protocol.WorkflowTaskCompleted, protocol.WorkflowTaskFailedMsg,
+                 protocol.ActivityTaskCompleted, protocol.ActivityTaskFailedMsg,
+                 protocol.ActivityHeartbeat, protocol.HistoryRequest)
+T = TypeVar("T")
 _ITEMS = (protocol.WorkflowTaskCompleted, protocol.WorkflowTaskFailedMsg,
           protocol.ActivityTaskCompleted, protocol.ActivityTaskFailedMsg,
           protocol.ActivityHeartbeat)
@@ -162,6 +176,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.paused = False
         self.max_workflow = 0
         self.max_activity = 0
+        # Task frames in flight (``spawn``): their tasks, the last of each task token, their
+        # database units, and the activity slots lent to their transitions.
+        self.concurrency = config.get().socket_concurrency
+        self.items: set[asyncio.Task[None]] = set()
+        self.by_token: dict[str, asyncio.Task[None]] = {}
+        self.units: set[Future[Any]] = set()
+        self.lent = 0
         await self.accept()
         if draining.active:  # this engine is shutting down: try another
             await self.close(code=draining.CLOSE_GOING_AWAY)
@@ -189,6 +210,11 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         draining.discard(self)
         lessees.unregister(self)
         keeper.discard(self)
+        for item in list(getattr(self, "items", ())):
+            item.cancel()  # their units run on, and are waited for below
+        if getattr(self, "units", None):
+            await asyncio.gather(*(asyncio.wrap_future(unit) for unit in list(self.units)),
+                                 return_exceptions=True)
         if self.hello is not None:
             await self.db.run(
                 services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
@@ -211,6 +237,20 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             request_id = getattr(message, "id", None)
             if self.hello is None and not isinstance(message, protocol.Hello):
                 raise SchedError("send hello first", code="hello_required")
+        except Exception as exc:
+            await self.answer_error(exc, request_id)
+            return
+        if self.concurrency > 1 and isinstance(message, _TOKEN_FRAMES):
+            await self.spawn(message, size, limit)
+            return
+        if self.items and not isinstance(message, protocol.Ping):
+            await self.drain()  # a credit applies after the completions sent before it
+        await self.apply(message, size, limit)
+
+    async def apply(self, message: protocol.Message, size: int, limit: int) -> None:
+        """Handle one decoded frame, answering an error frame for whatever goes wrong."""
+        request_id: str | None = getattr(message, "id", None)
+        try:
             refusal = _refusal(message, size, limit)
             with draining.frame(self):
                 if refusal is None:
@@ -219,27 +259,90 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     await self.refuse_item(message, *refusal)
                 else:
                     raise SchedError(refusal[1], code=refusal[0])
-        except protocol.ProtocolError as exc:
+        except Exception as exc:
+            await self.answer_error(exc, request_id)
+
+    async def answer_error(self, exc: Exception, request_id: str | None) -> None:
+        if isinstance(exc, protocol.ProtocolError):
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=exc.request_id))
-        except SchedError as exc:
+        elif isinstance(exc, SchedError):
             await self.send_message(protocol.Error(code=exc.code, message=exc.message,
                                                    id=request_id))
-        except DatabaseError:
+        elif isinstance(exc, DatabaseError):
             # The database is away (restarting, failing over). The frame may or may not have
             # been applied, and an error answer would make the worker drop it while its lease
             # lives on: close instead. The worker reconnects, and the leases it held go back
             # to the queue (at disconnect, or when the leader finds the session silent).
             log.warning("worker %s: database error while handling a frame; closing the socket",
-                        self.worker_id, exc_info=True)
+                        self.worker_id, exc_info=exc)
             await self.close(code=CLOSE_DATABASE_ERROR)
-        except Exception:
+        else:
             metrics.item_failed("worker_socket")
-            log.exception("worker %s: failed to handle a frame", self.worker_id,
-                          extra={"worker_id": self.worker_id})
+            log.error("worker %s: failed to handle a frame", self.worker_id, exc_info=exc,
+                      extra={"worker_id": self.worker_id})
             await self.send_message(protocol.Error(code="internal_error",
                                                    message="the engine could not handle that",
                                                    id=request_id))
+
+    # ---- frames of tasks, applied side by side ----------------------------------------------
+
+    async def spawn(self, message: _TokenFrame, size: int, limit: int) -> None:
+        """Apply a task's frame beside the other tasks' frames in flight (at most
+        ``concurrency``; past that the socket's next frame waits), after the frames of the
+        same task that came before it."""
+        while len(self.items) >= self.concurrency:
+            await asyncio.wait(self.items, return_when=asyncio.FIRST_COMPLETED)
+        before = self.by_token.get(message.token)
+        item = asyncio.create_task(self._apply_after(before, message, size, limit))
+        self.items.add(item)
+        self.by_token[message.token] = item
+        item.add_done_callback(functools.partial(self._item_done, message.token))
+
+    async def _apply_after(self, before: asyncio.Task[None] | None, message: _TokenFrame,
+                           size: int, limit: int) -> None:
+        if before is not None:
+            await asyncio.wait([before])
+        self.handling += 1
+        try:
+            await self.apply(message, size, limit)
+        finally:
+            self.handling -= 1
+
+    def _item_done(self, token: str, item: asyncio.Task[None]) -> None:
+        self.items.discard(item)
+        if self.by_token.get(token) is item:
+            del self.by_token[token]
+
+    async def drain(self) -> None:
+        """Wait until the task frames in flight have been applied."""
+        while self.items:
+            await asyncio.wait(list(self.items))
+
+    async def run_unit(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run a task frame's database work: on the socket's lane when its frames are applied
+        one at a time, else on the pool directly (the unit runs to its end even if this
+        coroutine is canceled, and ``_gone`` waits for it)."""
+        if self.concurrency <= 1:
+            return await self.db.run(fn, **kwargs)
+        unit = db_pool().submit(fn, **kwargs)
+        self.units.add(unit)
+        unit.add_done_callback(self.units.discard)
+        waited = asyncio.wrap_future(unit)
+        waited.add_done_callback(retrieve)
+        return await asyncio.shield(waited)
+
+    def lend(self) -> tuple[Lessee, int]:
+        """The lessee a task frame's transition may hand new tasks to, and the activity slots
+        lent to it: with frames side by side each takes a share of the free slots, so
+        together they never hand the worker more than its credit."""
+        lessee = self.lessee()
+        free = max(lessee.activity_slots, 0)
+        lent = free if self.concurrency <= 1 else min(
+            free, max(1, -(-self.max_activity // self.concurrency)))
+        lessee.activity_slots = lent
+        self.lent += lent
+        return lessee, lent
 
     async def refuse_item(self, message: _Item, code: str, text: str) -> None:
         """A task's frame whose payload cannot be taken (``invalid_payload``,
@@ -251,21 +354,16 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     extra={"worker_id": self.worker_id})
         failure = {"type": code, "message": text, "non_retryable": False}
         was_full = self.is_full()
-        outcome: Any = None
         try:
             if isinstance(message, protocol.WorkflowTaskCompleted | protocol.WorkflowTaskFailedMsg):
-                outcome = await self.db.run(
-                    workflow_task_fail, token=message.token, cause=code, failure=failure,
-                    worker_id=self.worker_id)
+                await self.complete(message.token, None, workflow_task_fail, cause=code,
+                                    failure=failure)
             else:
-                outcome = await self.db.run(
-                    activity_task_fail, token=message.token, failure=failure,
-                    worker_id=self.worker_id, lessee=self.lessee())
+                await self.complete(message.token, None, activity_task_fail, lend=True,
+                                    failure=failure)
         except SchedError as exc:  # not this worker's live lease: nothing to fail
             text = f"{text} (and the task was not changed: {exc.code}: {exc.message})"
-        finally:
-            self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, None, was_full=was_full)
+            await self.after_completion(message.token, None, None, was_full=was_full)
         await self.send_message(protocol.Error(code=code, message=text, id=message.id))
 
     # ---- sending ---------------------------------------------------------------------------
@@ -301,7 +399,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         return Lessee(self.worker_id, self.hello.task_queue,
                       frozenset(self.hello.workflow_types), frozenset(self.hello.activity_types),
                       self.max_workflow - workflows,
-                      self.max_activity - (len(self.held) - workflows),
+                      self.max_activity - (len(self.held) - workflows) - self.lent,
                       cfg.lease_timeout_seconds, cfg.workflow_task_timeout_seconds)
 
     def is_full(self) -> bool:
@@ -365,55 +463,50 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.ack(message.id)
         wakeup.wake(wakeup.DISPATCH)
 
-    async def handle_workflow_task_completed(self, message: protocol.WorkflowTaskCompleted) -> None:
+    async def complete(self, token: str, request_id: str | None, fn: Callable[..., Any], *,
+                       lend: bool = False, **kwargs: Any) -> None:
+        """Apply a task's outcome (``fn``, a transition service) and send what it hands back;
+        when the worker held all it could, wake the dispatcher. A SchedError (a stale lease)
+        propagates, the task no longer counted as held."""
         was_full = self.is_full()
+        lessee, lent = self.lend() if lend else (None, 0)
         try:
-            outcome = await self.db.run(
-                workflow_task_complete, token=message.token, commands=message.commands,
-                worker_id=self.worker_id, lessee=self.lessee())
+            if lessee is not None:
+                kwargs["lessee"] = lessee
+            try:
+                outcome = await self.run_unit(fn, token=token, worker_id=self.worker_id,
+                                              **kwargs)
+            finally:
+                self.held.pop(token, None)
+            await self.after_completion(token, outcome, request_id, was_full=was_full)
         finally:
-            self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
+            self.lent -= lent
+
+    async def handle_workflow_task_completed(self, message: protocol.WorkflowTaskCompleted) -> None:
+        await self.complete(message.token, message.id, workflow_task_complete, lend=True,
+                            commands=message.commands)
 
     async def handle_workflow_task_failed(self, message: protocol.WorkflowTaskFailedMsg) -> None:
-        was_full = self.is_full()
-        try:
-            outcome = await self.db.run(
-                workflow_task_fail, token=message.token, cause=message.cause,
-                failure=message.failure, worker_id=self.worker_id)
-        finally:
-            self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
+        await self.complete(message.token, message.id, workflow_task_fail, cause=message.cause,
+                            failure=message.failure)
 
     async def handle_activity_task_completed(self, message: protocol.ActivityTaskCompleted) -> None:
-        was_full = self.is_full()
-        try:
-            outcome = await self.db.run(
-                activity_task_complete, token=message.token, result=message.result,
-                worker_id=self.worker_id, lessee=self.lessee())
-        finally:
-            self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
+        await self.complete(message.token, message.id, activity_task_complete, lend=True,
+                            result=message.result)
 
     async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
-        was_full = self.is_full()
-        try:
-            outcome = await self.db.run(
-                activity_task_fail, token=message.token, failure=message.failure,
-                canceled=message.canceled, worker_id=self.worker_id, lessee=self.lessee())
-        finally:
-            self.held.pop(message.token, None)
-        await self.after_completion(message.token, outcome, message.id, was_full=was_full)
+        await self.complete(message.token, message.id, activity_task_fail, lend=True,
+                            failure=message.failure, canceled=message.canceled)
 
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
-        cancel = await self.db.run(
+        cancel = await self.run_unit(
             activity_task_heartbeat, token=message.token, details=message.details,
             worker_id=self.worker_id)
         self.progress_at = time.monotonic()
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
-        events, more = await self.db.run(
+        events, more = await self.run_unit(
             services.history_for, token=message.token, worker_id=self.worker_id,
             now=timezone.now(), first_event_id=message.first_event_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,

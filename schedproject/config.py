@@ -97,6 +97,9 @@ class SchedConfig:
     # Threads for the worker sockets' database work (their transitions), each with its own
     # connection; SCHED_DB_THREADS, by default 4 on PostgreSQL and 2 on SQLite.
     db_threads: int
+    # Task frames of one worker socket applied side by side (SCHED_SOCKET_CONCURRENCY; by
+    # default SCHED_DB_THREADS on PostgreSQL, 1 on SQLite, whose writers queue on one lock).
+    socket_concurrency: int
     # The lean path of the start and result calls (workflows.api.fast); SCHED_LEAN_API=0
     # sends every request through Django's full request cycle.
     lean_api: bool
@@ -170,7 +173,10 @@ def load() -> SchedConfig:
         engine_timeout_seconds=_number("SCHED_ENGINE_TIMEOUT_SECONDS", 5, minimum=0.5),
         resume_grace_seconds=_number("SCHED_RESUME_GRACE_SECONDS", 1, minimum=0),
         run_loops=_bool("SCHED_RUN_LOOPS", True),
-        db_threads=int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2, minimum=1)),
+        db_threads=(threads := int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2,
+                                           minimum=1))),
+        socket_concurrency=int(_number("SCHED_SOCKET_CONCURRENCY",
+                                       threads if on_postgres else 1, minimum=1)),
         lean_api=_bool("SCHED_LEAN_API", True),
         dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 1, minimum=1))
         if on_postgres else 1,

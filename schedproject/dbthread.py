@@ -153,7 +153,7 @@ class DbPool:
             connections.close_all()
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
+def retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -211,5 +211,5 @@ class Lane:
         (see the module's docstring)."""
         waited = asyncio.wrap_future(self.submit(fn, *args, **kwargs))
         # Once nobody awaits it (the caller was canceled), its outcome is not "lost".
-        waited.add_done_callback(_retrieve)
+        waited.add_done_callback(retrieve)
         return await asyncio.shield(waited)
