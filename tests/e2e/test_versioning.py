@@ -4,11 +4,8 @@ after the deploy on the new one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 import sdk
 
@@ -17,12 +14,6 @@ from .harness import Engine, Stack, wait_for
 QUEUE = "versioning"
 V1 = "tests.e2e.versioning_v1"
 V2 = "tests.e2e.versioning_v2"
-
-
-@pytest.fixture
-def client(stack: Stack, engine: Engine) -> Iterator[sdk.Client]:
-    with sdk.Client(engine.url, token=stack.token) as c:
-        yield c
 
 
 def waiting(handle: sdk.WorkflowHandle) -> bool:
@@ -37,9 +28,10 @@ def patch_markers(handle: sdk.WorkflowHandle) -> list[Any]:
 
 
 def test_old_runs_keep_the_old_branch_after_a_deploy_that_patches_it(
-        stack: Stack, engine: Engine, client: sdk.Client, logs: Path) -> None:
+        stack: Stack, engine: Engine, logs: Path) -> None:
     v1 = stack.worker(V1, task_queue=QUEUE, engine=engine, log=logs / "versioning-v1.log")
     v2 = None
+    client = sdk.Client(engine.url, token=stack.token)
     try:
         old = [client.start_workflow("greeter", f"old-{i}", task_queue=QUEUE)
                for i in range(2)]
@@ -66,6 +58,7 @@ def test_old_runs_keep_the_old_branch_after_a_deploy_that_patches_it(
             assert patch_markers(handle) == [{"patch_id": "warm-greeting",
                                               "deprecated": False}]
     finally:
+        client.close()
         v1.stop()
         if v2 is not None:
             v2.stop()

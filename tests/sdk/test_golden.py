@@ -130,8 +130,8 @@ def _patch_run(fn: Any, run_id: str) -> EngineSim:
     sim.run_task()  # blocks on "go"
     sim.advance(60)
     sim.signal("go", "bob")
-    sim.drive({"greet": lambda who: f"hello {who}",
-               "greet_warmly": lambda who: f"hello {who}, welcome"})
+    sim.drive({"notify": lambda who: f"told {who}",
+               "greet": lambda who: f"hello {who}, welcome"})
     return sim
 
 
