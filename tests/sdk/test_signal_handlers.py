@@ -366,3 +366,29 @@ def test_signals_buffered_across_many_tasks_all_reach_a_late_handler(sticky: boo
         sim.run_task()
     assert sim.final["result"] == [list(range(10)), []]
     sim.check_replay()
+
+
+@workflow
+async def outer_timeout(ctx: WorkflowContext, _: Any) -> list[Any]:
+    state = {"go": False}
+    ctx.set_signal_handler("go", lambda _: state.update(go=True))
+    try:
+        await asyncio.wait_for(ctx.wait_condition(lambda: state["go"], timeout=600), 5)
+        first = "met"
+    except TimeoutError:
+        first = "outer timeout"
+    await ctx.wait_condition(lambda: state["go"])
+    return [first, "met later"]
+
+
+def test_a_cancelled_wait_condition_cancels_its_timer_and_stops_waiting() -> None:
+    sim = EngineSim(outer_timeout)
+    sim.run_task()
+    assert [cmd["duration_ms"] for cmd in sim.sent[0]] == [5_000, 600_000]
+    sim.fire(1)  # asyncio.wait_for's timer
+    sim.run_task()
+    assert sim.sent[1] == [{"kind": "cancel_timer", "seq": 2}]
+    sim.signal("go")
+    sim.run_task()
+    assert sim.final["result"] == ["outer timeout", "met later"]
+    sim.check_replay()
