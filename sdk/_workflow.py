@@ -41,13 +41,14 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+Duration = float | timedelta
+
 SignalHandler = Callable[[Any], object]
 """``fn(input)``, sync or ``async``: what ``set_signal_handler(name, fn)`` takes."""
 DynamicSignalHandler = Callable[[str, Any], object]
 """``fn(name, input)``, sync or ``async``: what ``set_signal_handler(None, fn)`` takes."""
-T = TypeVar("T")
-
-Duration = float | timedelta
 
 
 @dataclass(frozen=True, slots=True)
