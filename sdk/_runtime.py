@@ -42,6 +42,24 @@ Design (Temporal's model, as in temporalio/sdk-python's ``_WorkflowInstanceImpl`
   ``cause="workflow_error"`` and the engine retries it with back-off, so deploying fixed code
   resumes the run, as in Temporal. After any task failure the instance is broken and must be
   dropped (the engine throws the task's commands away; the retry replays from scratch).
+* Signal handlers (``ctx.set_signal_handler``) take a signal before any ``wait_for_signal``
+  waiter or the buffer: a named handler its name's, the dynamic one (``name=None``) the rest.
+  Each signal runs its handler as a task of the loop, created when the signal is applied (or,
+  for a buffered one, when its handler is set), so handlers start in history order, sync and
+  async alike, and an async one may await durable calls like any coroutine. A handler's
+  exception is treated like the workflow function's. ``wait_condition`` futures are checked
+  whenever the loop has nothing ready (all of them, in order, as Temporal does), so a
+  condition sees every step that ran; its timeout is a durable timer, and a condition that
+  holds when the timer fires still wins.
+* Patches (``ctx.patched``) are ``patch`` markers that replay tolerates, as Temporal's do. A
+  current task records one (a new seq) and answers True; a replayed task answers True iff its
+  history (seen so far, including the task's own command events) holds the patch, and then
+  issues it again with the history's seq, without a match key. Patch markers in history are
+  never matched against the code: code that dropped the call replays, and every seq a patch
+  marker holds in history is skipped by ``_next_seq`` so the calls after it keep their seqs.
+  Rejected: numbering patches from a counter of their own (the engine wants one growing seq)
+  and matching them like other markers (dropping a deprecated patch would be a
+  non-determinism error).
 * ``busy_since`` is when the workflow code's current step (one callback of the loop) began,
   or None between steps: the worker runs each activation in a thread of its own and watches
   it, so code that does not yield for too long (a deadlock) fails its task (``sdk._activations``).
@@ -82,6 +100,7 @@ from sdk._workflow import (
 )
 from sdk.protocol import (
     LOCAL_ACTIVITY_MARKER,
+    PATCH_MARKER,
     CancelTimer,
     CancelWorkflow,
     Command,
@@ -351,6 +370,14 @@ class _SignalWaiter:
 
 
 @dataclass(eq=False, slots=True)
+class _Condition:
+    """A ``wait_condition`` waiting for ``fn()`` to be true."""
+
+    fn: Callable[[], object]
+    future: asyncio.Future[None]
+
+
+@dataclass(eq=False, slots=True)
 class _LocalActivity:
     """A local activity issued by the code and not yet resolved."""
 
@@ -400,6 +427,14 @@ class WorkflowInstance:
         self._signals: deque[Signal] = deque()
         self._waiters: list[_SignalWaiter] = []
         self._timer_waiters: dict[int, _SignalWaiter] = {}
+        # Signal handlers by name (None: the dynamic one), their running tasks, conditions.
+        self._handlers: dict[str | None, Callable[..., object]] = {}
+        self._handler_tasks: list[asyncio.Task[None]] = []
+        self._conditions: list[_Condition] = []
+        # Patches: each id's answer in this run, and the patch markers seen in history.
+        self._patches: dict[str, bool] = {}
+        self._history_patches: dict[str, int] = {}  # patch id -> its marker's seq
+        self._patch_seqs: set[int] = set()
         self._markers: dict[int, Any] = {}
         self._marker_names: dict[int, str] = {}
         self._local: dict[int, _LocalActivity] = {}  # pending local activities, issue order
@@ -562,6 +597,7 @@ class WorkflowInstance:
                     attributes = later["attributes"]
                     self._markers[attributes["seq"]] = attributes.get("data")
                     self._marker_names[attributes["seq"]] = str(attributes.get("marker_name"))
+                    self._note_patch(later)
                 elif (later["event_type"] not in _COMMAND_EVENTS
                       and later["event_type"] not in _UNMATCHED_COMMAND_EVENTS):
                     break
@@ -569,7 +605,23 @@ class WorkflowInstance:
         self._last_run_started_id = event["event_id"]
         return outcome is None
 
+    def _note_patch(self, event: WireEvent) -> bool:
+        """Remember ``event`` if it is a patch marker (whose seq later calls skip)."""
+        attributes = event["attributes"]
+        if (event["event_type"] != E.MARKER_RECORDED
+                or attributes.get("marker_name") != PATCH_MARKER):
+            return False
+        seq = int(attributes.get("seq") or 0)
+        self._patch_seqs.add(seq)
+        data = attributes.get("data")
+        patch_id = data.get("patch_id") if isinstance(data, dict) else None
+        if isinstance(patch_id, str):
+            self._history_patches.setdefault(patch_id, seq)
+        return True
+
     def _match(self, event: WireEvent) -> None:
+        if self._note_patch(event):
+            return  # never matched: see the module's docstring
         kind, name_key = _COMMAND_EVENTS[event["event_type"]]
         attributes = event["attributes"]
         seq = int(attributes.get("seq") or 0)
@@ -626,6 +678,8 @@ class WorkflowInstance:
                 raise _WorkerError(f"a workflow event-loop callback raised: {error!r}") from error
             if self._nondeterminism is not None:
                 raise self._nondeterminism
+            if self._conditions and self._check_conditions():
+                continue
             if not self._local:
                 return True
             if not self._replaying:
@@ -648,6 +702,13 @@ class WorkflowInstance:
                     "side effects must not wait on durable calls"
                 )
             self._placeholders.clear()
+        if self._handler_tasks:
+            failed = next((t for t in self._handler_tasks
+                           if t.done() and not t.cancelled() and t.exception() is not None),
+                          None)
+            self._handler_tasks = [t for t in self._handler_tasks if not t.done()]
+            if failed is not None and not self._finished:
+                self._finish(failed)
         main = self._main
         if main is not None and main.done() and not self._finished:
             self._finish(main)
@@ -760,6 +821,8 @@ class WorkflowInstance:
 
     def _next_seq(self) -> int:
         self._seq += 1
+        while self._seq in self._patch_seqs:  # a patch marker's in history, called or not
+            self._seq += 1
         return self._seq
 
     def schedule_activity(self, command: Callable[[int], ScheduleActivity]) -> ActivityHandle:
@@ -789,6 +852,14 @@ class WorkflowInstance:
         self._issue(CancelTimer(seq=future.seq), None)
 
     def _deliver(self, signal: Signal) -> None:
+        handler = self._handlers.get(signal.name)
+        if handler is not None:
+            self._run_handler(handler, signal.input)
+            return
+        dynamic = self._handlers.get(None)
+        if dynamic is not None:
+            self._run_handler(dynamic, signal.name, signal.input)
+            return
         for i, waiter in enumerate(self._waiters):
             if waiter.name is None or waiter.name == signal.name:
                 del self._waiters[i]
@@ -817,6 +888,96 @@ class WorkflowInstance:
                 self._timer_waiters.pop(timer.seq, None)
                 if not timer.done():
                     timer.cancel()
+
+    # ---- signal handlers and conditions --------------------------------------------------
+
+    def set_signal_handler(self, name: str | None, fn: Callable[..., object] | None) -> None:
+        if fn is None:
+            self._handlers.pop(name, None)
+            return
+        self._handlers[name] = fn
+        kept: deque[Signal] = deque()
+        for signal in self._signals:  # none of these has a handler yet: they waited for one
+            if name is None:
+                self._run_handler(fn, signal.name, signal.input)
+            elif signal.name == name:
+                self._run_handler(fn, signal.input)
+            else:
+                kept.append(signal)
+        self._signals = kept
+
+    def _run_handler(self, fn: Callable[..., object], *args: Any) -> None:
+        self._handler_tasks.append(self._loop.create_task(_call_handler(fn, args)))
+
+    async def wait_condition(self, fn: Callable[[], object], timeout_ms: int | None) -> None:
+        if fn():
+            return
+        condition = _Condition(fn, self._loop.create_future())
+        self._conditions.append(condition)
+        timer = None
+        if timeout_ms is not None:
+            timer = self.start_timer(timeout_ms)
+            timer.add_done_callback(lambda t: self._condition_timed_out(condition, t))
+        try:
+            await condition.future
+        finally:
+            if condition in self._conditions:
+                self._conditions.remove(condition)
+            if timer is not None and not timer.done():
+                timer.cancel()
+
+    def _condition_timed_out(self, condition: _Condition, timer: asyncio.Future[Any]) -> None:
+        if timer.cancelled() or condition.future.done():
+            return
+        if condition in self._conditions:
+            self._conditions.remove(condition)
+        try:
+            met = condition.fn()
+        except Exception as exc:
+            condition.future.set_exception(exc)
+            return
+        if met:
+            condition.future.set_result(None)
+        else:
+            condition.future.set_exception(
+                TimeoutError("the condition was not met before the timeout"))
+
+    def _check_conditions(self) -> bool:
+        """Resolve every waiting condition that holds now; True if any was resolved."""
+        resolved = False
+        for condition in list(self._conditions):
+            if condition.future.done():
+                self._conditions.remove(condition)
+                continue
+            try:
+                met = condition.fn()
+            except Exception as exc:
+                self._conditions.remove(condition)
+                condition.future.set_exception(exc)
+                resolved = True
+                continue
+            if met:
+                self._conditions.remove(condition)
+                condition.future.set_result(None)
+                resolved = True
+        return resolved
+
+    # ---- versioning ------------------------------------------------------------------------
+
+    def patched(self, patch_id: str, *, deprecated: bool) -> bool:
+        known = self._patches.get(patch_id)
+        if known is not None:
+            return known
+        data = {"patch_id": patch_id, "deprecated": deprecated}
+        if self._replaying:
+            seq = self._history_patches.get(patch_id)
+            use = seq is not None
+        else:
+            seq, use = self._next_seq(), True
+        if seq is not None:
+            self._issue(RecordMarker(seq=seq, marker_name=PATCH_MARKER, data=data), None)
+        self._patches[patch_id] = use
+        return use
 
     async def side_effect(self, fn: Callable[[], Any]) -> Any:
         seq = self._next_seq()
@@ -892,6 +1053,13 @@ class WorkflowInstance:
             failure, attempt=data.get("attempts"), timeout_type=data.get("timeout_type"),
             activity_type=request.activity_type, seq=request.seq,
         ))
+
+
+async def _call_handler(fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+    """Run a signal handler, sync or async, as a task of the workflow's loop."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        await result
 
 
 def _marker_data(activity_type: str, outcome: LocalActivityOutcome) -> dict[str, Any]:

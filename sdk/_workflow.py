@@ -23,11 +23,14 @@ from sdk._retry import RetryPolicy, to_ms
 from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
 from sdk.protocol import RetryPolicy as WireRetryPolicy
 from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS, MAX_NAME_LENGTH
+from sdk.protocol.names import check_name
 
 __all__ = [
     "ActivityHandle",
+    "DynamicSignalHandler",
     "LocalActivityRequest",
     "Signal",
+    "SignalHandler",
     "WorkflowContext",
     "WorkflowDefinition",
     "WorkflowInfo",
@@ -41,6 +44,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 Duration = float | timedelta
+
+SignalHandler = Callable[[Any], object]
+"""``fn(input)``, sync or ``async``: what ``set_signal_handler(name, fn)`` takes."""
+DynamicSignalHandler = Callable[[str, Any], object]
+"""``fn(name, input)``, sync or ``async``: what ``set_signal_handler(None, fn)`` takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +216,10 @@ class WorkflowRuntime(Protocol):
     def start_timer(self, duration_ms: int) -> DurableFuture: ...
     async def wait_for_signal(self, name: str | None, timeout_ms: int | None) -> Signal: ...
     async def side_effect(self, fn: Callable[[], Any]) -> Any: ...
+    def set_signal_handler(self, name: str | None,
+                           fn: Callable[..., object] | None) -> None: ...
+    async def wait_condition(self, fn: Callable[[], object], timeout_ms: int | None) -> None: ...
+    def patched(self, patch_id: str, *, deprecated: bool) -> bool: ...
     def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
         """Number the call, then run (or replay) the local activity ``request(seq)``."""
         ...
@@ -385,3 +397,71 @@ class WorkflowContext:
         """Run ``fn`` once and record its (JSON) value; a replay returns the recorded value."""
         result: T = await self._rt.side_effect(fn)
         return result
+
+    # ---- signal handlers and conditions --------------------------------------------------
+
+    @overload
+    def set_signal_handler(self, name: str, fn: SignalHandler | None) -> None: ...
+    @overload
+    def set_signal_handler(self, name: None, fn: DynamicSignalHandler | None) -> None: ...
+
+    def set_signal_handler(self, name: str | None,
+                           fn: SignalHandler | DynamicSignalHandler | None) -> None:
+        """Handle the signals named ``name`` with ``fn(input)``, or, with ``name=None``, every
+        signal no named handler takes with ``fn(name, input)`` (a dynamic handler).
+
+        ``fn`` may be sync or ``async`` (an async one may run activities and sleep). Each
+        signal runs its handler as a workflow coroutine of its own, started in the order the
+        signals arrived; signals that arrived before the handler was set (and that no
+        ``wait_for_signal`` took) go to it now, oldest first. A handler takes its signals
+        from ``wait_for_signal``: only signals no handler takes are buffered for it. An
+        exception escaping a handler fails the run or the workflow task exactly as one
+        escaping the workflow does. ``fn=None`` removes the handler: later signals are
+        buffered again.
+        """
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError("the signal name must be a string or None")
+            check_name(name, what="the signal name")
+        if fn is not None and not callable(fn):
+            raise TypeError(f"a signal handler must be callable, not {fn!r}")
+        self._rt.set_signal_handler(name, fn)
+
+    async def wait_condition(
+        self, fn: Callable[[], object], *, timeout: Duration | None = None  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``fn()`` is true; returns at once if it already is.
+
+        ``fn`` is called whenever the workflow's coroutines have nothing left to run, so it
+        sees what signal handlers and other coroutines changed; it must only read state.
+        ``timeout`` starts a durable timer: ``TimeoutError`` is raised when it fires and
+        ``fn()`` is still false (a condition met first cancels the timer).
+        """
+        if not callable(fn):
+            raise TypeError(f"the condition must be callable, not {fn!r}")
+        timeout_ms = None if timeout is None else to_ms(timeout, "timeout", minimum=0)
+        await self._rt.wait_condition(fn, timeout_ms)
+
+    # ---- versioning ------------------------------------------------------------------------
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new code of the change named ``patch_id``.
+
+        A run executing the call for the first time records a ``patch`` marker and gets
+        True; a replay gets True if its history holds that marker, and False (the old
+        branch, nothing recorded) if the run got past this point under code without the
+        call. The answer is fixed for the run after the first call.
+        """
+        return self._rt.patched(_patch_id(patch_id), deprecated=False)
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Record the ``patch`` marker of ``patch_id`` without branching, once no run that
+        needs the old branch is left: a later deploy can then drop the call altogether,
+        and runs with or without the marker in their history still replay."""
+        self._rt.patched(_patch_id(patch_id), deprecated=True)
+
+
+def _patch_id(patch_id: Any) -> str:
+    if not isinstance(patch_id, str):
+        raise TypeError("a patch id must be a string")
+    return check_name(patch_id, what="a patch id")

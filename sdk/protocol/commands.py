@@ -35,6 +35,7 @@ __all__ = [
     "COMMAND_CLASSES",
     "DEFAULT_RETRY_POLICY",
     "LOCAL_ACTIVITY_MARKER",
+    "PATCH_MARKER",
     "TERMINAL_COMMANDS",
     "TERMINAL_KINDS",
     "CancelTimer",
@@ -187,6 +188,12 @@ LOCAL_ACTIVITY_MARKER = "local_activity"
 """The ``marker_name`` of a local activity's outcome. Its ``data`` is ``{"activity_type",
 "attempts", "result"}`` when it succeeded, ``{"activity_type", "attempts", "failure",
 "timeout_type"}`` when it failed for good (``timeout_type`` null unless a timeout ended it)."""
+
+PATCH_MARKER = "patch"
+"""The ``marker_name`` of a versioning patch (``ctx.patched`` / ``ctx.deprecate_patch``). Its
+``data`` is ``{"patch_id", "deprecated"}``. Replay never requires it: code that no longer calls
+``patched`` for it skips it (its ``seq`` too), code that calls ``patched`` where history lacks
+it takes the old branch."""
 
 
 @dataclass(frozen=True, slots=True)

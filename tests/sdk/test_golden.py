@@ -19,7 +19,7 @@ import pytest
 
 from sdk._runtime import LocalActivityOutcome, WorkflowInstance, replay_history
 from sdk._workflow import workflow_definition
-from sdk.protocol import LOCAL_ACTIVITY_MARKER
+from sdk.protocol import LOCAL_ACTIVITY_MARKER, PATCH_MARKER
 from tests.sdk.test_runtime import EngineSim
 
 HISTORIES = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
@@ -98,6 +98,56 @@ def _reminder() -> EngineSim:
     return sim
 
 
+def _signal_handlers() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_handlers, 3, workflow_id="handlers-1",
+                    run_id="4d2b-golden-handlers")
+    sim.signal("add", 1)  # before the handlers are set: buffered for them
+    sim.signal("note", "first")
+    sim.signal("add", 2)
+    sim.run_task()  # waits for "start"
+    sim.advance(5)
+    sim.signal("start", "go")
+    sim.run_task()  # handlers set: add 1, add 2, the note's activity; a 30 s condition timer
+    sim.advance(1)
+    (seq,) = sim.state.activities
+    sim.complete(seq, "told note:first")
+    sim.run_task()
+    sim.advance(30)
+    sim.fire()
+    sim.run_task()  # TimeoutError; the next condition starts its own timer
+    sim.advance(10)
+    sim.signal("add", 3)
+    sim.run_task()  # met: its timer is cancelled, the handlers removed
+    sim.signal("add", 4)
+    sim.drive()
+    return sim
+
+
+def _patch_run(fn: Any, run_id: str) -> EngineSim:
+    sim = EngineSim(fn, "ann", workflow_id=f"patch-{run_id}", run_id=run_id)
+    sim.run_task()  # blocks on "go"
+    sim.advance(60)
+    sim.signal("go", "bob")
+    sim.drive({"notify": lambda who: f"told {who}",
+               "greet": lambda who: f"hello {who}, welcome"})
+    return sim
+
+
+def _patch_old() -> EngineSim:
+    """A run of the code before the patch (v1), which v2's ``patched`` must replay."""
+    from fixtures import golden_workflows as g
+
+    return _patch_run(g.golden_patch_v1, "8a41-golden-patch-old")
+
+
+def _patch_new() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    return _patch_run(g.golden_patch, "8a42-golden-patch-new")
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -110,7 +160,15 @@ SCENARIOS = {
     "cancel": ("fixtures.golden_workflows:golden_cancel", _cancel),
     "checkout": ("fixtures.golden_workflows:golden_checkout", _checkout),
     "reminder": ("fixtures.golden_workflows:golden_reminder", _reminder),
+    "signal_handlers": ("fixtures.golden_workflows:golden_handlers", _signal_handlers),
+    "patch_old": ("fixtures.golden_workflows:golden_patch", _patch_old),
+    "patch_new": ("fixtures.golden_workflows:golden_patch", _patch_new),
 }
+
+
+# Histories recorded by code older than the one replaying them: the tasks (0 = the first) in
+# which the newer code calls ``patched``, which as a current task (not a replay) answers True.
+NEW_BRANCH_WHEN_CURRENT: dict[str, set[int]] = {"patch_old": {0}}
 
 
 def _load_workflow(ref: str) -> Any:
@@ -173,7 +231,8 @@ def test_golden_history_replays(name: str) -> None:
     completed_tasks = [i for i in started
                        if events[i + 1]["event_type"] == "WorkflowTaskCompleted"]
     assert len(completed_tasks) == len(replay.commands)
-    for index, commands in zip(completed_tasks, replay.commands, strict=True):
+    for task, (index, commands) in enumerate(zip(completed_tasks, replay.commands,
+                                                  strict=True)):
         instance = WorkflowInstance(definition, workflow_id=doc["workflow_id"],
                                     run_id=doc["run_id"], workflow_type=definition.name,
                                     task_queue="q")
@@ -181,7 +240,12 @@ def test_golden_history_replays(name: str) -> None:
         while result.local_activities:  # run again, they give what the markers recorded
             result = instance.resolve_local_activities(_recorded_outcomes(events, index))
         assert result.failure is None, result.failure
-        assert result.commands == commands
+        if task in NEW_BRANCH_WHEN_CURRENT.get(name, ()):
+            # Run for the first time by this code, the task takes the patch's new branch.
+            assert result.commands != commands
+            assert result.commands and result.commands[0]["marker_name"] == PATCH_MARKER
+        else:
+            assert result.commands == commands
 
 
 def _recorded_outcomes(events: list[dict[str, Any]], started: int
@@ -207,5 +271,37 @@ def test_golden_history_catches_changed_code() -> None:
 
     doc = _golden("order")
     result = replay_history(workflow_definition(g.golden_approval), doc["events"],
+                            workflow_id=doc["workflow_id"], run_id=doc["run_id"])
+    assert result.cause == "nondeterminism"
+
+
+@pytest.mark.parametrize(("name", "workflow", "branch"), [
+    ("patch_old", "golden_patch_v1", "v1"),
+    ("patch_new", "golden_patch_deprecated", "v2"),  # the next deploy: deprecate_patch
+    ("patch_new", "golden_patch_removed", "v2"),  # the one after: the call dropped
+])
+def test_patch_histories_replay_on_every_deploy_that_must_run_them(
+        name: str, workflow: str, branch: str) -> None:
+    doc = _golden(name)
+    definition = workflow_definition(_load_workflow(f"fixtures.golden_workflows:{workflow}"))
+    replay = replay_history(definition, doc["events"], workflow_id=doc["workflow_id"],
+                            run_id=doc["run_id"])
+    assert replay.failure is None, replay.failure
+    final = replay.final_command
+    assert final is not None and final["result"]["branch"] == branch
+    assert doc["final_command"]["result"]["branch"] == branch
+
+
+def test_patch_histories_of_the_other_branch_are_nondeterministic() -> None:
+    from fixtures import golden_workflows as g
+
+    # Code that takes the new branch unconditionally cannot run a run of the old code...
+    doc = _golden("patch_old")
+    result = replay_history(workflow_definition(g.golden_patch_deprecated), doc["events"],
+                            workflow_id=doc["workflow_id"], run_id=doc["run_id"])
+    assert result.cause == "nondeterminism"
+    # ...and the old code cannot run a run that took the new one.
+    doc = _golden("patch_new")
+    result = replay_history(workflow_definition(g.golden_patch_v1), doc["events"],
                             workflow_id=doc["workflow_id"], run_id=doc["run_id"])
     assert result.cause == "nondeterminism"
