@@ -118,9 +118,8 @@ class TimeSkipper:
         now = self.clock.now()
         if seen.busy or (seen.next_due is not None and seen.next_due <= now):
             return  # work to do, or a due timer the timer manager has yet to fire
-        goal = seen.next_due if wanted else None
-        if bound is not None:
-            goal = bound if goal is None else min(goal, bound)
+        # To the next timer, but no further than a sleep's target (when a sleep alone asks).
+        goal = min((t for t in (seen.next_due, bound) if t is not None), default=None)
         if goal is None or goal <= now:
             return
         self.clock.advance(goal - now)
