@@ -27,25 +27,21 @@ __all__ = ["local_workflow_environment", "replayer", "workflow_environment"]
 @pytest.fixture(scope="session")
 def workflow_environment() -> Iterator[WorkflowEnvironment]:
     """A time-skipping ``sdk.testing.WorkflowEnvironment`` for the session."""
-    from sdk.testing import WorkflowEnvironment
-
-    env = WorkflowEnvironment.start_time_skipping_sync()
-    try:
-        yield env
-    finally:
-        env.close()
+    yield from _environment(time_skipping=True)
 
 
 @pytest.fixture(scope="session")
 def local_workflow_environment() -> Iterator[WorkflowEnvironment]:
     """A ``sdk.testing.WorkflowEnvironment`` on wall time, for the session."""
+    yield from _environment(time_skipping=False)
+
+
+def _environment(*, time_skipping: bool) -> Iterator[WorkflowEnvironment]:
     from sdk.testing import WorkflowEnvironment
 
-    env = WorkflowEnvironment.start_local_sync()
-    try:
+    with (WorkflowEnvironment.start_time_skipping_sync() if time_skipping
+          else WorkflowEnvironment.start_local_sync()) as env:
         yield env
-    finally:
-        env.close()
 
 
 @pytest.fixture
