@@ -62,8 +62,8 @@ def test_the_download_is_the_apis_history_and_replays(operator: Client, engine: 
     pages: list[dict[str, Any]] = []
     after = 0
     while True:  # GET .../history, two events a page, the pages joined
-        api = api_client.get("/api/workflows/greet%2Fann%20%231/history",
-                             {"run_id": str(run.run_id), "after": after, "limit": 2}).json()
+        query: dict[str, str | int] = {"run_id": str(run.run_id), "after": after, "limit": 2}
+        api = api_client.get("/api/workflows/greet%2Fann%20%231/history", query).json()
         pages.extend(api["events"])
         if api["next_after"] is None:
             break
