@@ -70,6 +70,19 @@ def snapshot() -> Snapshot:
     return Snapshot(busy=tasks.busy(), next_due=store.next_due())
 
 
+def skip_to(*, now: datetime, seen: Snapshot, waiting: bool,
+            until: datetime | None) -> datetime | None:
+    """Where the clock jumps to from ``now``, or None to let it run: to the next timer while
+    a result is awaited (``waiting``), but no further than a sleep's target (``until``); not
+    at all while a task is ready or leased, or a timer is due and not fired yet."""
+    if seen.busy or (seen.next_due is not None and seen.next_due <= now):
+        return None
+    if not waiting and until is None:
+        return None
+    goal = min((t for t in (seen.next_due, until) if t is not None), default=None)
+    return goal if goal is not None and goal > now else None
+
+
 @dataclass
 class _Sleep:
     until: datetime
@@ -110,17 +123,14 @@ class TimeSkipper:
 
     async def step(self, db: DbThread) -> None:
         self._settle()
-        wanted = self.auto and changes.closing_waiters() > 0
-        bound = min((s.until for s in self._sleeps), default=None)
-        if not wanted and bound is None:
+        waiting = self.auto and changes.closing_waiters() > 0
+        until = min((s.until for s in self._sleeps), default=None)
+        if not waiting and until is None:
             return  # nobody asks for time to pass: no database work either
         seen = await db.run(snapshot)
         now = self.clock.now()
-        if seen.busy or (seen.next_due is not None and seen.next_due <= now):
-            return  # work to do, or a due timer the timer manager has yet to fire
-        # To the next timer, but no further than a sleep's target (when a sleep alone asks).
-        goal = min((t for t in (seen.next_due, bound) if t is not None), default=None)
-        if goal is None or goal <= now:
+        goal = skip_to(now=now, seen=seen, waiting=waiting, until=until)
+        if goal is None:
             return
         self.clock.advance(goal - now)
         log.debug("time skipped by %s to %s", goal - now, goal)
