@@ -32,6 +32,7 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dispatch.testengine")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--time-skipping", action="store_true")
+    parser.add_argument("--remove-data-dir", action="store_true",
+                        help="remove SCHED_DATA_DIR on the way out (a temporary folder)")
     args = parser.parse_args(argv)
     out = os.fdopen(args.control_fd, "w", buffering=1)
     os.environ.pop("DATABASE_URL", None)  # SQLite in SCHED_DATA_DIR
@@ -134,20 +137,32 @@ def main(argv: list[str] | None = None) -> None:
     skipper = TimeSkipper(clock) if clock is not None else None
     control = Control(out, skipper)
 
+    def cleanup() -> None:
+        if args.remove_data_dir:  # also when the test process went away without a word
+            shutil.rmtree(config.get().data_dir, ignore_errors=True)
+
     class TestEngine(Engine):
         def ready(self) -> None:
+            assert self.server is not None
+            host, self.port = self.server.listening_addresses[0]  # port 0: the one it took
             super().ready()
             loop = asyncio.get_event_loop()
             if skipper is not None:
                 self.loop_tasks.append(loop.create_task(skipper.run(), name="sched-skipper"))
-            assert self.server is not None
-            host, port = self.server.listening_addresses[0]
             control.start(loop, self.on_signal)
-            control.send({"op": "ready", "url": f"http://{host}:{port}", "token": token,
+            control.send({"op": "ready", "url": f"http://{host}:{self.port}", "token": token,
                           "time_skipping": skipper is not None})
 
-    TestEngine(host="127.0.0.1", port=0, run_loops=True,
-               grace=config.get().shutdown_grace_seconds).serve()
+        @staticmethod
+        def _exit_now() -> None:  # the shutdown's grace ran out
+            cleanup()
+            Engine._exit_now()
+
+    try:
+        TestEngine(host="127.0.0.1", port=0, run_loops=True,
+                   grace=config.get().shutdown_grace_seconds).serve()
+    finally:
+        cleanup()
 
 
 if __name__ == "__main__":

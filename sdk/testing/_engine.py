@@ -104,6 +104,8 @@ class EngineProcess:
         cmd = [sys.executable, "-m", "dispatch.testengine", "--control-fd", str(write_fd)]
         if time_skipping:
             cmd.append("--time-skipping")
+        if not keep:
+            cmd.append("--remove-data-dir")
         try:
             with open(folder / "engine.log", "ab") as log:
                 popen = subprocess.Popen(

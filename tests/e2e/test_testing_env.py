@@ -8,17 +8,22 @@ only bounds the waits, generously.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import sdk
-from sdk.testing import Replayer, WorkflowEnvironment
+from sdk.testing import EngineExited, Replayer, WorkflowEnvironment
 
 DAY = timedelta(days=1)
 calls: list[str] = []
@@ -251,3 +256,46 @@ def test_the_engine_keeps_to_its_own_settings(monkeypatch: pytest.MonkeyPatch) -
             task_queue="kit-iso", workflows=WORKFLOWS, activities=ACTIVITIES):
         handle = isolated.sync_client.start_workflow(nap, 1, task_queue="kit-iso")
         assert handle.result(timeout=60) == "recorded woke after 1"
+
+
+def test_an_engine_that_cannot_start_says_why() -> None:
+    with pytest.raises(EngineExited, match="SCHED_MAX_PAYLOAD_BYTES"):
+        WorkflowEnvironment.start_time_skipping_sync(
+            env={"SCHED_MAX_PAYLOAD_BYTES": "lots"})
+
+
+ORPHAN = """
+import sys, time
+from sdk.testing import WorkflowEnvironment
+env = WorkflowEnvironment.start_time_skipping_sync()
+print(env._engine.popen.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_engine_goes_away_with_the_test_process() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.1)
+        assert not _alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return False
