@@ -109,7 +109,11 @@ class WorkflowEnvironment:
     def client(self) -> AsyncClient:
         """An ``sdk.AsyncClient`` of this engine, one per event loop (an httpx client belongs
         to the loop it first ran on)."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("env.client is an sdk.AsyncClient, for async code; "
+                               "sync code uses env.sync_client") from None
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = AsyncClient(self.url, token=self.token)
@@ -211,13 +215,19 @@ class EnvironmentWorker:
     # ---- async with: on the running loop ---------------------------------------------------
 
     async def __aenter__(self) -> Worker:
-        self._task = asyncio.create_task(self.worker.run(), name="sched-test-worker")
-        async with asyncio.timeout(WORKER_CONNECT_TIMEOUT):
-            while self.worker.worker_id is None:
-                if self._task.done():
-                    self._task.result()  # raises the worker's error
-                    raise EngineExited("the worker stopped before it connected", "")
-                await asyncio.sleep(0.01)
+        self._task = task = asyncio.create_task(self.worker.run(), name="sched-test-worker")
+        try:
+            async with asyncio.timeout(WORKER_CONNECT_TIMEOUT):
+                while self.worker.worker_id is None:
+                    if task.done():
+                        task.result()  # raises the worker's error
+                        raise EngineExited("the worker stopped before it connected", "")
+                    await asyncio.sleep(0.01)
+        except BaseException:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
         return self.worker
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

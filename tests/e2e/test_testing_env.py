@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 import sdk
-from sdk.testing import EngineExited, Replayer, WorkflowEnvironment
+from sdk.testing import EngineExited, EnvironmentWorker, Replayer, WorkflowEnvironment
 
 DAY = timedelta(days=1)
 calls: list[str] = []
@@ -299,3 +299,20 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     return False
+
+
+def test_a_worker_that_cannot_connect_fails_the_block(env: WorkflowEnvironment) -> None:
+    from sdk._worker import WorkerAuthenticationError
+
+    refused = EnvironmentWorker(sdk.Worker(env.url, token="not-a-token", task_queue="kit-no",
+                                           workflows=WORKFLOWS))
+    with pytest.raises(WorkerAuthenticationError), refused:
+        pass
+
+    async def scenario() -> None:
+        with pytest.raises(WorkerAuthenticationError):
+            async with EnvironmentWorker(sdk.Worker(env.url, token="not-a-token",
+                                                    workflows=WORKFLOWS)):
+                pass
+
+    run_async(scenario())
