@@ -220,6 +220,20 @@ def test_replayer_matches_the_recorded_history_and_catches_changed_code(
         Replayer([month_changed]).replay(pages)
 
 
+def test_the_replayer_takes_the_history_of_an_open_run(env: WorkflowEnvironment) -> None:
+    with env.worker(task_queue="kit-open", workflows=WORKFLOWS, activities=ACTIVITIES):
+        handle = env.sync_client.start_workflow(ack, 7, task_queue="kit-open")
+        deadline = time.monotonic() + 60
+        while not any(e["event_type"] == "TimerStarted" for e in handle.history()):
+            assert time.monotonic() < deadline, "the run did not start its timer"
+            time.sleep(0.05)  # nobody waits for its result: no time passes on the engine
+        history = handle.history()
+        assert handle.describe()["status"] == "running"
+        Replayer([ack]).replay(history)
+        handle.signal("ack", "late")
+        assert handle.result(timeout=60) == "late"
+
+
 def test_the_pytest_fixture_is_a_time_skipping_environment(
         workflow_environment: WorkflowEnvironment) -> None:
     assert workflow_environment.supports_time_skipping
