@@ -331,3 +331,14 @@ def test_a_worker_that_cannot_connect_fails_the_block(env: WorkflowEnvironment) 
                 pass
 
     run_async(scenario())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("who", ["dee", "eve"])  # two tests, two event loops, one engine
+async def test_async_tests_share_the_session_environment(
+        workflow_environment: WorkflowEnvironment, who: str) -> None:
+    env = workflow_environment
+    async with env.worker(task_queue=f"kit-async-{who}", workflows=WORKFLOWS,
+                          activities=ACTIVITIES):
+        handle = await env.client.start_workflow(month, who, task_queue=f"kit-async-{who}")
+        assert (await handle.result(timeout=60))["told"] == f"recorded {who}"
