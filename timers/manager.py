@@ -15,12 +15,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from django.utils import timezone
-
 from dispatch import notify, wakeup
 from schedproject.dbthread import DbThread
 
 from . import metrics, store
+from .clock import now as clock_now
 from .services import timers_fire
 
 log = logging.getLogger("sched.timers")
@@ -29,7 +28,7 @@ MAX_SLEEP_SECONDS = 5.0
 Clock = Callable[[], datetime]
 
 
-def fire_due(*, term: int, clock: Clock = timezone.now) -> tuple[int, list[tuple[str, str]]]:
+def fire_due(*, term: int, clock: Clock = clock_now) -> tuple[int, list[tuple[str, str]]]:
     """Fire up to BATCH due timers. Returns how many fired and the cancel notices to send."""
     now = clock()
     due = store.due(now, BATCH)
@@ -51,7 +50,7 @@ def next_due() -> datetime | None:
     return store.next_due()
 
 
-async def run_timers(term: int, *, clock: Clock = timezone.now) -> None:
+async def run_timers(term: int, *, clock: Clock = clock_now) -> None:
     wake = asyncio.Event()
     wakeup.register(wakeup.TIMERS, wake, asyncio.get_running_loop())
     db = DbThread("timers")

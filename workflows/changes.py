@@ -158,6 +158,13 @@ def watched() -> dict[int, int]:
         return {execution_id: len(ws) for execution_id, ws in _watches.items()}
 
 
+def closing_waiters() -> int:
+    """How many requests in this process wait for a run to close (result long polls): a
+    time-skipping test engine skips time only while a client waits so (``timers.skipping``)."""
+    with _watch_lock:
+        return sum(w.closing_only for ws in _watches.values() for w in ws)
+
+
 def _notify(execution_id: int, *, closed: bool) -> None:
     with _watch_lock:
         waiters = _watches.get(execution_id)

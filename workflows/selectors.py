@@ -278,6 +278,18 @@ def history_events(run: Execution, *, limit: int) -> tuple[list[HistoryEvent], b
     return page.events, page.next_after is not None
 
 
+def history_all(run: Execution, *, page_size: int = 1000) -> list[HistoryEvent]:
+    """Every event of the run, read a page at a time (the dashboard's history download)."""
+    events: list[HistoryEvent] = []
+    after = 0
+    while True:
+        page = _history_page(run, after=after, limit=page_size)
+        events.extend(page.events)
+        if page.next_after is None:
+            return events
+        after = page.next_after
+
+
 @dataclass(frozen=True)
 class WorkerRow:
     session: WorkerSession

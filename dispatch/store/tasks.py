@@ -33,7 +33,7 @@ from workflows.core.effects import CreateTask, TaskKind, TaskState
 from workflows.models import Execution
 
 __all__ = [
-    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "delete",
+    "LEASE_FIELDS", "Task", "TaskKind", "TaskState", "adopt", "build", "busy", "delete",
     "delete_by_schedule", "delete_run", "execution_id_from_token", "execution_of", "expired",
     "extend_lease", "extend_leases", "held_counts", "insert", "lease", "leased_activity_tokens",
     "leased_by", "leased_workflow_task", "lock_activity", "lock_by_schedule",
@@ -285,6 +285,12 @@ def leased_by(worker_id: str) -> list[int]:
     """The ids of the tasks ``worker_id`` holds."""
     return list(Task.objects.filter(lease_owner=worker_id, state=TaskState.LEASED)
                 .values_list("pk", flat=True))
+
+
+def busy() -> bool:
+    """Whether any task is ready or leased: work that a worker has or is about to get (a task
+    in back-off waits for its retry timer)."""
+    return Task.objects.filter(state__in=(TaskState.READY, TaskState.LEASED)).exists()
 
 
 def expired(now: datetime, limit: int) -> list[tuple[int, str]]:

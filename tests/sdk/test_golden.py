@@ -12,14 +12,17 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import sdk
 from sdk._runtime import LocalActivityOutcome, WorkflowInstance, replay_history
 from sdk._workflow import workflow_definition
 from sdk.protocol import LOCAL_ACTIVITY_MARKER, PATCH_MARKER
+from sdk.testing import Replayer
 from tests.sdk.test_runtime import EngineSim
 
 HISTORIES = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
@@ -266,13 +269,18 @@ def _recorded_outcomes(events: list[dict[str, Any]], started: int
     return outcomes
 
 
-def test_golden_history_catches_changed_code() -> None:
+def test_golden_history_catches_changed_code(
+        replayer: Callable[[list[Any]], Replayer]) -> None:
+    """The order history against other code deployed under its name (the approval
+    workflow's), replayed as a user would replay an exported history."""
     from fixtures import golden_workflows as g
 
-    doc = _golden("order")
-    result = replay_history(workflow_definition(g.golden_approval), doc["events"],
-                            workflow_id=doc["workflow_id"], run_id=doc["run_id"])
-    assert result.cause == "nondeterminism"
+    @sdk.workflow(name="golden.order")
+    async def changed(ctx: sdk.WorkflowContext, people: list[str]) -> Any:
+        return await g.golden_approval(ctx, people)
+
+    with pytest.raises(sdk.NonDeterminismError, match="ActivityTaskScheduled"):
+        replayer([changed]).replay(HISTORIES / "order.json")
 
 
 @pytest.mark.parametrize(("name", "workflow", "branch"), [

@@ -27,5 +27,7 @@ urlpatterns: list[URLPattern] = [
     path("workers/", views.worker_list, name="workers"),
     path("workflows/<workflow_id:workflow_id>", views.workflow_detail, name="workflow"),
     path("live/<workflow_id:workflow_id>", views.workflow_live, name="workflow-live"),
+    path("history/<workflow_id:workflow_id>", views.workflow_history_download,
+         name="workflow-history"),
     re_path(r"^static/(?P<path>.+)$", views.static, name="static"),
 ]

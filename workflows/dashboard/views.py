@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.fields import DateTimeField
 
 from schedproject import config
 from workflows import selectors, services
@@ -152,6 +153,8 @@ def _run_context(run: Execution) -> dict[str, Any]:
         + "?" + urlencode({"run_id": str(run.run_id)}),
         "api_history_url": f"/api/workflows/{quote(run.workflow_id, safe='')}/history?"
                            + urlencode({"run_id": str(run.run_id)}),
+        "download_history_url": _with_id("dashboard:workflow-history", run.workflow_id)
+        + "?" + urlencode({"run_id": str(run.run_id)}),
     }
 
 
@@ -205,6 +208,36 @@ def workflow_live(request: HttpRequest, workflow_id: str) -> HttpResponse:
     if request.GET.get("v") and request.GET["v"] == selectors.execution_fingerprint(run):
         return HttpResponse(status=204)
     return render(request, "dashboard/_run_live.html", {**_run_context(run), "live": True})
+
+
+@access.require("view")
+@require_GET
+def workflow_history_download(request: HttpRequest, workflow_id: str) -> HttpResponse:
+    """The run's whole history as a JSON file to download: ``workflow_id``, ``run_id``,
+    ``workflow_type``, ``status`` and ``events``, each event as ``GET
+    /api/workflows/{id}/history`` shows it. ``sdk.testing.Replayer`` replays the file."""
+    try:
+        run = _find_run(workflow_id, request.GET.get("run_id") or None)
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    stamp = DateTimeField().to_representation
+    doc = {
+        "workflow_id": run.workflow_id, "run_id": str(run.run_id),
+        "workflow_type": run.workflow_type, "status": run.status,
+        "events": [{"event_id": e.event_id, "event_type": e.event_type,
+                    "timestamp": stamp(e.timestamp), "attributes": e.attributes}
+                   for e in selectors.history_all(run)],
+    }
+    response = HttpResponse(json.dumps(doc, ensure_ascii=False), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{history_filename(run)}"'
+    return response
+
+
+def history_filename(run: Execution) -> str:
+    """``<workflow id>.<run id>.history.json``, the id kept to safe characters."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+                   for c in run.workflow_id)[:100]
+    return f"{safe}.{run.run_id}.history.json"
 
 
 # ---- actions -------------------------------------------------------------------------------
