@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         WorkflowAlreadyStartedError,
         WorkflowHandle,
     )
+    from sdk._converter import PayloadCodec, PayloadConversionError
     from sdk._errors import (
         ActivityError,
         ApplicationError,
@@ -42,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "AsyncWorkflowHandle": "sdk._client",
     "Client": "sdk._client",
     "NonDeterminismError": "sdk._errors",
+    "PayloadCodec": "sdk._converter",
+    "PayloadConversionError": "sdk._converter",
     "RetryPolicy": "sdk._retry",
     "SchedAPIError": "sdk._client",
     "SchedError": "sdk._errors",
@@ -80,6 +83,8 @@ __all__ = [
     "AsyncWorkflowHandle",
     "Client",
     "NonDeterminismError",
+    "PayloadCodec",
+    "PayloadConversionError",
     "RetryPolicy",
     "SchedAPIError",
     "SchedError",

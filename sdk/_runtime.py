@@ -64,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
+from sdk._converter import from_json, input_hint, to_json
 from sdk._errors import (
     ActivityError,
     ApplicationError,
@@ -537,7 +538,8 @@ class WorkflowInstance:
         self._main = self._loop.create_task(self._run_main(event["attributes"].get("input")))
 
     async def _run_main(self, input: Any) -> Any:
-        return await self.definition.fn(self._ctx, input)
+        fn = self.definition.fn
+        return await fn(self._ctx, from_json(input, input_hint(fn)))
 
     def _on_task_started(self, events: list[WireEvent], i: int) -> bool:
         """Run the activation of the task started at ``events[i]``; True if it is current."""
@@ -717,8 +719,8 @@ class WorkflowInstance:
         elif (exc := main.exception()) is not None:
             command = FailWorkflow(failure=failure_from_exception(self._run_failure(exc)))
         else:
-            result = main.result()
             try:
+                result = to_json(main.result())
                 json.dumps(result)
             except (TypeError, ValueError) as err:
                 bad = TypeError(f"the workflow's result is not JSON-serializable: {err}")
