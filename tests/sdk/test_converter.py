@@ -78,7 +78,8 @@ lines = st.builds(Line, sku=st.text(max_size=8), quantity=st.integers(-10**6, 10
 orders = st.builds(
     Order, id=st.integers(), lines=st.lists(lines, max_size=3), color=st.sampled_from(Color),
     placed_at=st.datetimes(timezones=st.just(dt.UTC)), ref=st.uuids(),
-    note=st.none() | st.text(max_size=10), tags=st.lists(st.text(max_size=4), max_size=3).map(tuple),
+    note=st.none() | st.text(max_size=10),
+    tags=st.lists(st.text(max_size=4), max_size=3).map(tuple),
     by_sku=st.dictionaries(st.text(max_size=4), lines, max_size=2))
 
 
@@ -114,8 +115,9 @@ def test_a_value_that_does_not_fit_its_hint_is_a_conversion_error() -> None:
         from_json({"sku": "a"}, Line)  # quantity and price are missing
     with pytest.raises(sdk.PayloadConversionError):
         from_json("nope", list[int])
-    err = pytest.raises(sdk.PayloadConversionError, from_json, 3, Line).value
-    assert err.non_retryable and err.type == "PayloadConversionError"
+    with pytest.raises(sdk.PayloadConversionError) as caught:
+        from_json(3, Line)
+    assert caught.value.non_retryable and caught.value.type == "PayloadConversionError"
 
 
 def test_unknown_keys_are_ignored_and_numbers_widen() -> None:
@@ -255,7 +257,7 @@ COMMANDS: list[dict[str, Any]] = [
 
 
 def _events() -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     for i, (event_type, fields) in enumerate(
             [(name, f) for name, f in PAYLOAD_FIELDS.items() if name[0].isupper()]
             + [("MarkerRecorded", ()), ("MarkerRecorded", ())], start=1):
@@ -409,3 +411,39 @@ def test_workflow_code_gets_dataclasses_and_error_causes() -> None:
     assert sim.final == {"kind": "complete_workflow", "result": {
         "line": {"sku": "a", "quantity": 2, "price": 3.0}, "cause": "Declined",
         "inner": "Timeout"}}
+
+
+# ---- docs/sdk.md's example ----------------------------------------------------------------
+
+
+def _docs_blocks() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    section = text.split("## Data conversion and codecs", 1)[1].split("\n## ", 1)[0]
+    return [block.split("\n", 1)[1] for block in section.split("```python")[1:]
+            for block in [block.split("```", 1)[0]]]
+
+
+def test_the_docs_example_converts_and_encodes_as_it_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    module = types.ModuleType("docs_convert_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(_docs_blocks()[0], "docs/sdk.md", "exec"), module.__dict__)
+    namespace = module.__dict__
+    order_type, receipt_type = namespace["Order"], namespace["Receipt"]
+    codec = namespace["ZlibCodec"]()
+    conv = PayloadConverter(codec)
+    assert conv.decode_sync(conv.encode_sync({"id": 7})) == {"id": 7}
+
+    charge = namespace["charge"]
+    sim = EngineSim(namespace["checkout"], to_json(order_type(7, ["book", "pen"])))
+    sim.drive({"charge": lambda input: to_json(charge(None, from_json(input, order_type)))})
+    assert sim.final == {"kind": "complete_workflow", "result": {"order_id": 7, "charged": 19.0}}
+    assert from_json(sim.final["result"], return_hint(namespace["checkout"])) == receipt_type(
+        7, 19.0)
+    with pytest.raises(sdk.ApplicationError, match="nothing to charge"):
+        charge(None, order_type(8, []))
