@@ -11,9 +11,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sdk._activity import ActivityCancelledError, ActivityContext, ActivityInfo, activity
+    from sdk._activity import (
+        ActivityCancelledError,
+        ActivityContext,
+        ActivityInfo,
+        CompleteAsync,
+        activity,
+    )
     from sdk._client import (
+        AsyncActivityHandle,
         AsyncClient,
+        AsyncClientActivityHandle,
         AsyncWorkflowHandle,
         Client,
         SchedAPIError,
@@ -39,9 +47,12 @@ _EXPORTS: dict[str, str] = {
     "ActivityError": "sdk._errors",
     "ActivityInfo": "sdk._activity",
     "ApplicationError": "sdk._errors",
+    "AsyncActivityHandle": "sdk._client",
     "AsyncClient": "sdk._client",
+    "AsyncClientActivityHandle": "sdk._client",
     "AsyncWorkflowHandle": "sdk._client",
     "Client": "sdk._client",
+    "CompleteAsync": "sdk._activity",
     "NonDeterminismError": "sdk._errors",
     "PayloadCodec": "sdk._converter",
     "PayloadConversionError": "sdk._converter",
@@ -79,9 +90,12 @@ __all__ = [
     "ActivityError",
     "ActivityInfo",
     "ApplicationError",
+    "AsyncActivityHandle",
     "AsyncClient",
+    "AsyncClientActivityHandle",
     "AsyncWorkflowHandle",
     "Client",
+    "CompleteAsync",
     "NonDeterminismError",
     "PayloadCodec",
     "PayloadConversionError",

@@ -31,10 +31,12 @@ from urllib.parse import quote
 import httpx
 
 from sdk._converter import PayloadCodec, PayloadConverter, from_json, return_hint, to_json
-from sdk._errors import SchedError, WorkflowFailureError
+from sdk._errors import SchedError, WorkflowFailureError, failure_from_exception
 
 __all__ = [
+    "AsyncActivityHandle",
     "AsyncClient",
+    "AsyncClientActivityHandle",
     "AsyncWorkflowHandle",
     "Client",
     "SchedAPIError",
@@ -167,6 +169,17 @@ async def _decoded_body(converter: PayloadConverter, body: dict[str, Any]) -> di
     if isinstance(body.get("failure"), Mapping):
         decoded["failure"] = await converter.decode_failure(body["failure"])
     return decoded
+
+
+def _activity_request(task_token: str, action: str, body: dict[str, Any]) -> _Request:
+    """A call on an async-completed activity; sent once (a repeat of a completion that
+    went through is answered ``stale_task``)."""
+    return _Request("POST", f"/api/activities/{quote(task_token, safe='')}/{action}",
+                    json=body)
+
+
+def _cancel_requested(response: httpx.Response) -> bool:
+    return bool(_object(response).get("cancel_requested"))
 
 
 def _signal_request(workflow_id: str, name: str, input: Any) -> _Request:
@@ -349,6 +362,40 @@ class Client:
                             result_type: Any = None) -> WorkflowHandle:
         return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
+    def get_async_activity_handle(self, task_token: str) -> AsyncActivityHandle:
+        """The activity attempt ``task_token`` names (``ActivityInfo.task_token`` of an
+        activity that raised ``sdk.CompleteAsync``), to complete, fail or heartbeat it."""
+        return AsyncActivityHandle(self, task_token)
+
+
+class AsyncActivityHandle:
+    """An activity completed from outside its worker (``sdk.CompleteAsync``). Each call
+    raises ``SchedAPIError``: 404 ``activity_not_found`` for an unknown token, 409
+    ``stale_task`` once the attempt is over (completed, failed, timed out, retried)."""
+
+    def __init__(self, client: Client, task_token: str) -> None:
+        self.client = client
+        self.task_token = task_token
+
+    def complete(self, result: Any = None) -> None:
+        payload = self.client._converter.encode_sync(to_json(result))
+        _body(self.client._call(_activity_request(self.task_token, "complete",
+                                                  {"result": payload})))
+
+    def fail(self, error: BaseException) -> None:
+        """Fail the attempt with ``error`` (retried per the activity's retry policy unless
+        it is a non-retryable ``ApplicationError``)."""
+        failure = failure_from_exception(error)
+        failure = self.client._converter.encode_failure_sync(failure)
+        _body(self.client._call(_activity_request(self.task_token, "fail",
+                                                  {"failure": failure})))
+
+    def heartbeat(self, details: Any = None) -> bool:
+        """Record progress; returns whether the workflow asked the activity to cancel."""
+        payload = self.client._converter.encode_sync(to_json(details))
+        return _cancel_requested(self.client._call(
+            _activity_request(self.task_token, "heartbeat", {"details": payload})))
+
 
 class WorkflowHandle:
     """One workflow (and, if ``run_id`` is set, one of its runs)."""
@@ -485,6 +532,33 @@ class AsyncClient:
         self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
     ) -> AsyncWorkflowHandle:
         return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
+
+    def get_async_activity_handle(self, task_token: str) -> AsyncClientActivityHandle:
+        """The asynchronous twin of ``Client.get_async_activity_handle``."""
+        return AsyncClientActivityHandle(self, task_token)
+
+
+class AsyncClientActivityHandle:
+    """The asynchronous twin of ``AsyncActivityHandle``."""
+
+    def __init__(self, client: AsyncClient, task_token: str) -> None:
+        self.client = client
+        self.task_token = task_token
+
+    async def complete(self, result: Any = None) -> None:
+        payload = await self.client._converter.encode(to_json(result))
+        _body(await self.client._call(_activity_request(self.task_token, "complete",
+                                                        {"result": payload})))
+
+    async def fail(self, error: BaseException) -> None:
+        failure = await self.client._converter.encode_failure(failure_from_exception(error))
+        _body(await self.client._call(_activity_request(self.task_token, "fail",
+                                                        {"failure": failure})))
+
+    async def heartbeat(self, details: Any = None) -> bool:
+        payload = await self.client._converter.encode(to_json(details))
+        return _cancel_requested(await self.client._call(
+            _activity_request(self.task_token, "heartbeat", {"details": payload})))
 
 
 class AsyncWorkflowHandle:

@@ -473,6 +473,11 @@ class PayloadConverter:
             return failure
         return await self._apply(lambda fn: _map_failure(failure, fn), self.decode)
 
+    def encode_failure_sync(self, failure: Any) -> Any:
+        if self.codec is None:
+            return failure
+        return _map_failure(failure, self.encode_sync)
+
     def decode_failure_sync(self, failure: Any) -> Any:
         if self.codec is None:
             return failure

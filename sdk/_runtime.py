@@ -698,6 +698,8 @@ class WorkflowInstance:
                 failure, attempt=attributes.get("attempt"), timeout_type=timeout_type,
                 activity_type=activity_type, seq=seq,
             ))
+        elif isinstance(future, ActivityHandle) and future.cancel_requested:
+            future.cancel_completed()  # wait_cancellation_completed: the wait is over
         else:  # ActivityTaskCanceled without the workflow asking (it cancels handles itself)
             future.set_exception(ActivityError(
                 {"type": "ActivityCanceled", "message": "the activity was canceled",
@@ -775,8 +777,14 @@ class WorkflowInstance:
         return handle
 
     def _cancel_activity(self, future: DurableFuture) -> None:
-        self._pending.pop(future.seq, None)
-        self._issue(RequestCancelActivity(seq=future.seq), None)
+        """Cancelling an activity's handle, by its cancellation type: ``try_cancel`` asks
+        the engine and forgets the activity; ``wait_cancellation_completed`` asks and keeps
+        waiting for its outcome; ``abandon`` only forgets it."""
+        kind = getattr(future, "cancellation_type", "try_cancel")
+        if kind != "wait_cancellation_completed":
+            self._pending.pop(future.seq, None)
+        if kind != "abandon":
+            self._issue(RequestCancelActivity(seq=future.seq), None)
 
     def start_timer(self, duration_ms: int) -> DurableFuture:
         seq = self._next_seq()

@@ -85,6 +85,7 @@ from sdk._activity import (
     ActivityContext,
     ActivityDefinition,
     ActivityInfo,
+    CompleteAsync,
     activity_definition,
     parse_timestamp,
 )
@@ -113,6 +114,7 @@ from sdk.protocol import (
     ActivityCancel,
     ActivityHeartbeat,
     ActivityTask,
+    ActivityTaskAsync,
     ActivityTaskCompleted,
     ActivityTaskFailedMsg,
     Credit,
@@ -889,6 +891,7 @@ class Worker:
             scheduled_at=parse_timestamp(msg.scheduled_at),
             heartbeat_timeout=msg.heartbeat_timeout,
             start_to_close_timeout=msg.start_to_close_timeout,
+            task_token=msg.token,
         )
         token = msg.token
         ctx = ActivityContext(
@@ -1007,6 +1010,13 @@ class Worker:
         except asyncio.CancelledError:
             ctx._flush()
             raise  # the worker itself is stopping: the engine re-delivers the task
+        except CompleteAsync:
+            if running.refused is None:
+                await self._hand_off(msg.token, running)
+                return None
+            failure = running.refused
+            await self._finish_encoded(msg.token, running, failure=failure)
+            return failure
         except BaseException as exc:  # SystemExit from an activity's thread is its failure too
             failure = running.refused or failure_from_exception(exc)
             await self._finish_encoded(msg.token, running, failure=failure,
@@ -1017,6 +1027,23 @@ class Worker:
             await self._finish_encoded(msg.token, running, failure=running.refused)
             return running.refused
         return await self._finish_encoded(msg.token, running, result=result)
+
+    async def _hand_off(self, token: str, running: _RunningActivity) -> None:
+        """The activity raised ``CompleteAsync``: once its last heartbeat went out, tell the
+        engine that outside code completes it."""
+        running.ctx._flush()
+        if running.heartbeat is not None:
+            await asyncio.gather(running.heartbeat, return_exceptions=True)
+        msg_id = self._next_id()
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                logger.warning("engine refused the async hand-off of %s: %s: %s",
+                               running.ctx.info.activity_id, reply.code, reply.message,
+                               extra=_run_fields(running.ctx.info))
+
+        self._send_tracked(ActivityTaskAsync(token=token, id=msg_id).encode(), msg_id,
+                           on_reply, resend=True, token=token)
 
     async def _activity_input(self, definition: ActivityDefinition, msg: ActivityTask,
                               ctx: ActivityContext) -> Any:

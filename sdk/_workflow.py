@@ -169,9 +169,17 @@ class DurableFuture(asyncio.Future[Any]):
         return super().cancel(msg)
 
 
+CANCELLATION_TYPES = ("try_cancel", "wait_cancellation_completed", "abandon")
+"""What cancelling an activity's handle does (``cancellation_type=``): ``try_cancel`` asks
+the engine to cancel it and cancels the handle at once; ``wait_cancellation_completed`` asks
+and keeps the handle pending until the activity reports (canceled: the handle is cancelled;
+completed: its result; failed: ``ActivityError``); ``abandon`` cancels the handle and does not
+tell the engine (the activity runs on, its outcome ignored)."""
+
+
 class ActivityHandle(DurableFuture):
     """A scheduled activity: await it for the result (or ``ActivityError``), cancel it to ask
-    the engine to cancel the activity (the handle is cancelled at once).
+    the engine to cancel the activity (what then happens is its ``cancellation_type``).
 
     The result is rebuilt as ``result_type`` (``sdk._converter.from_json``) when it is set:
     a value that does not fit raises ``PayloadConversionError`` where it is awaited."""
@@ -181,6 +189,27 @@ class ActivityHandle(DurableFuture):
         super().__init__(loop=loop, seq=seq, on_cancel=on_cancel)
         self.activity_type = activity_type
         self.result_type: Any = Any
+        self.cancellation_type = "try_cancel"
+        self.cancel_requested = False  # wait_cancellation_completed: asked, not yet over
+        self._cancel_message: Any = None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.cancellation_type != "wait_cancellation_completed":
+            return super().cancel(msg)
+        if self.done():
+            return False
+        if not self.cancel_requested:  # ask once; stay pending until the activity reports
+            self.cancel_requested = True
+            self._cancel_message = msg
+            hook, self._on_cancel = self._on_cancel, None
+            if hook is not None:
+                hook(self)
+        return True
+
+    def cancel_completed(self) -> None:
+        """The activity reported that it was canceled: cancel the handle now."""
+        if not self.done():
+            asyncio.Future.cancel(self, self._cancel_message)
 
     def set_result(self, result: Any) -> None:
         try:
@@ -314,12 +343,16 @@ class WorkflowContext:
         schedule_to_start_timeout: Duration | None = None,
         heartbeat_timeout: Duration | None = None,
         result_type: Any = None,
+        cancellation_type: str = "try_cancel",
     ) -> ActivityHandle:
         """Schedule an activity now; await the handle for its result.
 
         ``input`` may hold dataclasses and pydantic models (sent as JSON objects); the result
         is rebuilt as ``result_type``, or as the activity function's return annotation when
-        the function (not its name) is passed."""
+        the function (not its name) is passed. ``cancellation_type`` says what cancelling the
+        handle does (``CANCELLATION_TYPES``)."""
+        if cancellation_type not in CANCELLATION_TYPES:
+            raise ValueError(f"cancellation_type must be one of {', '.join(CANCELLATION_TYPES)}")
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError("retry_policy must be an sdk.RetryPolicy")
         if task_queue is not None and (not isinstance(task_queue, str) or not task_queue):
@@ -338,6 +371,7 @@ class WorkflowContext:
             heartbeat_ms=heartbeat_ms,
         ))
         handle.result_type = _result_type(activity, result_type)
+        handle.cancellation_type = cancellation_type
         return handle
 
     async def execute_activity(
@@ -352,6 +386,7 @@ class WorkflowContext:
         schedule_to_start_timeout: Duration | None = None,
         heartbeat_timeout: Duration | None = None,
         result_type: Any = None,
+        cancellation_type: str = "try_cancel",
     ) -> Any:
         """Run an activity and return its result; raises ``ActivityError`` if it failed."""
         return await self.start_activity(
@@ -360,6 +395,7 @@ class WorkflowContext:
             schedule_to_close_timeout=schedule_to_close_timeout,
             schedule_to_start_timeout=schedule_to_start_timeout,
             heartbeat_timeout=heartbeat_timeout, result_type=result_type,
+            cancellation_type=cancellation_type,
         )
 
     async def execute_local_activity(
