@@ -112,3 +112,27 @@ def test_an_unknown_cancellation_type_is_refused() -> None:
     assert result.cause == "workflow_error"
     assert result.failure is not None and result.failure["type"] == "ValueError"
     assert "cancellation_type must be one of" in result.failure["message"]
+
+
+def test_the_docs_example_waits_for_the_clean_up(monkeypatch: Any) -> None:
+    """docs/sdk.md's cancellation example, run as written."""
+    import sys
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    section = text.split("### Cancellation types", 1)[1].split("### Async completion", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("docs_cancellation_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    module.__dict__.update(asyncio=asyncio, sdk=sdk, cleans_up_on_cancel="cleans_up_on_cancel")
+    exec(compile(code, "docs/sdk.md", "exec"), module.__dict__)
+
+    sim = EngineSim(module.with_cleanup)
+    sim.run_task()
+    sim.fire(2)
+    sim.run_task()
+    assert sim.kinds(1) == ["request_cancel_activity"]
+    _canceled(sim)
+    sim.run_task()
+    assert sim.final == {"kind": "complete_workflow", "result": "canceled"}
