@@ -117,12 +117,17 @@ def _to_json(value: Any) -> Any:
 
 def from_json(value: Any, hint: Any) -> Any:
     """``value`` (plain JSON) rebuilt as ``hint`` says: dataclasses (recursively, by their
-    fields' hints; unknown keys are ignored), pydantic models, enums, datetimes, UUIDs,
-    Decimals, tuples, sets, ``list[X]``, ``dict[K, V]``, ``X | None`` and other unions (the
-    first member that takes it). ``Any`` or no hint: ``value`` unchanged. Raises
-    ``PayloadConversionError`` when ``value`` does not fit."""
+    fields' hints; unknown keys are ignored), pydantic models, enums, datetimes, dates, times,
+    UUIDs, Decimals, tuples, sets, ``list[X]``, ``dict[K, V]``, ``X | None`` and other unions
+    (the first member the value fits). ``Any``, no hint, or null: ``value`` unchanged.
+
+    Lenient where nothing is to be rebuilt: a value whose shape does not match a plain hint
+    (``list[str]`` given an object, ``int`` given a string) is passed on as it is, as it was
+    before type hints were read, so loosely annotated code keeps working. What cannot be
+    rebuilt as asked (a dataclass, model or enum the value does not fit) raises
+    ``PayloadConversionError``."""
     try:
-        return _from_json(value, hint)
+        return _from_json(value, hint, strict=False)
     except PayloadConversionError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as err:
@@ -130,28 +135,34 @@ def from_json(value: Any, hint: Any) -> Any:
                                      ) from err
 
 
-def _from_json(value: Any, hint: Any) -> Any:
-    if hint is None or hint is type(None):
+class _Mismatch(TypeError):
+    """The value does not have the hint's shape (strict mode: a union member is tried)."""
+
+
+def _from_json(value: Any, hint: Any, *, strict: bool) -> Any:
+    if value is None or hint is None or hint is type(None) or hint is Any:
         return value
-    if hint is Any or hint is inspect.Parameter.empty or isinstance(hint, typing.TypeVar):
+    if hint is inspect.Parameter.empty or isinstance(hint, typing.TypeVar):
         return value
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Annotated:
-        return _from_json(value, args[0])
+        return _from_json(value, args[0], strict=strict)
     if origin is typing.Union or origin is types.UnionType:
-        return _from_union(value, args)
+        return _from_union(value, args, strict=strict)
     if origin is typing.Literal:
+        if strict and value not in args:
+            raise _Mismatch(f"{value!r} is not one of {args!r}")
         return value
     if origin is not None:
-        return _from_generic(value, origin, args)
+        return _from_generic(value, origin, args, strict=strict)
     if not isinstance(hint, type):
         return value  # a forward reference, a NewType, ...: leave it
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise TypeError(f"expected an object for {hint.__name__}")
+            raise _Mismatch(f"expected an object for {hint.__name__}")
         hints = _type_hints(hint)
-        kwargs = {f.name: _from_json(value[f.name], hints.get(f.name, Any))
+        kwargs = {f.name: _from_json(value[f.name], hints.get(f.name, Any), strict=False)
                   for f in dataclasses.fields(hint) if f.init and f.name in value}
         return hint(**kwargs)
     validate = getattr(hint, "model_validate", None)
@@ -159,76 +170,101 @@ def _from_json(value: Any, hint: Any) -> Any:
         return validate(value)
     if issubclass(hint, enum.Enum):
         return hint(value)
-    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    return _from_scalar(value, hint)
+    return _from_scalar(value, hint, strict=strict)
 
 
-def _from_scalar(value: Any, hint: type) -> Any:
+def _from_scalar(value: Any, hint: type, *, strict: bool) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is dt.datetime and isinstance(value, str):
-        return dt.datetime.fromisoformat(value)
-    if hint is dt.date and isinstance(value, str):
-        return dt.date.fromisoformat(value)
-    if hint is dt.time and isinstance(value, str):
-        return dt.time.fromisoformat(value)
-    if hint is uuid.UUID and isinstance(value, str):
-        return uuid.UUID(value)
-    if hint is Decimal and isinstance(value, str | int | float):
-        return Decimal(str(value))
+    parse = _PARSERS.get(hint)
+    if parse is not None and isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            return parse(value)
+        except (TypeError, ValueError):
+            if strict:
+                raise _Mismatch(f"{value!r} is not a {hint.__name__}") from None
+            return value
     if hint in (tuple, set, frozenset, list) and isinstance(value, list):
         return hint(value)
-    if hint in (str, int, float, bool, list, dict):
-        raise TypeError(f"expected {hint.__name__}, got {type(value).__name__}")
+    if strict and not _is_instance(value, hint):
+        raise _Mismatch(f"expected {hint.__name__}, got {type(value).__name__}")
     return value
 
 
-def _from_union(value: Any, args: tuple[Any, ...]) -> Any:
-    if value is None and type(None) in args:
-        return None
-    members = [a for a in args if a is not type(None)]
+_PARSERS: dict[type, Callable[[Any], Any]] = {
+    dt.datetime: lambda v: dt.datetime.fromisoformat(v) if isinstance(v, str) else _no(v),
+    dt.date: lambda v: dt.date.fromisoformat(v) if isinstance(v, str) else _no(v),
+    dt.time: lambda v: dt.time.fromisoformat(v) if isinstance(v, str) else _no(v),
+    uuid.UUID: lambda v: uuid.UUID(v) if isinstance(v, str) else _no(v),
+    Decimal: lambda v: Decimal(str(v)),
+}
+
+
+def _no(value: Any) -> Any:
+    raise TypeError(f"cannot parse {type(value).__name__}")
+
+
+def _is_instance(value: Any, hint: type) -> bool:
+    if hint is int and isinstance(value, bool):
+        return False
+    try:
+        return isinstance(value, hint)
+    except TypeError:  # a TypedDict, a Protocol, ...: cannot tell
+        return True
+
+
+def _from_union(value: Any, args: tuple[Any, ...], *, strict: bool) -> Any:
     errors: list[str] = []
-    for member in members:
+    for member in (a for a in args if a is not type(None)):
         try:
-            return _from_json(value, member)
+            return _from_json(value, member, strict=True)
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             errors.append(str(err))
-    raise TypeError("no member of the union takes it: " + "; ".join(errors))
+    if strict:
+        raise _Mismatch("no member of the union takes it: " + "; ".join(errors))
+    return value
 
 
-def _from_generic(value: Any, origin: Any, args: tuple[Any, ...]) -> Any:
+def _from_generic(value: Any, origin: Any, args: tuple[Any, ...], *, strict: bool) -> Any:
     import collections.abc as abc
 
     if origin in (list, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set,
-                  abc.MutableSet, abc.Iterable, abc.Collection):
+                  abc.MutableSet, abc.Iterable, abc.Collection, tuple):
         if not isinstance(value, list):
-            raise TypeError(f"expected an array, got {type(value).__name__}")
+            if strict:
+                raise _Mismatch(f"expected an array, got {type(value).__name__}")
+            return value
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if args and len(args) != len(value):
+                if strict:
+                    raise _Mismatch(f"expected {len(args)} items, got {len(value)}")
+                return value
+            return tuple(_from_json(v, a, strict=strict)
+                         for v, a in zip(value, args or [Any] * len(value), strict=True))
         item = args[0] if args else Any
-        items = [_from_json(v, item) for v in value]
-        return set(items) if origin in (set, abc.Set, abc.MutableSet) else (
-            frozenset(items) if origin is frozenset else items)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise TypeError(f"expected an array, got {type(value).__name__}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(v, args[0]) for v in value)
-        if args and len(args) != len(value):
-            raise TypeError(f"expected {len(args)} items, got {len(value)}")
-        return tuple(_from_json(v, a) for v, a in zip(value, args or [Any] * len(value),
-                                                          strict=True))
+        items = [_from_json(v, item, strict=strict) for v in value]
+        if origin is tuple:
+            return tuple(items)
+        if origin in (set, abc.Set, abc.MutableSet):
+            return set(items)
+        return frozenset(items) if origin is frozenset else items
     if origin in (dict, abc.Mapping, abc.MutableMapping):
         if not isinstance(value, Mapping):
-            raise TypeError(f"expected an object, got {type(value).__name__}")
+            if strict:
+                raise _Mismatch(f"expected an object, got {type(value).__name__}")
+            return value
         key, item = (args[0], args[1]) if len(args) == 2 else (Any, Any)
-        return {_from_key(k, key): _from_json(v, item) for k, v in value.items()}
+        return {_from_key(k, key): _from_json(v, item, strict=strict) for k, v in value.items()}
     return value
 
 
 def _from_key(key: Any, hint: Any) -> Any:
     if hint is int and isinstance(key, str):
-        return int(key)  # JSON object keys are strings
-    return _from_json(key, hint)
+        try:
+            return int(key)  # JSON object keys are strings
+        except ValueError:
+            return key
+    return _from_json(key, hint, strict=False)
 
 
 def _type_hints(obj: Any) -> dict[str, Any]:

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
-from sdk._converter import from_json, input_hint, to_json
+from sdk._converter import PayloadConversionError, from_json, input_hint, to_json
 from sdk._errors import (
     ActivityError,
     ApplicationError,
@@ -733,8 +733,10 @@ class WorkflowInstance:
         self._finished = True
 
     def _run_failure(self, exc: BaseException) -> BaseException:
-        """``exc``, if it fails the run; else the workflow task fails (raised out of it)."""
-        if isinstance(exc, self._run_failures):
+        """``exc``, if it fails the run; else the workflow task fails (raised out of it). A
+        payload that does not fit the workflow's type hints (``PayloadConversionError``) is a
+        bug of the code, as in Temporal: it fails the task, so a fixed deploy resumes the run."""
+        if isinstance(exc, self._run_failures) and not isinstance(exc, PayloadConversionError):
             return exc
         raise _WorkflowCodeError(exc) from exc
 

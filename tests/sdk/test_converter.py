@@ -113,11 +113,28 @@ def test_plain_json_passes_through_both_ways_unchanged(value: Any) -> None:
 def test_a_value_that_does_not_fit_its_hint_is_a_conversion_error() -> None:
     with pytest.raises(sdk.PayloadConversionError, match="Line"):
         from_json({"sku": "a"}, Line)  # quantity and price are missing
-    with pytest.raises(sdk.PayloadConversionError):
-        from_json("nope", list[int])
+    with pytest.raises(sdk.PayloadConversionError, match="Color"):
+        from_json("green", Color)
     with pytest.raises(sdk.PayloadConversionError) as caught:
         from_json(3, Line)
     assert caught.value.non_retryable and caught.value.type == "PayloadConversionError"
+
+
+def test_plain_hints_that_do_not_match_pass_the_value_on_as_before() -> None:
+    # Loosely annotated code keeps working: nothing is rebuilt, nothing is refused.
+    assert from_json("nope", list[int]) == "nope"
+    assert from_json({"a": 1}, list[str]) == {"a": 1}
+    assert from_json(None, Line) is None and from_json(None, dict[str, Any]) is None
+    assert from_json("soon", dt.datetime) == "soon"
+    assert from_json({"k": "v"}, dict[int, str]) == {"k": "v"}
+
+
+def test_a_union_takes_the_first_member_the_value_fits() -> None:
+    line = {"sku": "a", "quantity": 1, "price": 2.0}
+    assert from_json(line, list[Line] | Line) == Line("a", 1, 2.0)
+    assert from_json([line], list[Line] | Line) == [Line("a", 1, 2.0)]
+    assert from_json("2026-01-02", int | dt.date) == dt.date(2026, 1, 2)
+    assert from_json("x", int | dt.date) == "x"  # none fits: passed on
 
 
 def test_unknown_keys_are_ignored_and_numbers_widen() -> None:
@@ -447,3 +464,18 @@ def test_the_docs_example_converts_and_encodes_as_it_says(
         7, 19.0)
     with pytest.raises(sdk.ApplicationError, match="nothing to charge"):
         charge(None, order_type(8, []))
+
+
+@sdk.workflow
+async def wants_an_order(ctx: sdk.WorkflowContext, input: Order) -> None:
+    return None
+
+
+def test_an_input_that_does_not_fit_fails_the_workflow_task_not_the_run() -> None:
+    from workflows.core.state import Status
+
+    sim = EngineSim(wants_an_order, {"id": "not an order"})
+    result = sim.run_task()
+    assert result.cause == "workflow_error"
+    assert result.failure is not None and result.failure["type"] == "PayloadConversionError"
+    assert sim.status is Status.RUNNING  # a deploy with fixed hints resumes it
