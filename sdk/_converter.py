@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 from sdk._errors import ApplicationError
-from sdk.protocol.limits import MAX_FAILURE_CAUSE_DEPTH
+from sdk.protocol.failures import failure_chain
 from sdk.protocol.payloads import (
     CODEC_KEY,
     MARKER_PAYLOAD_FIELDS,
@@ -307,20 +307,15 @@ PayloadFn = Callable[[Any], Any]
 
 
 def _map_failure(failure: Any, fn: PayloadFn) -> Any:
-    """``failure`` with ``fn`` applied to the ``details`` of it and each of its causes."""
+    """``failure`` with ``fn`` applied to the ``details`` of it and each of its causes (a
+    chain cut at the depth limit loses its tail here, as ``normalize_failure`` cuts it)."""
     if not isinstance(failure, Mapping):
         return failure
-    chain: list[Mapping[str, Any]] = []
-    current: Any = failure
-    while isinstance(current, Mapping) and len(chain) <= MAX_FAILURE_CAUSE_DEPTH:
-        chain.append(current)
-        current = current.get("cause")
-    # A chain cut at the depth limit loses its tail here, as normalize_failure cuts it.
-    rebuilt: Any = None if isinstance(current, Mapping) else current
-    for item in reversed(chain):
-        new = dict(item)
+    rebuilt: dict[str, Any] | None = None
+    for item in reversed(failure_chain(failure)):
+        new = {k: v for k, v in item.items() if k != "cause"}
         new["details"] = fn(item.get("details"))
-        if "cause" in item or rebuilt is not None:
+        if rebuilt is not None:
             new["cause"] = rebuilt
         rebuilt = new
     return rebuilt
