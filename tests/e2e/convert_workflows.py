@@ -116,3 +116,17 @@ async def every_payload(ctx: sdk.WorkflowContext, input: str) -> dict[str, str]:
 async def refused_charge(ctx: sdk.WorkflowContext, input: str) -> None:
     """Fails with the activity's error: the client sees the whole chain."""
     await ctx.execute_activity(refuse, input, start_to_close_timeout=20)
+
+
+@sdk.activity
+def beat_and_park(ctx: sdk.ActivityContext, input: str) -> None:
+    """Heartbeats ``input``, then hands its completion to the test (``CompleteAsync``)."""
+    ctx.heartbeat({"progress": input})
+    raise sdk.CompleteAsync()
+
+
+@sdk.workflow
+async def parked(ctx: sdk.WorkflowContext, input: str) -> Quote:
+    quote: Quote = await ctx.execute_activity(beat_and_park, input, start_to_close_timeout=60,
+                                              result_type=Quote)
+    return quote

@@ -64,7 +64,7 @@ print(json.dumps({{
     "events": [[e.event_type, e.attributes] for e in
                HistoryEvent.objects.filter(execution__in=runs).order_by("execution", "event_id")],
     "runs": [[r.input, r.result, r.failure, r.state, r.last_task_failure] for r in runs],
-    "tasks": [[t.input, t.heartbeat_details, t.last_failure] for t in
+    "tasks": [[t.input, t.heartbeat_details, t.last_failure, t.kind, t.token] for t in
               Task.objects.filter(execution__in=runs)],
 }}))
 """
@@ -148,3 +148,23 @@ def test_the_client_sees_the_whole_failure_chain(codec_client: sdk.Client) -> No
     root = application_error.cause
     assert isinstance(root, sdk.ApplicationError)
     assert root.type == "ValueError" and root.message == "bad input"
+
+
+def test_heartbeats_and_async_completions_are_encoded_too(
+        stack: Stack, codec_client: sdk.Client) -> None:
+    handle = codec_client.start_workflow("parked", SECRET, task_queue=CODEC_QUEUE,
+                                         workflow_id=f"parked-{uuid.uuid4().hex}")
+
+    def parked_activity() -> list[Any] | None:
+        tasks = stored(stack, handle.workflow_id)["tasks"]
+        beating = [t for t in tasks if t[3] == "activity" and t[1] is not None]
+        return beating[0] if beating else None
+
+    _input, details, _failure, _kind, token = wait_for(parked_activity, timeout=60)
+    assert set(details) == {CODEC_KEY}
+    activity = codec_client.get_async_activity_handle(token)
+    assert activity.heartbeat({"progress": f"more {SECRET}"}) is False
+    assert SECRET not in json.dumps(stored(stack, handle.workflow_id))
+    activity.complete(QUOTE)
+    assert handle.result(timeout=60, result_type=Quote) == QUOTE
+    assert SECRET not in json.dumps(stored(stack, handle.workflow_id))
