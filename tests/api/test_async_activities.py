@@ -81,9 +81,12 @@ def test_heartbeat_records_details_and_says_whether_to_cancel(
     assert post(api_client, token, "heartbeat", {}).json() == {"cancel_requested": True}
 
 
-@pytest.mark.parametrize("token", ["nope", "999999.abcdef", "12x.abc", "0."])
+@pytest.mark.parametrize("token", ["nope", "999999.abcdef", "12x.abc", "0.", "{run}.a%00b",
+                                   "{run}." + "a" * 100])
 @pytest.mark.parametrize("action", ["complete", "fail", "heartbeat"])
 def test_an_unknown_token_is_404(api_client: APIClient, token: str, action: str) -> None:
+    start(api_client)
+    token = token.format(run=Execution.objects.get(workflow_id="w").pk)
     body = {"failure": {"type": "E"}} if action == "fail" else {}
     r = post(api_client, token, action, body)
     assert r.status_code == 404 and r.json()["error"]["code"] == "activity_not_found"

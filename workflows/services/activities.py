@@ -16,6 +16,7 @@ from typing import Any
 
 from dispatch.store import TaskKind, execution_id_from_token, tasks
 from schedproject.transactions import atomic
+from sdk.protocol.payloads import text_problem
 from workflows import store as executions
 from workflows.errors import NotFound
 
@@ -33,10 +34,15 @@ def activity_task_hand_off(*, token: str, worker_id: str) -> None:
         tasks.hand_off(task)
 
 
+MAX_TOKEN_LENGTH = 64  # dispatch.models.Task.token
+
+
 def _known(token: str) -> None:
-    """``activity_not_found`` unless ``token`` names a run that exists."""
+    """``activity_not_found`` unless ``token`` could be a lease token (a token no lease can
+    have, e.g. with NUL, never reaches the database) of a run that exists."""
     execution_id = execution_id_from_token(token)
-    if execution_id is None or not executions.get_many([execution_id]):
+    if (len(token) > MAX_TOKEN_LENGTH or text_problem(token) is not None or execution_id is None
+            or not executions.get_many([execution_id])):
         raise NotFound("no activity has that task token", code="activity_not_found")
 
 
