@@ -66,6 +66,7 @@ from workflows.services import (
     Lessee,
     activity_task_complete,
     activity_task_fail,
+    activity_task_hand_off,
     activity_task_heartbeat,
     workflow_task_complete,
     workflow_task_fail,
@@ -497,6 +498,15 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
         await self.complete(message.token, message.id, activity_task_fail, lend=True,
                             failure=message.failure, canceled=message.canceled)
+
+    async def handle_activity_task_async(self, message: protocol.ActivityTaskAsync) -> None:
+        was_full = self.is_full()
+        try:
+            await self.db.run(activity_task_hand_off, token=message.token,
+                              worker_id=self.worker_id)
+        finally:
+            self.held.pop(message.token, None)
+        await self.after_completion(message.token, None, message.id, was_full=was_full)
 
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
         cancel = await self.run_unit(

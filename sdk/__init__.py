@@ -11,15 +11,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sdk._activity import ActivityCancelledError, ActivityContext, ActivityInfo, activity
+    from sdk._activity import (
+        ActivityCancelledError,
+        ActivityContext,
+        ActivityInfo,
+        CompleteAsync,
+        activity,
+    )
     from sdk._client import (
+        AsyncActivityHandle,
         AsyncClient,
+        AsyncClientActivityHandle,
         AsyncWorkflowHandle,
         Client,
         SchedAPIError,
         WorkflowAlreadyStartedError,
         WorkflowHandle,
     )
+    from sdk._converter import PayloadCodec, PayloadConversionError
     from sdk._errors import (
         ActivityError,
         ApplicationError,
@@ -38,10 +47,15 @@ _EXPORTS: dict[str, str] = {
     "ActivityError": "sdk._errors",
     "ActivityInfo": "sdk._activity",
     "ApplicationError": "sdk._errors",
+    "AsyncActivityHandle": "sdk._client",
     "AsyncClient": "sdk._client",
+    "AsyncClientActivityHandle": "sdk._client",
     "AsyncWorkflowHandle": "sdk._client",
     "Client": "sdk._client",
+    "CompleteAsync": "sdk._activity",
     "NonDeterminismError": "sdk._errors",
+    "PayloadCodec": "sdk._converter",
+    "PayloadConversionError": "sdk._converter",
     "RetryPolicy": "sdk._retry",
     "SchedAPIError": "sdk._client",
     "SchedError": "sdk._errors",
@@ -76,10 +90,15 @@ __all__ = [
     "ActivityError",
     "ActivityInfo",
     "ApplicationError",
+    "AsyncActivityHandle",
     "AsyncClient",
+    "AsyncClientActivityHandle",
     "AsyncWorkflowHandle",
     "Client",
+    "CompleteAsync",
     "NonDeterminismError",
+    "PayloadCodec",
+    "PayloadConversionError",
     "RetryPolicy",
     "SchedAPIError",
     "SchedError",

@@ -34,6 +34,7 @@ __all__ = [
     "ActivityContext",
     "ActivityDefinition",
     "ActivityInfo",
+    "CompleteAsync",
     "activity",
     "activity_definition",
 ]
@@ -46,6 +47,14 @@ DEFAULT_HEARTBEAT_INTERVAL = 1.0
 
 class ActivityCancelledError(SchedError):
     """Raised by ``ActivityContext.heartbeat()`` once the engine cancelled the activity."""
+
+
+class CompleteAsync(SchedError):
+    """Raised by an activity to hand its completion to outside code: the worker sends no
+    result and forgets the attempt; code holding ``ctx.info.task_token`` finishes it with
+    ``client.get_async_activity_handle(task_token).complete(result)`` (or ``.fail(error)``,
+    ``.heartbeat(details)``). The attempt's start-to-close and heartbeat timeouts still
+    apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,8 @@ class ActivityInfo:
     heartbeat_timeout: float | None
     start_to_close_timeout: float | None
     is_local: bool = False  # a local activity, run inside its workflow task
+    # The attempt's lease token: what outside code completes it by (``CompleteAsync``).
+    task_token: str = ""
 
 
 def parse_timestamp(value: str) -> datetime | None:

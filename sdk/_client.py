@@ -5,6 +5,11 @@ one function (``_raise_for_error``) maps every HTTP error to ``SchedAPIError`` w
 engine's machine-readable ``code``. ``result()`` long-polls the result endpoint, at most 60 s
 per request, and follows continue-as-new chains to the latest run.
 
+Payloads: inputs (start, signal) are converted to JSON (``to_json``: dataclasses, pydantic
+models) and, with a ``payload_codec``, encoded; a result and a failure's details are decoded,
+and the result is rebuilt as ``result_type`` (given to ``result()``/``get_workflow_handle()``,
+or the return annotation of the workflow function given to ``start_workflow``).
+
 Retries: a start and a signal carry a ``request_id`` (a new UUID per call), so the engine
 answers a repeat like the first and writes nothing new; those and the reads (GET) are sent
 again, up to ``retries`` times with exponential back-off, when the connection fails or the
@@ -25,10 +30,13 @@ from urllib.parse import quote
 
 import httpx
 
-from sdk._errors import SchedError, WorkflowFailureError
+from sdk._converter import PayloadCodec, PayloadConverter, from_json, return_hint, to_json
+from sdk._errors import SchedError, WorkflowFailureError, failure_from_exception
 
 __all__ = [
+    "AsyncActivityHandle",
     "AsyncClient",
+    "AsyncClientActivityHandle",
     "AsyncWorkflowHandle",
     "Client",
     "SchedAPIError",
@@ -132,6 +140,46 @@ def _start_request(
         body["execution_timeout"] = execution_timeout
     body["request_id"] = _request_id()
     return _Request("POST", "/api/workflows", json=body, retry=True)
+
+
+def _result_hint(workflow_type: Any, result_type: Any) -> Any:
+    """``result_type``, else the return annotation of a workflow function, else ``Any``."""
+    if result_type is not None:
+        return result_type
+    definition = getattr(workflow_type, "__sched_workflow__", workflow_type)
+    fn = getattr(definition, "fn", None)
+    return return_hint(fn) if callable(fn) else Any
+
+
+def _decoded_body_sync(converter: PayloadConverter, body: dict[str, Any]) -> dict[str, Any]:
+    """A result body with its result and failure decoded (sync codec path)."""
+    if converter.codec is None:
+        return body
+    decoded = {**body, "result": converter.decode_sync(body.get("result"))}
+    if isinstance(body.get("failure"), Mapping):
+        decoded["failure"] = converter.decode_failure_sync(body["failure"])
+    return decoded
+
+
+async def _decoded_body(converter: PayloadConverter, body: dict[str, Any]) -> dict[str, Any]:
+    """A result body with its result and failure decoded."""
+    if converter.codec is None:
+        return body
+    decoded = {**body, "result": await converter.decode(body.get("result"))}
+    if isinstance(body.get("failure"), Mapping):
+        decoded["failure"] = await converter.decode_failure(body["failure"])
+    return decoded
+
+
+def _activity_request(task_token: str, action: str, body: dict[str, Any]) -> _Request:
+    """A call on an async-completed activity; sent once (a repeat of a completion that
+    went through is answered ``stale_task``)."""
+    return _Request("POST", f"/api/activities/{quote(task_token, safe='')}/{action}",
+                    json=body)
+
+
+def _cancel_requested(response: httpx.Response) -> bool:
+    return bool(_object(response).get("cancel_requested"))
 
 
 def _signal_request(workflow_id: str, name: str, input: Any) -> _Request:
@@ -256,7 +304,9 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         retries: int = DEFAULT_RETRIES,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
+        self._converter = PayloadConverter(payload_codec)
         self.timeout = timeout
         self.retries = max(0, retries)
         self._http = httpx.Client(
@@ -296,43 +346,88 @@ class Client:
         workflow_id: str | None = None,
         task_queue: str = "default",
         execution_timeout: float | None = None,
+        result_type: Any = None,
     ) -> WorkflowHandle:
-        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open."""
-        req = _start_request(workflow_type, input, workflow_id, task_queue, execution_timeout)
-        body = _object(self._call(req))
-        return WorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]))
+        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open.
 
-    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
-        return WorkflowHandle(self, workflow_id, run_id)
+        ``result_type`` (or, when ``workflow_type`` is the workflow function, its return
+        annotation) is what the handle's ``result()`` rebuilds the result as."""
+        payload = self._converter.encode_sync(to_json(input))
+        req = _start_request(workflow_type, payload, workflow_id, task_queue, execution_timeout)
+        body = _object(self._call(req))
+        return WorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]),
+                              result_type=_result_hint(workflow_type, result_type))
+
+    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None, *,
+                            result_type: Any = None) -> WorkflowHandle:
+        return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
+
+    def get_async_activity_handle(self, task_token: str) -> AsyncActivityHandle:
+        """The activity attempt ``task_token`` names (``ActivityInfo.task_token`` of an
+        activity that raised ``sdk.CompleteAsync``), to complete, fail or heartbeat it."""
+        return AsyncActivityHandle(self, task_token)
+
+
+class AsyncActivityHandle:
+    """An activity completed from outside its worker (``sdk.CompleteAsync``). Each call
+    raises ``SchedAPIError``: 404 ``activity_not_found`` for an unknown token, 409
+    ``stale_task`` once the attempt is over (completed, failed, timed out, retried)."""
+
+    def __init__(self, client: Client, task_token: str) -> None:
+        self.client = client
+        self.task_token = task_token
+
+    def complete(self, result: Any = None) -> None:
+        payload = self.client._converter.encode_sync(to_json(result))
+        _body(self.client._call(_activity_request(self.task_token, "complete",
+                                                  {"result": payload})))
+
+    def fail(self, error: BaseException) -> None:
+        """Fail the attempt with ``error`` (retried per the activity's retry policy unless
+        it is a non-retryable ``ApplicationError``)."""
+        failure = failure_from_exception(error)
+        failure = self.client._converter.encode_failure_sync(failure)
+        _body(self.client._call(_activity_request(self.task_token, "fail",
+                                                  {"failure": failure})))
+
+    def heartbeat(self, details: Any = None) -> bool:
+        """Record progress; returns whether the workflow asked the activity to cancel."""
+        payload = self.client._converter.encode_sync(to_json(details))
+        return _cancel_requested(self.client._call(
+            _activity_request(self.task_token, "heartbeat", {"details": payload})))
 
 
 class WorkflowHandle:
     """One workflow (and, if ``run_id`` is set, one of its runs)."""
 
-    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(self, client: Client, workflow_id: str, run_id: str | None = None, *,
+                 result_type: Any = None) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
+        self.result_type = result_type
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"
 
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the run to close; its result, or ``WorkflowFailureError``/``TimeoutError``."""
+    def result(self, timeout: float | None = None, *, result_type: Any = None) -> Any:
+        """Wait for the run to close; its result (rebuilt as ``result_type`` or the handle's),
+        or ``WorkflowFailureError``/``TimeoutError``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = _ResultPoll(self.workflow_id, self.run_id, deadline)
         while True:
             wait = poll.next_wait()
             req = _result_request(self.workflow_id, poll.run_id, wait, self.client.timeout)
-            body = _object(self.client._call(req))
+            body = _decoded_body_sync(self.client._converter, _object(self.client._call(req)))
             closed, result = poll.outcome(body)
             if closed:
-                return result
+                return from_json(result, result_type or self.result_type)
             if body.get("status") == "continued_as_new":
                 poll.follow(self._describe(None))
 
     def signal(self, name: str, input: Any = None) -> None:
-        _body(self.client._call(_signal_request(self.workflow_id, name, input)))
+        payload = self.client._converter.encode_sync(to_json(input))
+        _body(self.client._call(_signal_request(self.workflow_id, name, payload)))
 
     def cancel(self, reason: str | None = None) -> None:
         _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
@@ -381,7 +476,9 @@ class AsyncClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         retries: int = DEFAULT_RETRIES,
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
+        self._converter = PayloadConverter(payload_codec)
         self.timeout = timeout
         self.retries = max(0, retries)
         self._http = httpx.AsyncClient(
@@ -422,45 +519,81 @@ class AsyncClient:
         workflow_id: str | None = None,
         task_queue: str = "default",
         execution_timeout: float | None = None,
+        result_type: Any = None,
     ) -> AsyncWorkflowHandle:
         """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open."""
-        req = _start_request(workflow_type, input, workflow_id, task_queue, execution_timeout)
+        payload = await self._converter.encode(to_json(input))
+        req = _start_request(workflow_type, payload, workflow_id, task_queue, execution_timeout)
         body = _object(await self._call(req))
-        return AsyncWorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]))
+        return AsyncWorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]),
+                                   result_type=_result_hint(workflow_type, result_type))
 
     def get_workflow_handle(
-        self, workflow_id: str, run_id: str | None = None
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
     ) -> AsyncWorkflowHandle:
-        return AsyncWorkflowHandle(self, workflow_id, run_id)
+        return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
+
+    def get_async_activity_handle(self, task_token: str) -> AsyncClientActivityHandle:
+        """The asynchronous twin of ``Client.get_async_activity_handle``."""
+        return AsyncClientActivityHandle(self, task_token)
+
+
+class AsyncClientActivityHandle:
+    """The asynchronous twin of ``AsyncActivityHandle``."""
+
+    def __init__(self, client: AsyncClient, task_token: str) -> None:
+        self.client = client
+        self.task_token = task_token
+
+    async def complete(self, result: Any = None) -> None:
+        payload = await self.client._converter.encode(to_json(result))
+        _body(await self.client._call(_activity_request(self.task_token, "complete",
+                                                        {"result": payload})))
+
+    async def fail(self, error: BaseException) -> None:
+        failure = await self.client._converter.encode_failure(failure_from_exception(error))
+        _body(await self.client._call(_activity_request(self.task_token, "fail",
+                                                        {"failure": failure})))
+
+    async def heartbeat(self, details: Any = None) -> bool:
+        payload = await self.client._converter.encode(to_json(details))
+        return _cancel_requested(await self.client._call(
+            _activity_request(self.task_token, "heartbeat", {"details": payload})))
 
 
 class AsyncWorkflowHandle:
     """The asynchronous twin of ``WorkflowHandle``."""
 
-    def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None, *,
+                 result_type: Any = None) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
+        self.result_type = result_type
 
     def __repr__(self) -> str:
         return f"AsyncWorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"
 
-    async def result(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (= sync API)
-        """Wait for the run to close; its result, or ``WorkflowFailureError``/``TimeoutError``."""
+    async def result(self, timeout: float | None = None,  # noqa: ASYNC109 (= sync API)
+                     *, result_type: Any = None) -> Any:
+        """Wait for the run to close; its result (rebuilt as ``result_type`` or the handle's),
+        or ``WorkflowFailureError``/``TimeoutError``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = _ResultPoll(self.workflow_id, self.run_id, deadline)
         while True:
             wait = poll.next_wait()
             req = _result_request(self.workflow_id, poll.run_id, wait, self.client.timeout)
-            body = _object(await self.client._call(req))
+            body = await _decoded_body(self.client._converter,
+                                       _object(await self.client._call(req)))
             closed, result = poll.outcome(body)
             if closed:
-                return result
+                return from_json(result, result_type or self.result_type)
             if body.get("status") == "continued_as_new":
                 poll.follow(await self._describe(None))
 
     async def signal(self, name: str, input: Any = None) -> None:
-        _body(await self.client._call(_signal_request(self.workflow_id, name, input)))
+        payload = await self.client._converter.encode(to_json(input))
+        _body(await self.client._call(_signal_request(self.workflow_id, name, payload)))
 
     async def cancel(self, reason: str | None = None) -> None:
         _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),

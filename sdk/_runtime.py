@@ -82,6 +82,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
+from sdk._converter import PayloadConversionError, from_json, input_hint, to_json
 from sdk._errors import (
     ActivityError,
     ApplicationError,
@@ -572,7 +573,8 @@ class WorkflowInstance:
         self._main = self._loop.create_task(self._run_main(event["attributes"].get("input")))
 
     async def _run_main(self, input: Any) -> Any:
-        return await self.definition.fn(self._ctx, input)
+        fn = self.definition.fn
+        return await fn(self._ctx, from_json(input, input_hint(fn)))
 
     def _on_task_started(self, events: list[WireEvent], i: int) -> bool:
         """Run the activation of the task started at ``events[i]``; True if it is current."""
@@ -757,6 +759,8 @@ class WorkflowInstance:
                 failure, attempt=attributes.get("attempt"), timeout_type=timeout_type,
                 activity_type=activity_type, seq=seq,
             ))
+        elif isinstance(future, ActivityHandle) and future.cancel_requested:
+            future.cancel_completed()  # wait_cancellation_completed: the wait is over
         else:  # ActivityTaskCanceled without the workflow asking (it cancels handles itself)
             future.set_exception(ActivityError(
                 {"type": "ActivityCanceled", "message": "the activity was canceled",
@@ -778,8 +782,8 @@ class WorkflowInstance:
         elif (exc := main.exception()) is not None:
             command = FailWorkflow(failure=failure_from_exception(self._run_failure(exc)))
         else:
-            result = main.result()
             try:
+                result = to_json(main.result())
                 json.dumps(result)
             except (TypeError, ValueError) as err:
                 bad = TypeError(f"the workflow's result is not JSON-serializable: {err}")
@@ -790,8 +794,10 @@ class WorkflowInstance:
         self._finished = True
 
     def _run_failure(self, exc: BaseException) -> BaseException:
-        """``exc``, if it fails the run; else the workflow task fails (raised out of it)."""
-        if isinstance(exc, self._run_failures):
+        """``exc``, if it fails the run; else the workflow task fails (raised out of it). A
+        payload that does not fit the workflow's type hints (``PayloadConversionError``) is a
+        bug of the code, as in Temporal: it fails the task, so a fixed deploy resumes the run."""
+        if isinstance(exc, self._run_failures) and not isinstance(exc, PayloadConversionError):
             return exc
         raise _WorkflowCodeError(exc) from exc
 
@@ -836,8 +842,14 @@ class WorkflowInstance:
         return handle
 
     def _cancel_activity(self, future: DurableFuture) -> None:
-        self._pending.pop(future.seq, None)
-        self._issue(RequestCancelActivity(seq=future.seq), None)
+        """Cancelling an activity's handle, by its cancellation type: ``try_cancel`` asks
+        the engine and forgets the activity; ``wait_cancellation_completed`` asks and keeps
+        waiting for its outcome; ``abandon`` only forgets it."""
+        kind = getattr(future, "cancellation_type", "try_cancel")
+        if kind != "wait_cancellation_completed":
+            self._pending.pop(future.seq, None)
+        if kind != "abandon":
+            self._issue(RequestCancelActivity(seq=future.seq), None)
 
     def start_timer(self, duration_ms: int) -> DurableFuture:
         seq = self._next_seq()

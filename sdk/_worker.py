@@ -44,6 +44,11 @@ Design notes (what was weighed and why it is this way):
   the task completes before the engine's workflow task timeout; an attempt is cut at the
   budget and no retry starts past it. The run is out of the cache meanwhile.
 * Nothing a task or a frame does can stop the worker: every handler is guarded and logs.
+* Payloads: with a ``payload_codec`` the worker decodes the payloads of the events and
+  activity tasks it receives before any user code sees them, and encodes those of the
+  commands, results, failures and heartbeats it sends (``sdk._converter``), so the engine
+  holds only what the codec produced. Values are converted to JSON (dataclasses, pydantic
+  models) on the way out and rebuilt from the function's ``input`` hint on the way in.
 * Sizes: the engine's welcome says the largest frame it takes (``max_payload_bytes``). A frame
   over it is never sent: its item fails instead with ``payload_too_large`` (an activity's
   result or heartbeat fails the attempt, a workflow task's commands fail the workflow task),
@@ -80,8 +85,17 @@ from sdk._activity import (
     ActivityContext,
     ActivityDefinition,
     ActivityInfo,
+    CompleteAsync,
     activity_definition,
     parse_timestamp,
+)
+from sdk._converter import (
+    PayloadCodec,
+    PayloadConversionError,
+    PayloadConverter,
+    from_json,
+    input_hint,
+    to_json,
 )
 from sdk._errors import ApplicationError, SchedError, failure_from_exception
 from sdk._runtime import (
@@ -100,6 +114,7 @@ from sdk.protocol import (
     ActivityCancel,
     ActivityHeartbeat,
     ActivityTask,
+    ActivityTaskAsync,
     ActivityTaskCompleted,
     ActivityTaskFailedMsg,
     Credit,
@@ -169,6 +184,7 @@ class _RunningActivity:
     ctx: ActivityContext
     task: asyncio.Task[None] | None = None
     inner: asyncio.Future[Any] | None = None  # an async activity's own task
+    heartbeat: asyncio.Future[None] | None = None  # the last heartbeat being encoded
     refused: WireFailure | None = None  # a heartbeat too large: the attempt fails with it
 
 
@@ -197,6 +213,7 @@ class Worker:
         local_activity_budget: float = DEFAULT_LOCAL_ACTIVITY_BUDGET,
         deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
         workflow_failure_exception_types: Iterable[type[BaseException]] = (),
+        payload_codec: PayloadCodec | None = None,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_workflow_tasks < 1:
             raise ValueError("the concurrency limits must be at least 1")
@@ -208,6 +225,7 @@ class Worker:
         self._deadlock_timeout = None if deadlock_timeout is None else float(deadlock_timeout)
         self._failure_types = exception_types(workflow_failure_exception_types,
                                               "workflow_failure_exception_types")
+        self._converter = PayloadConverter(payload_codec)
         self.engine_url = engine_url
         self.ws_url = websocket_url(engine_url)
         self.task_queue = task_queue
@@ -632,6 +650,7 @@ class Worker:
         """Activate the run, run the local activities it pauses on until its commands are
         ready, and answer the engine."""
         try:
+            events = await self._converter.decode_events(events)
             res = await self._activation(msg, inst, lambda: inst.activate(events))
             while res is not None and res.local_activities:
                 batch = res.local_activities
@@ -656,8 +675,16 @@ class Worker:
                              extra=_run_fields(msg))
             self._fail_workflow_task(msg, "worker_error", exc)
             return
-        if res is not None:  # None: deadlocked, and failed already
-            self._complete_activation(msg, inst, res)
+        if res is None:  # deadlocked, and failed already
+            return
+        if res.commands is not None:
+            try:
+                res.commands = await self._converter.encode_commands(res.commands)
+            except Exception as exc:
+                self._evict(msg.run_id)
+                self._fail_workflow_task(msg, "unserializable_commands", exc)
+                return
+        self._complete_activation(msg, inst, res)
 
     async def _activation(
         self, msg: WorkflowTask, inst: WorkflowInstance, run: Callable[[], ActivationResult]
@@ -729,6 +756,7 @@ class Worker:
                     else:
                         if done:
                             try:
+                                result = to_json(result)
                                 json.dumps(result)
                             except (TypeError, ValueError) as err:
                                 failure = failure_from_exception(ApplicationError(
@@ -763,6 +791,7 @@ class Worker:
         sync activity's thread runs on to its end; its result is dropped)."""
         assert self._loop is not None
         future: asyncio.Future[Any]
+        input = from_json(input, input_hint(definition.fn))
         if definition.is_async:
             future = asyncio.ensure_future(definition.fn(ctx, input))
         else:
@@ -862,6 +891,7 @@ class Worker:
             scheduled_at=parse_timestamp(msg.scheduled_at),
             heartbeat_timeout=msg.heartbeat_timeout,
             start_to_close_timeout=msg.start_to_close_timeout,
+            task_token=msg.token,
         )
         token = msg.token
         ctx = ActivityContext(
@@ -894,6 +924,30 @@ class Worker:
         running = self._running.get(token)
         if running is None or self._conn is None:
             return
+        details = to_json(details)
+        if self._converter.codec is None:
+            self._send_heartbeat_frame(token, running, details)
+            return
+        # Encoded in order: each heartbeat waits for the one before it.
+        previous = running.heartbeat
+        running.heartbeat = asyncio.ensure_future(
+            self._encode_heartbeat(previous, token, running, details))
+
+    async def _encode_heartbeat(self, previous: asyncio.Future[None] | None, token: str,
+                                running: _RunningActivity, details: Any) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            encoded = await self._converter.encode(details)
+        except Exception as exc:
+            logger.warning("dropping a heartbeat whose details the codec cannot encode: %r",
+                           exc, extra=_run_fields(running.ctx.info))
+            return
+        if self._running.get(token) is running and self._conn is not None:
+            self._send_heartbeat_frame(token, running, encoded)
+
+    def _send_heartbeat_frame(self, token: str, running: _RunningActivity, details: Any
+                              ) -> None:
         msg_id = self._next_id()
         try:
             frame = ActivityHeartbeat(token=token, details=details, id=msg_id).encode()
@@ -944,33 +998,92 @@ class Worker:
             self._finish_activity(msg.token, ctx, failure=failure)
             return failure
         try:
+            input = await self._activity_input(definition, msg, ctx)
             if definition.is_async:
-                result = await self._run_async_activity(definition, msg, running)
+                result = await self._run_async_activity(definition, running, input)
             else:
                 # In a copy of this context: spans the activity starts are the attempt's.
                 result = await self._loop.run_in_executor(
                     self._executor, contextvars.copy_context().run, definition.fn, ctx,
-                    msg.input,
+                    input,
                 )
         except asyncio.CancelledError:
             ctx._flush()
             raise  # the worker itself is stopping: the engine re-delivers the task
+        except CompleteAsync:
+            if running.refused is None:
+                await self._hand_off(msg.token, running)
+                return None
+            failure = running.refused
+            await self._finish_encoded(msg.token, running, failure=failure)
+            return failure
         except BaseException as exc:  # SystemExit from an activity's thread is its failure too
             failure = running.refused or failure_from_exception(exc)
-            self._finish_activity(msg.token, ctx, failure=failure,
-                                  canceled=running.refused is None
-                                  and isinstance(exc, ActivityCancelledError))
+            await self._finish_encoded(msg.token, running, failure=failure,
+                                       canceled=running.refused is None
+                                       and isinstance(exc, ActivityCancelledError))
             return failure
         if running.refused is not None:
-            self._finish_activity(msg.token, ctx, failure=running.refused)
+            await self._finish_encoded(msg.token, running, failure=running.refused)
             return running.refused
-        self._finish_activity(msg.token, ctx, result=result)
-        return None
+        return await self._finish_encoded(msg.token, running, result=result)
+
+    async def _hand_off(self, token: str, running: _RunningActivity) -> None:
+        """The activity raised ``CompleteAsync``: once its last heartbeat went out, tell the
+        engine that outside code completes it."""
+        running.ctx._flush()
+        if running.heartbeat is not None:
+            await asyncio.gather(running.heartbeat, return_exceptions=True)
+        msg_id = self._next_id()
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error):
+                logger.warning("engine refused the async hand-off of %s: %s: %s",
+                               running.ctx.info.activity_id, reply.code, reply.message,
+                               extra=_run_fields(running.ctx.info))
+
+        self._send_tracked(ActivityTaskAsync(token=token, id=msg_id).encode(), msg_id,
+                           on_reply, resend=True, token=token)
+
+    async def _activity_input(self, definition: ActivityDefinition, msg: ActivityTask,
+                              ctx: ActivityContext) -> Any:
+        """The attempt's input (and the last heartbeat's details) decoded and rebuilt as the
+        activity function's ``input`` hint; ``PayloadConversionError`` if they cannot be."""
+        try:
+            input = await self._converter.decode(msg.input)
+            ctx._heartbeat_details = await self._converter.decode(msg.heartbeat_details)
+        except PayloadConversionError:
+            raise
+        except Exception as exc:
+            raise PayloadConversionError(f"the payload codec cannot decode the activity's "
+                                         f"input: {exc!r}") from exc
+        return from_json(input, input_hint(definition.fn))
+
+    async def _finish_encoded(self, token: str, running: _RunningActivity, *,
+                              result: Any = None, failure: WireFailure | None = None,
+                              canceled: bool = False) -> WireFailure | None:
+        """Send the attempt's outcome once its last heartbeat went out, its result converted
+        to JSON and its payloads encoded. Returns the failure sent, if any."""
+        running.ctx._flush()
+        if running.heartbeat is not None:
+            await asyncio.gather(running.heartbeat, return_exceptions=True)
+        try:
+            if failure is None:
+                result = await self._converter.encode(to_json(result))
+            else:
+                failure = await self._converter.encode_failure(failure)
+        except Exception as exc:
+            failure = failure_from_exception(ApplicationError(
+                f"the activity's {'failure' if failure else 'result'} cannot be encoded: {exc}",
+                type="SerializationError", non_retryable=True))
+        self._finish_activity(token, running.ctx, result=result, failure=failure,
+                              canceled=canceled)
+        return failure
 
     async def _run_async_activity(
-        self, definition: ActivityDefinition, msg: ActivityTask, running: _RunningActivity
+        self, definition: ActivityDefinition, running: _RunningActivity, input: Any
     ) -> Any:
-        inner = asyncio.ensure_future(definition.fn(running.ctx, msg.input))
+        inner = asyncio.ensure_future(definition.fn(running.ctx, input))
         running.inner = inner
         if running.ctx.is_cancelled():
             inner.cancel()

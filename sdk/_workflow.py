@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar, overload
 
+from sdk._converter import PayloadConversionError, from_json, return_hint, to_json
 from sdk._retry import RetryPolicy, to_ms
 from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
 from sdk.protocol import RetryPolicy as WireRetryPolicy
@@ -176,14 +177,55 @@ class DurableFuture(asyncio.Future[Any]):
         return super().cancel(msg)
 
 
+CANCELLATION_TYPES = ("try_cancel", "wait_cancellation_completed", "abandon")
+"""What cancelling an activity's handle does (``cancellation_type=``): ``try_cancel`` asks
+the engine to cancel it and cancels the handle at once; ``wait_cancellation_completed`` asks
+and keeps the handle pending until the activity reports (canceled: the handle is cancelled;
+completed: its result; failed: ``ActivityError``); ``abandon`` cancels the handle and does not
+tell the engine (the activity runs on, its outcome ignored)."""
+
+
 class ActivityHandle(DurableFuture):
     """A scheduled activity: await it for the result (or ``ActivityError``), cancel it to ask
-    the engine to cancel the activity (the handle is cancelled at once)."""
+    the engine to cancel the activity (what then happens is its ``cancellation_type``).
+
+    The result is rebuilt as ``result_type`` (``sdk._converter.from_json``) when it is set:
+    a value that does not fit raises ``PayloadConversionError`` where it is awaited."""
 
     def __init__(self, *, loop: asyncio.AbstractEventLoop, seq: int, activity_type: str,
                  on_cancel: Callable[[DurableFuture], None] | None = None) -> None:
         super().__init__(loop=loop, seq=seq, on_cancel=on_cancel)
         self.activity_type = activity_type
+        self.result_type: Any = Any
+        self.cancellation_type = "try_cancel"
+        self.cancel_requested = False  # wait_cancellation_completed: asked, not yet over
+        self._cancel_message: Any = None
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.cancellation_type != "wait_cancellation_completed":
+            return super().cancel(msg)
+        if self.done():
+            return False
+        if not self.cancel_requested:  # ask once; stay pending until the activity reports
+            self.cancel_requested = True
+            self._cancel_message = msg
+            hook, self._on_cancel = self._on_cancel, None
+            if hook is not None:
+                hook(self)
+        return True
+
+    def cancel_completed(self) -> None:
+        """The activity reported that it was canceled: cancel the handle now."""
+        if not self.done():
+            asyncio.Future.cancel(self, self._cancel_message)
+
+    def set_result(self, result: Any) -> None:
+        try:
+            value = from_json(result, self.result_type)
+        except PayloadConversionError as err:
+            super().set_exception(err)
+        else:
+            super().set_result(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +298,22 @@ def _check_json(value: Any, what: str) -> None:
         raise TypeError(f"{what} is not JSON-serializable: {err}") from None
 
 
+def _json_input(value: Any) -> Any:
+    """An activity's input as plain JSON (dataclasses, models, ... converted)."""
+    converted = to_json(value)
+    _check_json(converted, "the activity input")
+    return converted
+
+
+def _result_type(activity: Any, result_type: Any) -> Any:
+    """What to rebuild an activity's result as: ``result_type``, else the return annotation
+    of the activity function when one (not a name) was given, else ``Any``."""
+    if result_type is not None:
+        return result_type
+    fn = getattr(getattr(activity, "__sched_activity__", activity), "fn", None)
+    return return_hint(fn) if callable(fn) else Any
+
+
 class WorkflowContext:
     """The workflow's window on the world; the first argument of every workflow function."""
 
@@ -296,8 +354,17 @@ class WorkflowContext:
         schedule_to_close_timeout: Duration | None = None,
         schedule_to_start_timeout: Duration | None = None,
         heartbeat_timeout: Duration | None = None,
+        result_type: Any = None,
+        cancellation_type: str = "try_cancel",
     ) -> ActivityHandle:
-        """Schedule an activity now; await the handle for its result."""
+        """Schedule an activity now; await the handle for its result.
+
+        ``input`` may hold dataclasses and pydantic models (sent as JSON objects); the result
+        is rebuilt as ``result_type``, or as the activity function's return annotation when
+        the function (not its name) is passed. ``cancellation_type`` says what cancelling the
+        handle does (``CANCELLATION_TYPES``)."""
+        if cancellation_type not in CANCELLATION_TYPES:
+            raise ValueError(f"cancellation_type must be one of {', '.join(CANCELLATION_TYPES)}")
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise TypeError("retry_policy must be an sdk.RetryPolicy")
         if task_queue is not None and (not isinstance(task_queue, str) or not task_queue):
@@ -308,13 +375,16 @@ class WorkflowContext:
         schedule_to_start_ms = _optional_ms(schedule_to_start_timeout, "schedule_to_start_timeout")
         start_to_close_ms = _optional_ms(start_to_close_timeout, "start_to_close_timeout")
         heartbeat_ms = _optional_ms(heartbeat_timeout, "heartbeat_timeout")
-        _check_json(input, "the activity input")
-        return self._rt.schedule_activity(lambda seq: ScheduleActivity(
+        input = _json_input(input)
+        handle = self._rt.schedule_activity(lambda seq: ScheduleActivity(
             seq=seq, activity_type=activity_type, input=input, task_queue=task_queue,
             retry_policy=policy, schedule_to_close_ms=schedule_to_close_ms,
             schedule_to_start_ms=schedule_to_start_ms, start_to_close_ms=start_to_close_ms,
             heartbeat_ms=heartbeat_ms,
         ))
+        handle.result_type = _result_type(activity, result_type)
+        handle.cancellation_type = cancellation_type
+        return handle
 
     async def execute_activity(
         self,
@@ -327,6 +397,8 @@ class WorkflowContext:
         schedule_to_close_timeout: Duration | None = None,
         schedule_to_start_timeout: Duration | None = None,
         heartbeat_timeout: Duration | None = None,
+        result_type: Any = None,
+        cancellation_type: str = "try_cancel",
     ) -> Any:
         """Run an activity and return its result; raises ``ActivityError`` if it failed."""
         return await self.start_activity(
@@ -334,7 +406,8 @@ class WorkflowContext:
             start_to_close_timeout=start_to_close_timeout,
             schedule_to_close_timeout=schedule_to_close_timeout,
             schedule_to_start_timeout=schedule_to_start_timeout,
-            heartbeat_timeout=heartbeat_timeout,
+            heartbeat_timeout=heartbeat_timeout, result_type=result_type,
+            cancellation_type=cancellation_type,
         )
 
     async def execute_local_activity(
@@ -345,6 +418,7 @@ class WorkflowContext:
         start_to_close_timeout: Duration | None = None,
         schedule_to_close_timeout: Duration | None = None,
         retry_policy: RetryPolicy | None = None,
+        result_type: Any = None,
     ) -> Any:
         """Run a short activity in this worker, inside the current workflow task, and return
         its result; raises ``ActivityError`` if it failed for good.
@@ -366,11 +440,13 @@ class WorkflowContext:
             raise ValueError("a local activity needs a start_to_close_timeout or a "
                              "schedule_to_close_timeout")
         policy = DEFAULT_RETRY_POLICY if retry_policy is None else retry_policy.to_wire()
-        _check_json(input, "the activity input")
-        return await self._rt.local_activity(lambda seq: LocalActivityRequest(
+        input = _json_input(input)
+        handle = self._rt.local_activity(lambda seq: LocalActivityRequest(
             seq=seq, activity_type=activity_type, input=input, retry_policy=policy,
             start_to_close_ms=start_to_close_ms, schedule_to_close_ms=schedule_to_close_ms,
         ))
+        handle.result_type = _result_type(activity, result_type)
+        return await handle
 
     async def sleep(self, duration: Duration) -> None:
         """A durable timer. A negative duration sleeps zero (the engine fires it at once).

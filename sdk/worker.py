@@ -66,6 +66,20 @@ def collect(modules: Sequence[ModuleType]) -> tuple[list[Any], list[Any]]:
     return list(workflows.values()), list(activities.values())
 
 
+def load_codec(spec: str) -> Any:
+    """The codec ``module:name`` names: the object itself, or what calling it returns when it
+    is a class or function without ``encode``/``decode``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"--payload-codec must be MODULE:NAME, not {spec!r}")
+    obj = getattr(load_module(module_name), attr, None)
+    if obj is None:
+        raise SystemExit(f"no {attr!r} in {module_name}")
+    if isinstance(obj, type) or not callable(getattr(obj, "encode", None)):
+        obj = obj()
+    return obj
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sdk.worker",
@@ -86,6 +100,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         metavar="SECONDS",
                         help="fail a workflow task whose code does not yield for this long "
                              "(cause deadlock_detected); 0 turns the check off")
+    parser.add_argument("--payload-codec", default=os.environ.get("SCHED_PAYLOAD_CODEC"),
+                        metavar="MODULE:NAME",
+                        help="a PayloadCodec (or a function returning one) to encode every "
+                             "payload with (default: $SCHED_PAYLOAD_CODEC)")
     parser.add_argument("--log-level", default=os.environ.get("SCHED_LOG_LEVEL", "INFO"))
     parser.add_argument("modules", nargs="+", metavar="MODULE",
                         help="module names or .py files holding workflows and activities")
@@ -175,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         identity=args.identity,
         local_activity_budget=args.local_activity_budget,
         deadlock_timeout=args.deadlock_timeout or None,
+        payload_codec=load_codec(args.payload_codec) if args.payload_codec else None,
     )
     logger.info("worker for task queue %r: workflows %s, activities %s", args.task_queue,
                 worker.workflow_types, worker.activity_types)

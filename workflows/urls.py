@@ -36,5 +36,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="workflow-terminate"),
     path("api/workflows/<workflow_id:workflow_id>", views.WorkflowDetailApi.as_view(),
          name="workflow-detail"),
+    path("api/activities/<str:task_token>/complete", views.ActivityCompleteApi.as_view(),
+         name="activity-complete"),
+    path("api/activities/<str:task_token>/fail", views.ActivityFailApi.as_view(),
+         name="activity-fail"),
+    path("api/activities/<str:task_token>/heartbeat", views.ActivityHeartbeatApi.as_view(),
+         name="activity-heartbeat"),
     path("", include("workflows.dashboard.urls")),  # the dashboard, last: it has "/"
 ]

@@ -233,6 +233,16 @@ def adopt(old_owner: str, new_owner: str, tokens: Collection[str],
     return [(str(token), str(kind)) for _, token, kind in rows]
 
 
+def hand_off(task: Task) -> None:
+    """The worker handed the activity's completion to outside code (``CompleteAsync``): the
+    lease stays live under its token, owned by no worker and with no lease expiry, so no
+    disconnect or reclaim hands it back; only its attempt timers (start-to-close, heartbeat)
+    and a completion by token end it."""
+    task.lease_owner = ""
+    task.lease_expires_at = None
+    sql.update(task, ["lease_owner", "lease_expires_at"])
+
+
 def extend_lease(token: str, until: datetime) -> None:
     """Push out the expiry of the live lease ``token`` (never bring it closer)."""
     Task.objects.filter(token=token, state=TaskState.LEASED,

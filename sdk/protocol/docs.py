@@ -23,6 +23,7 @@ from sdk.protocol.events import ATTRIBUTE_SHAPES
 from sdk.protocol.failures import FAILURE_FIELDS, WORKFLOW_TASK_FAILURE_CAUSES, Failure
 from sdk.protocol.frames import ENGINE_MESSAGES, WORKER_MESSAGES, Message
 from sdk.protocol.limits import LIMITS
+from sdk.protocol.payloads import MARKER_PAYLOAD_FIELDS, PAYLOAD_FIELDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -44,6 +45,8 @@ _JSON_NAMES = {
 def json_type(annotation: object) -> str:
     """The JSON type an annotation (a string, or a TypedDict's ForwardRef) stands for."""
     text = annotation.__forward_arg__ if isinstance(annotation, ForwardRef) else str(annotation)
+    if text.startswith("NotRequired[") and text.endswith("]"):
+        return json_type(text.removeprefix("NotRequired[").removesuffix("]")) + " (optional)"
     base = text.removesuffix(" | None")
     name = _JSON_NAMES[base]
     return name if base == text else f"{name} or null"
@@ -145,6 +148,16 @@ def limits() -> str:
     ))
 
 
+def payload_fields() -> str:
+    """Which fields of each command, frame and event hold payloads a codec encodes."""
+    rows = [(f"`{name}`", ", ".join(f"`{f}`" for f in fields))
+            for name, fields in PAYLOAD_FIELDS.items()]
+    rows += [(f"`record_marker` / `MarkerRecorded` named `{marker}`",
+              ", ".join(f"`{f}`" for f in fields))
+             for marker, fields in MARKER_PAYLOAD_FIELDS.items()]
+    return _table(("command, frame or event", "payload fields"), rows)
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "frames-worker": lambda: frames(WORKER_MESSAGES),
     "frames-engine": lambda: frames(ENGINE_MESSAGES),
@@ -154,6 +167,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "task-failure-causes": task_failure_causes,
     "events": events,
     "limits": limits,
+    "payload-fields": payload_fields,
 }
 
 

@@ -1,6 +1,9 @@
 """The failure shape: how an error travels in commands, frames and history events.
 
-A failure is ``{"type", "message", "stack", "details", "non_retryable"}`` (``Failure``). Workers
+A failure is ``{"type", "message", "stack", "details", "non_retryable", "cause"}``
+(``Failure``); ``cause``, present only when there is one, is the failure that caused it (an
+activity's failure under the ``ActivityError`` that failed a workflow, an exception's
+``__cause__``), nested at most ``MAX_FAILURE_CAUSE_DEPTH`` deep. Workers
 build one from an exception (``sdk._errors.failure_from_exception``); the engine passes whatever
 a worker sent through ``normalize_failure`` before it stores it, so stored failures always have
 every key and bounded strings.
@@ -13,9 +16,10 @@ normalized, and what docs/protocol.md documents.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, NotRequired, TypeAlias, TypedDict
 
 from sdk.protocol.limits import (
+    MAX_FAILURE_CAUSE_DEPTH,
     MAX_FAILURE_MESSAGE_LENGTH,
     MAX_FAILURE_STACK_LENGTH,
     MAX_FAILURE_TYPE_LENGTH,
@@ -23,7 +27,7 @@ from sdk.protocol.limits import (
 from sdk.protocol.payloads import JSONObject, JSONValue
 
 __all__ = ["FAILURE_FIELDS", "WORKFLOW_TASK_FAILURE_CAUSES", "Failure", "WireFailure",
-           "normalize_failure"]
+           "failure_chain", "normalize_failure"]
 
 WireFailure: TypeAlias = JSONObject
 """A failure as it travels: a JSON object of the ``Failure`` shape (once normalized)."""
@@ -37,6 +41,7 @@ class Failure(TypedDict):
     stack: str
     details: JSONValue
     non_retryable: bool
+    cause: NotRequired[Failure]
 
 
 # What each key holds, for the generated table in docs/protocol.md.
@@ -47,6 +52,9 @@ FAILURE_FIELDS: dict[str, str] = {
     "stack": "the formatted traceback, or empty",
     "details": "JSON details the code attached, or null",
     "non_retryable": "true stops an activity's retries at once",
+    "cause": "the failure that caused this one (the same shape); absent when there is "
+             "none: the chain `ActivityError` → the activity's failure → its `__cause__`, at "
+             "most `MAX_FAILURE_CAUSE_DEPTH` deep",
 }
 
 
@@ -71,8 +79,16 @@ WORKFLOW_TASK_FAILURE_CAUSES: dict[str, str] = {
 
 
 def normalize_failure(failure: Mapping[str, Any]) -> WireFailure:
-    """A failure object with the documented keys, strings clipped to the limits."""
+    """A failure object with the documented keys, strings clipped to the limits, its
+    ``cause`` chain normalized too and cut below ``MAX_FAILURE_CAUSE_DEPTH``."""
+    normalized: WireFailure | None = None
+    for item in reversed(failure_chain(failure)):  # innermost first: iterative, so no recursion
+        normalized = _normalize_one(item, normalized)
+    assert normalized is not None
+    return normalized
 
+
+def _normalize_one(failure: Mapping[str, Any], cause: WireFailure | None) -> WireFailure:
     def text(key: str, limit: int) -> str:
         value = failure.get(key)
         return (value if isinstance(value, str) else "" if value is None else str(value))[:limit]
@@ -84,4 +100,17 @@ def normalize_failure(failure: Mapping[str, Any]) -> WireFailure:
         "details": failure.get("details"),
         "non_retryable": bool(failure.get("non_retryable", False)),
     }
-    return dict(normalized)
+    result: WireFailure = dict(normalized)
+    if cause is not None:
+        result["cause"] = cause
+    return result
+
+
+def failure_chain(failure: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """``failure`` and its causes, outermost first (at most ``MAX_FAILURE_CAUSE_DEPTH`` + 1)."""
+    chain: list[Mapping[str, Any]] = []
+    current: Any = failure
+    while isinstance(current, Mapping) and len(chain) <= MAX_FAILURE_CAUSE_DEPTH:
+        chain.append(current)
+        current = current.get("cause")
+    return chain

@@ -148,6 +148,17 @@ class ActivityTaskFailedMsg(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ActivityTaskAsync(Message):
+    """The activity raised ``CompleteAsync``: outside code completes it by its token (REST
+    ``/api/activities/{token}/...``); the worker no longer holds the lease, which no
+    disconnect hands back (its start-to-close and heartbeat timeouts still apply)."""
+
+    type: ClassVar[str] = "activity_task_async"
+    token: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityHeartbeat(Message):
     """An activity's progress; the ``ack`` says ``cancel_requested``."""
 
@@ -288,7 +299,7 @@ class Pong(Message):
 WORKER_MESSAGES: dict[str, type[Message]] = {
     m.type: m
     for m in (Hello, Credit, WorkflowTaskCompleted, WorkflowTaskFailedMsg, ActivityTaskCompleted,
-              ActivityTaskFailedMsg, ActivityHeartbeat, HistoryRequest, Ping)
+              ActivityTaskFailedMsg, ActivityTaskAsync, ActivityHeartbeat, HistoryRequest, Ping)
 }
 ENGINE_MESSAGES: dict[str, type[Message]] = {
     m.type: m

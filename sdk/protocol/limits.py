@@ -46,6 +46,9 @@ MAX_FAILURE_MESSAGE_LENGTH: Final = 32_768
 MAX_FAILURE_STACK_LENGTH: Final = 65_536
 """A failure's ``type``, ``message`` and ``stack`` are clipped to these lengths."""
 
+MAX_FAILURE_CAUSE_DEPTH: Final = 8
+"""How many failures a ``cause`` chain holds below the outermost one (deeper ones are cut)."""
+
 HISTORY_PAGE_EVENTS: Final = 1_000
 HISTORY_PAGE_BYTES: Final = 512 * 1024
 """A ``history`` frame holds at most this many events and about this many bytes of them (one
@@ -86,6 +89,8 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
      "a failure's `message` is clipped to this many characters"),
     ("MAX_FAILURE_STACK_LENGTH", MAX_FAILURE_STACK_LENGTH,
      "a failure's `stack` is clipped to this many characters"),
+    ("MAX_FAILURE_CAUSE_DEPTH", MAX_FAILURE_CAUSE_DEPTH,
+     "failures a `cause` chain keeps below the outermost one (deeper causes are cut)"),
     ("HISTORY_PAGE_EVENTS", HISTORY_PAGE_EVENTS, "events in one `history` frame"),
     ("HISTORY_PAGE_BYTES", HISTORY_PAGE_BYTES,
      "bytes of events in one `history` frame (one event more if it alone is larger)"),

@@ -62,3 +62,53 @@ def payload_problem(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
     return None
+
+
+# ---- encoded payloads (a worker's and a client's PayloadCodec) ---------------------------
+
+CODEC_KEY = "__sched_codec__"
+"""The one key of an encoded payload: ``{"__sched_codec__": "<base64>"}``, the base64 (RFC 4648,
+with padding) of what the codec's ``encode`` made of the payload's UTF-8 JSON text. The engine
+stores and forwards it like any other JSON value; only a worker or client with the codec can
+read it."""
+
+PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
+    # commands, by kind
+    "schedule_activity": ("input",),
+    "complete_workflow": ("result",),
+    "fail_workflow": ("failure",),
+    "cancel_workflow": ("details",),
+    # frames, by type
+    "activity_task": ("input", "heartbeat_details"),
+    "activity_heartbeat": ("details",),
+    "activity_task_completed": ("result",),
+    "activity_task_failed": ("failure",),
+    # history events, by event type
+    "WorkflowExecutionStarted": ("input",),
+    "ActivityTaskScheduled": ("input",),
+    "ActivityTaskCompleted": ("result",),
+    "ActivityTaskFailed": ("failure",),
+    "ActivityTaskTimedOut": ("failure",),
+    "ActivityTaskCanceled": ("details",),
+    "WorkflowExecutionSignaled": ("input",),
+    "WorkflowExecutionCompleted": ("result",),
+    "WorkflowExecutionFailed": ("failure",),
+    "WorkflowExecutionCanceled": ("details",),
+    "WorkflowExecutionContinuedAsNew": ("input",),
+}
+"""Which fields of a command, frame or event hold payloads a codec encodes. A field named
+``failure`` holds a failure: its ``details`` are encoded, at every level of its ``cause`` chain
+(its type, message and stack stay readable). Markers: ``MARKER_PAYLOAD_FIELDS``."""
+
+MARKER_PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
+    "side_effect": ("data",),
+    "local_activity": ("data.result", "data.failure"),
+}
+"""The payloads of a ``record_marker`` command and a ``MarkerRecorded`` event, by marker name
+(a dotted name is a key of the marker's ``data`` object)."""
+
+
+def is_encoded_payload(value: Any) -> bool:
+    """Whether ``value`` is an encoded payload (``CODEC_KEY``'s one-key object)."""
+    return (isinstance(value, dict) and len(value) == 1
+            and isinstance(value.get(CODEC_KEY), str))

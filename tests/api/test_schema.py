@@ -21,6 +21,9 @@ OPERATIONS = {
     ("/api/workflows/{workflow_id}/signals", "post"): "workflow_signal",
     ("/api/workflows/{workflow_id}/cancel", "post"): "workflow_cancel",
     ("/api/workflows/{workflow_id}/terminate", "post"): "workflow_terminate",
+    ("/api/activities/{task_token}/complete", "post"): "activity_complete",
+    ("/api/activities/{task_token}/fail", "post"): "activity_fail",
+    ("/api/activities/{task_token}/heartbeat", "post"): "activity_heartbeat",
     ("/healthz", "get"): "healthz",
 }
 

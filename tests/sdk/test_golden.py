@@ -19,9 +19,11 @@ from typing import Any
 import pytest
 
 import sdk
+from sdk._errors import failure_from_exception
 from sdk._runtime import LocalActivityOutcome, WorkflowInstance, replay_history
 from sdk._workflow import workflow_definition
 from sdk.protocol import LOCAL_ACTIVITY_MARKER, PATCH_MARKER
+from sdk.protocol.failures import failure_chain
 from sdk.testing import Replayer
 from tests.sdk.test_runtime import EngineSim
 
@@ -128,6 +130,28 @@ def _signal_handlers() -> EngineSim:
     return sim
 
 
+def _refund() -> EngineSim:
+    from fixtures import golden_workflows as g
+    from sdk.protocol import EventType
+    from workflows.core import decide
+
+    sim = EngineSim(g.golden_refund, {"order_id": 3, "amount": 12.5}, workflow_id="refund-3",
+                    run_id="9b1d-golden-refund")
+    sim.run_task()  # hold_funds (seq 1), a timer (seq 2)
+    sim.fire(2)
+    sim.run_task()  # cancel hold_funds, and wait
+    sim.advance(1)
+    sim._apply(decide.close_activity(sim.state, seq=1, outcome=EventType.ACTIVITY_TASK_CANCELED,
+                                     now=sim.now, attempt=1, worker="w1", details=None))
+    sim.run_task()  # refund (seq 3)
+    try:
+        g.refund(None, g.RefundRequest(3, 12.5))  # type: ignore[arg-type]
+    except sdk.ApplicationError as err:
+        sim.fail(3, failure_from_exception(err))
+    sim.drive()
+    return sim
+
+
 def _patch_run(fn: Any, run_id: str) -> EngineSim:
     sim = EngineSim(fn, "ann", workflow_id=f"patch-{run_id}", run_id=run_id)
     sim.run_task()  # blocks on "go"
@@ -166,6 +190,7 @@ SCENARIOS = {
     "signal_handlers": ("fixtures.golden_workflows:golden_handlers", _signal_handlers),
     "patch_old": ("fixtures.golden_workflows:golden_patch", _patch_old),
     "patch_new": ("fixtures.golden_workflows:golden_patch", _patch_new),
+    "refund": ("fixtures.golden_workflows:golden_refund", _refund),
 }
 
 
@@ -183,19 +208,22 @@ def _regenerate(name: str) -> None:
     ref, build = SCENARIOS[name]
     sim = build()
     sim.check_replay()
-    for event in sim.history:  # keep the files free of this machine's paths
-        data = event["attributes"].get("data")
-        for failure in (event["attributes"].get("failure"),
-                        data.get("failure") if isinstance(data, dict) else None):
-            if isinstance(failure, dict) and failure.get("stack"):
-                failure["stack"] = "Traceback (most recent call last): ... (trimmed)"
+    final = sim.final
+    for attributes in [e["attributes"] for e in sim.history] + [final]:
+        # keep the files free of this machine's paths
+        data = attributes.get("data")
+        for outer in (attributes.get("failure"),
+                      data.get("failure") if isinstance(data, dict) else None):
+            for failure in failure_chain(outer):
+                if isinstance(failure, dict) and failure.get("stack"):
+                    failure["stack"] = "Traceback (most recent call last): ... (trimmed)"
     HISTORIES.mkdir(parents=True, exist_ok=True)
     doc = {
         "workflow": ref,
         "workflow_id": sim.workflow_id,
         "run_id": sim.run_id,
         "status": sim.status.value,
-        "final_command": sim.final,
+        "final_command": final,
         "events": sim.history,
     }
     (HISTORIES / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -213,7 +241,9 @@ def _comparable(command: dict[str, Any] | None) -> dict[str, Any] | None:
     if command is None or command.get("kind") != "fail_workflow":
         return command
     failure = command["failure"]
-    return {"kind": "fail_workflow", "type": failure["type"], "message": failure["message"]}
+    causes = [(f["type"], f["message"], f["details"]) for f in failure_chain(failure)[1:]]
+    return {"kind": "fail_workflow", "type": failure["type"], "message": failure["message"],
+            "causes": causes}
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -18,7 +18,7 @@ from sdk.testing import Replayer, ReplayFailureError
 
 HISTORIES = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
 GOLDEN = [g.golden_order, g.golden_approval, g.golden_cancel, g.golden_checkout,
-          g.golden_reminder, g.golden_handlers, g.golden_patch]
+          g.golden_reminder, g.golden_handlers, g.golden_patch, g.golden_refund]
 MakeReplayer = Callable[[Iterable[Any]], Replayer]
 
 

@@ -40,6 +40,7 @@ from .serializers import (
     StrictCharField,
     StrictNumberField,
     WaitField,
+    check_json_value,
     name_field,
     workflow_id_field,
 )
@@ -443,6 +444,78 @@ class WorkflowTerminateApi(RunApiView):
         data = _validated(ReasonInputSerializer, request.data)
         run = services.workflow_terminate(workflow_id=workflow_id, **data)
         return Response(RunRefSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+# ---- async activity completion --------------------------------------------------------------
+
+TASK_TOKEN = OpenApiParameter(
+    "task_token", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="The activity attempt's task token (`sdk.ActivityInfo.task_token`).")
+_ACTIVITY_ERRORS = {
+    404: OpenApiResponse(ErrorSerializer, description="No activity has that task token "
+                         "(`activity_not_found`)."),
+    409: OpenApiResponse(ErrorSerializer, description="The token is no longer the activity's "
+                         "live attempt: it completed, failed, timed out or was retried "
+                         "(`stale_task`)."),
+}
+
+
+class FailureField(serializers.JSONField):
+    """A failure object (``sdk.protocol.Failure``; the engine normalizes it)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        check_json_value(data)
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a failure object")
+        return data
+
+
+class ActivityCompleteApi(ApiView):
+    class CompleteInputSerializer(InputSerializer):
+        result = JSONValueField()
+
+    @extend_schema(operation_id="activity_complete", parameters=[TASK_TOKEN],
+                   request=CompleteInputSerializer,
+                   responses={204: None, **_errors(400, 401, 403, 413, 422), **_ACTIVITY_ERRORS},
+                   description="Complete an activity that raised `CompleteAsync`.")
+    def post(self, request: Request, task_token: str) -> Response:
+        data = _validated(self.CompleteInputSerializer, request.data)
+        services.activity_complete_by_token(token=task_token, result=data["result"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ActivityFailApi(ApiView):
+    class FailInputSerializer(InputSerializer):
+        failure = FailureField()
+
+    @extend_schema(operation_id="activity_fail", parameters=[TASK_TOKEN],
+                   request=FailInputSerializer,
+                   responses={204: None, **_errors(400, 401, 403, 413, 422), **_ACTIVITY_ERRORS},
+                   description="Fail the attempt of an activity that raised `CompleteAsync`; "
+                               "it is retried per its retry policy.")
+    def post(self, request: Request, task_token: str) -> Response:
+        data = _validated(self.FailInputSerializer, request.data)
+        services.activity_fail_by_token(token=task_token, failure=data["failure"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ActivityHeartbeatApi(ApiView):
+    class HeartbeatInputSerializer(InputSerializer):
+        details = JSONValueField()
+
+    class HeartbeatOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+        cancel_requested = serializers.BooleanField()
+
+    @extend_schema(operation_id="activity_heartbeat", parameters=[TASK_TOKEN],
+                   request=HeartbeatInputSerializer,
+                   responses={200: HeartbeatOutputSerializer,
+                              **_errors(400, 401, 403, 413, 422), **_ACTIVITY_ERRORS},
+                   description="Record a heartbeat of an activity that raised `CompleteAsync`; "
+                               "the answer says whether the workflow asked it to cancel.")
+    def post(self, request: Request, task_token: str) -> Response:
+        data = _validated(self.HeartbeatInputSerializer, request.data)
+        cancel = services.activity_heartbeat_by_token(token=task_token, details=data["details"])
+        return Response({"cancel_requested": cancel})
 
 
 # ---- health --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from rest_framework.fields import DateTimeField
 
 from schedproject import config
+from sdk.protocol.payloads import CODEC_KEY, is_encoded_payload
 from workflows import selectors, services
 from workflows.core.events import EventType
 from workflows.core.state import Status
@@ -34,7 +35,20 @@ STATUSES = [s.value for s in Status]
 
 
 def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+    return json.dumps(shown(value), indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def shown(value: Any) -> Any:
+    """``value`` with each payload a codec encoded (``{"__sched_codec__": ...}``) shown as
+    what it is: the engine cannot read it, so the page says so instead of printing base64."""
+    if is_encoded_payload(value):
+        size = len(value[CODEC_KEY]) * 3 // 4
+        return f"<encoded payload, about {size} bytes (PayloadCodec)>"
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    return value
 
 
 def run_url(run: Execution | None = None, *, workflow_id: str = "",

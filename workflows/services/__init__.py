@@ -7,6 +7,12 @@ timers) use these names only, never the private modules.
 from __future__ import annotations
 
 from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
+from .activities import (
+    activity_complete_by_token,
+    activity_fail_by_token,
+    activity_heartbeat_by_token,
+    activity_task_hand_off,
+)
 from .executions import (
     StartRequest,
     get_run,
@@ -33,11 +39,33 @@ from .tasks import (
 )
 
 __all__ = [
-    "Lessee", "Outcome", "StartRequest", "activity_close", "activity_task_complete",
-    "activity_task_fail", "activity_task_heartbeat", "check_lease", "get_run",
-    "lock_execution", "rejected", "stale", "start_attempt_timers", "workflow_request_cancel",
-    "workflow_signal", "workflow_start", "workflow_start_handing_off", "workflow_start_many",
-    "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
-    "workflow_task_time_out", "workflow_terminate", "write_activity_attempt",
+    "Lessee",
+    "Outcome",
+    "StartRequest",
+    "activity_close",
+    "activity_complete_by_token",
+    "activity_fail_by_token",
+    "activity_heartbeat_by_token",
+    "activity_task_complete",
+    "activity_task_fail",
+    "activity_task_hand_off",
+    "activity_task_heartbeat",
+    "check_lease",
+    "get_run",
+    "lock_execution",
+    "rejected",
+    "stale",
+    "start_attempt_timers",
+    "workflow_request_cancel",
+    "workflow_signal",
+    "workflow_start",
+    "workflow_start_handing_off",
+    "workflow_start_many",
+    "workflow_task_complete",
+    "workflow_task_fail",
+    "workflow_task_start",
+    "workflow_task_time_out",
+    "workflow_terminate",
+    "write_activity_attempt",
     "write_transition",
 ]
