@@ -23,13 +23,21 @@ if TYPE_CHECKING:
     from sdk._errors import (
         ActivityError,
         ApplicationError,
+        ChildWorkflowError,
+        ContinueAsNewError,
         NonDeterminismError,
         SchedError,
         WorkflowFailureError,
     )
     from sdk._retry import RetryPolicy
     from sdk._worker import Worker
-    from sdk._workflow import Signal, WorkflowContext, WorkflowInfo, workflow
+    from sdk._workflow import (
+        ChildWorkflowHandle,
+        Signal,
+        WorkflowContext,
+        WorkflowInfo,
+        workflow,
+    )
 
 # Where each public name is defined.
 _EXPORTS: dict[str, str] = {
@@ -40,6 +48,9 @@ _EXPORTS: dict[str, str] = {
     "ApplicationError": "sdk._errors",
     "AsyncClient": "sdk._client",
     "AsyncWorkflowHandle": "sdk._client",
+    "ChildWorkflowError": "sdk._errors",
+    "ChildWorkflowHandle": "sdk._workflow",
+    "ContinueAsNewError": "sdk._errors",
     "Client": "sdk._client",
     "NonDeterminismError": "sdk._errors",
     "RetryPolicy": "sdk._retry",
@@ -78,7 +89,10 @@ __all__ = [
     "ApplicationError",
     "AsyncClient",
     "AsyncWorkflowHandle",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
+    "ContinueAsNewError",
     "NonDeterminismError",
     "RetryPolicy",
     "SchedAPIError",

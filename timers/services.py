@@ -22,7 +22,14 @@ from workflows.core import decide
 from workflows.core.effects import TimerKind
 from workflows.core.state import Status
 from workflows.models import Execution
-from workflows.services import Outcome, rejected, write_activity_attempt, write_transition
+from workflows.services import (
+    CHILD_TIMER_KINDS,
+    Outcome,
+    act_on_child,
+    rejected,
+    write_activity_attempt,
+    write_transition,
+)
 
 from . import store
 from .store import Timer
@@ -77,9 +84,12 @@ def fire_locked(*, timer_id: int, execution_id: int | None, now: datetime) -> Ou
     if timer is None:
         return None
     store.delete_one(timer.pk)
+    kind = TimerKind(timer.kind)
+    if kind in CHILD_TIMER_KINDS:  # for the child's open run, maybe not this one
+        return act_on_child(execution, kind, timer.payload, now)
     if execution.status != Status.RUNNING:
         return None
-    return _FIRE[TimerKind(timer.kind)](execution, timer, now)
+    return _FIRE[kind](execution, timer, now)
 
 
 def _decided(step: Callable[[], decide.Transition]) -> decide.Transition:

@@ -32,7 +32,7 @@ from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
-    "Execution", "append", "create", "get_many", "history", "lock",
+    "Execution", "append", "create", "get_many", "history", "is_open", "lock",
     "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
     "save", "started_attributes",
 ]
@@ -66,6 +66,11 @@ def open_run(workflow_id: str) -> Execution | None:
         "WHERE workflow_id = %s AND status = %s ORDER BY id LIMIT 1",
         [workflow_id, Status.RUNNING.value]))
     return rows[0] if rows else None
+
+
+def is_open(execution_id: int) -> bool:
+    """Whether the run is open, as last committed (unlocked: a closed run never reopens)."""
+    return Execution.objects.filter(pk=execution_id, status=Status.RUNNING.value).exists()
 
 
 def runs(workflow_id: str) -> QuerySet[Execution]:

@@ -7,6 +7,7 @@ timers) use these names only, never the private modules.
 from __future__ import annotations
 
 from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
+from .children import CHILD_TIMER_KINDS, act_on_child
 from .executions import (
     StartRequest,
     get_run,
@@ -33,8 +34,9 @@ from .tasks import (
 )
 
 __all__ = [
-    "Lessee", "Outcome", "StartRequest", "activity_close", "activity_task_complete",
-    "activity_task_fail", "activity_task_heartbeat", "check_lease", "get_run",
+    "CHILD_TIMER_KINDS", "Lessee", "Outcome", "StartRequest", "act_on_child", "activity_close",
+    "activity_task_complete", "activity_task_fail", "activity_task_heartbeat", "check_lease",
+    "get_run",
     "lock_execution", "rejected", "stale", "start_attempt_timers", "workflow_request_cancel",
     "workflow_signal", "workflow_start", "workflow_start_handing_off", "workflow_start_many",
     "workflow_task_complete", "workflow_task_fail", "workflow_task_start",

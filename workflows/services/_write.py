@@ -69,6 +69,8 @@ class Outcome:
     cancels: list[tuple[str, str]] = field(default_factory=list)
     # The run continued as new: the successor to start once this run is saved.
     successor: fx.StartSuccessor | None = None
+    # The child runs to start once this run is saved (``workflows.services.children``).
+    children: list[fx.StartChild] = field(default_factory=list)
 
 
 def write_transition(execution: Execution, t: decide.Transition, *,
@@ -120,6 +122,12 @@ def write_transition(execution: Execution, t: decide.Transition, *,
             new_timers.clear()
         elif isinstance(effect, fx.StartSuccessor):
             outcome.successor = effect
+        elif isinstance(effect, fx.StartChild):
+            outcome.children.append(effect)
+        elif isinstance(effect, fx.ActOnChild):
+            timer = child_timer(execution, effect, now)
+            if timer is not None:
+                new_timers.append(timer)
     if new_tasks:
         if lessee is not None:  # leased before the insert: one statement per task
             _lease_new_activities(execution, new_tasks, lessee, outcome, now)
@@ -128,7 +136,47 @@ def write_transition(execution: Execution, t: decide.Transition, *,
     if t.events or not t.effects:  # a retry or a back-off alone leaves the run as it is
         _save_snapshot(execution, t, closed=closed)
         changes.on_commit(execution, t.events)
+    if closed and execution.parent_id is not None:
+        _tell_parent(execution, t.events[-1])
     return outcome
+
+
+# ---- child workflows: what a child's close writes to its parent --------------------------
+
+# A child's closing event, and what its parent records of it.
+CHILD_OUTCOMES = {
+    E.WORKFLOW_EXECUTION_COMPLETED: E.CHILD_WORKFLOW_EXECUTION_COMPLETED,
+    E.WORKFLOW_EXECUTION_FAILED: E.CHILD_WORKFLOW_EXECUTION_FAILED,
+    E.WORKFLOW_EXECUTION_CANCELED: E.CHILD_WORKFLOW_EXECUTION_CANCELED,
+    E.WORKFLOW_EXECUTION_TERMINATED: E.CHILD_WORKFLOW_EXECUTION_TERMINATED,
+    E.WORKFLOW_EXECUTION_TIMED_OUT: E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+}
+
+
+def _tell_parent(child: Execution, closing: Event) -> None:
+    """The child run closed: record how in its parent, in the same transaction (the child's
+    row is locked, then the parent's: every lock across runs goes from child to parent). A
+    continue-as-new is not an end for the parent, which waits for the chain's last run; a
+    parent that closed meanwhile hears nothing."""
+    outcome = CHILD_OUTCOMES.get(closing.event_type)
+    if outcome is None or child.parent_id is None or not executions.is_open(child.parent_id):
+        return
+    parent = executions.lock(child.parent_id)
+    t = decide.child_closed(parent.core_state(), workflow_id=child.workflow_id,
+                            run_id=str(child.run_id), outcome=outcome, now=closing.timestamp,
+                            **closing.attributes)
+    if t.events:
+        write_transition(parent, t)
+
+
+def child_timer(parent: Execution, effect: fx.ActOnChild, now: datetime) -> timers.Timer | None:
+    """The timer row that carries ``effect`` to the parent's child (see ``fx.ActOnChild``),
+    on the child's open run; None if the child has no open run (it ended: nothing to do)."""
+    child = executions.open_run(effect.workflow_id)
+    if child is None or child.parent_id != parent.pk:
+        return None
+    return timers.build(child.pk, fx.StartTimer(effect.kind, now, payload={
+        **effect.payload, "parent_id": parent.pk, "workflow_id": effect.workflow_id}), now)
 
 
 # An activity's timers exist only for the options it was scheduled with (and its retry timer
