@@ -29,6 +29,7 @@ from django.db.models import Count, Q, QuerySet
 
 from dispatch.models import Task, TaskKind, TaskState, WorkerSession
 from workflows import changes
+from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import InvalidInput
 from workflows.models import Execution, HistoryEvent
@@ -183,17 +184,40 @@ def history_page(*, workflow_id: str, run_id: str | None = None, after: int = 0,
 
 def execution_result(*, workflow_id: str, run_id: str | None = None,
                      wait: float = 0) -> Execution:
-    """The run, once it has closed or after ``wait`` seconds, whichever comes first."""
-    run = get_run(workflow_id, run_id)
-    if wait <= 0:  # the run as just read
-        return run
+    """The run, once it has closed or after ``wait`` seconds, whichever comes first. A run
+    that continued as new is followed to the run it continued as, to the chain's last run:
+    the result of a workflow is its last run's."""
+    run = follow_chain(get_run(workflow_id, run_id))
+    deadline = time.monotonic() + wait
+    while run.status == Status.RUNNING.value and (remaining := deadline - time.monotonic()) > 0:
+        waited = run
 
-    def read() -> Execution:
-        run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
-        return run
+        def read() -> Execution:
+            waited.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
+            return waited
 
-    return poll(run.pk, read, lambda r: r.status != Status.RUNNING.value, wait=wait,
-                closing_only=True)
+        run = follow_chain(poll(run.pk, read, lambda r: r.status != Status.RUNNING.value,
+                                wait=remaining, closing_only=True))
+    return run
+
+
+MAX_CHAIN_HOPS = 10_000  # a bound on following one request's continue-as-new chain
+
+
+def follow_chain(run: Execution) -> Execution:
+    """``run``, or if it continued as new, the run its chain has reached."""
+    for _ in range(MAX_CHAIN_HOPS):
+        if run.status != Status.CONTINUED_AS_NEW.value:
+            break
+        new_run_id = (HistoryEvent.objects.filter(
+            execution=run, event_type=EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value)
+            .values_list("attributes", flat=True).first() or {}).get("new_run_id")
+        successor = Execution.objects.filter(workflow_id=run.workflow_id,
+                                             run_id=new_run_id).first()
+        if successor is None:
+            break
+        run = successor
+    return run
 
 
 # ---- dashboard -----------------------------------------------------------------------------
