@@ -10,6 +10,7 @@ from the core and the core alone depends on the protocol's layout.
 from __future__ import annotations
 
 from sdk.protocol.commands import (
+    PARENT_CLOSE_POLICIES,
     TERMINAL_COMMANDS,
     CancelTimer,
     CancelWorkflow,
@@ -35,6 +36,7 @@ from sdk.protocol.limits import MAX_DURATION_MS, MAX_NAME_LENGTH
 __all__ = [
     "MAX_DURATION_MS",
     "MAX_NAME_LENGTH",
+    "PARENT_CLOSE_POLICIES",
     "TERMINAL_COMMANDS",
     "CancelTimer",
     "CancelWorkflow",
