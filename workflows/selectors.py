@@ -190,9 +190,7 @@ def execution_result(*, workflow_id: str, run_id: str | None = None,
     run = follow_chain(get_run(workflow_id, run_id))
     deadline = time.monotonic() + wait
     while run.status == Status.RUNNING.value and (remaining := deadline - time.monotonic()) > 0:
-        waited = run
-
-        def read() -> Execution:
+        def read(waited: Execution = run) -> Execution:
             waited.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
             return waited
 
@@ -212,6 +210,8 @@ def follow_chain(run: Execution) -> Execution:
         new_run_id = (HistoryEvent.objects.filter(
             execution=run, event_type=EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value)
             .values_list("attributes", flat=True).first() or {}).get("new_run_id")
+        if not isinstance(new_run_id, str):
+            break
         successor = Execution.objects.filter(workflow_id=run.workflow_id,
                                              run_id=new_run_id).first()
         if successor is None:

@@ -20,8 +20,8 @@ E = EventType
 
 def running() -> decide.Transition:
     t = decide.start(workflow_type="Parent", task_queue="q", input=None, now=T0)
-    return t.extend(decide.start_workflow_task(t.state, scheduled_event_id=2, worker="w",
-                                               now=T0)) or t
+    t.extend(decide.start_workflow_task(t.state, scheduled_event_id=2, worker="w", now=T0))
+    return t
 
 
 def complete(t: decide.Transition, commands: list[c.Command],
