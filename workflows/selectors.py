@@ -120,6 +120,22 @@ class Description:
     cancel_requested: bool
 
 
+MAX_CHILDREN_SHOWN = 100
+
+
+def execution_family(run: Execution) -> tuple[Execution | None, list[Execution]]:
+    """The run that started ``run`` as its child (None for a run started from outside), and
+    the children ``run`` started, oldest first (at most ``MAX_CHILDREN_SHOWN``)."""
+    parent = (Execution.objects.filter(pk=run.parent_id).only(*FAMILY_FIELDS).first()
+              if run.parent_id is not None else None)
+    children = list(Execution.objects.filter(parent_id=run.pk).only(*FAMILY_FIELDS)
+                    .order_by("created_at", "id")[:MAX_CHILDREN_SHOWN])
+    return parent, children
+
+
+FAMILY_FIELDS = ("workflow_id", "run_id", "workflow_type", "status", "created_at")
+
+
 def execution_describe(*, workflow_id: str, run_id: str | None = None) -> Description:
     run = get_run(workflow_id, run_id)
     state = run.core_state() if run.state else None
