@@ -371,7 +371,8 @@ class SignalExternalWorkflowExecutionInitiated(TypedDict):
 
 
 class SignalExternalWorkflowExecutionFailed(TypedDict):
-    """The signal could not be delivered (``cause``: ``workflow_not_found``)."""
+    """The signal could not be delivered (``cause``: ``workflow_not_found``, no such child
+    open; ``workflow_closed``, the child closed first)."""
 
     seq: int
     initiated_event_id: int
