@@ -16,18 +16,13 @@ from .harness import Engine, Proc, Stack, wait_for
 QUEUE = "children"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def children_worker(stack: Stack, engine: Engine, logs: Path) -> Iterator[Proc]:
+    """A worker of this module's workflows, on their own task queue."""
     w = stack.worker("tests.e2e.e2e_children", task_queue=QUEUE, engine=engine,
                      log=logs / "children-worker.log")
     yield w
     w.stop()
-
-
-@pytest.fixture
-def client(stack: Stack, engine: Engine, children_worker: Proc) -> Iterator[sdk.Client]:
-    with sdk.Client(engine.url, token=stack.token) as c:
-        yield c
 
 
 def start(client: sdk.Client, workflow: str, input: object = None) -> sdk.WorkflowHandle:
