@@ -59,3 +59,11 @@ async def rolling(ctx: sdk.WorkflowContext, n: int) -> Any:
     if n < 3:
         ctx.continue_as_new(n + 1)
     return {"n": n, "continued_from": ctx.info.continued_from_run_id}
+
+
+@sdk.workflow
+async def rolling_slowly(ctx: sdk.WorkflowContext, n: int) -> Any:
+    await ctx.sleep(0.3)  # so a result request waits across each continue-as-new
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+    return {"n": n}

@@ -87,3 +87,16 @@ def test_a_workflow_continued_as_new_three_times_gives_its_last_runs_result(
         assert answer.json()["status"] == "completed"
         assert answer.json()["result"] == result
         assert answer.json()["run_id"] == last["run_id"]
+
+
+def test_a_result_request_waiting_on_the_first_run_answers_for_the_last(
+        stack: Stack, engine: Engine, client: sdk.Client) -> None:
+    handle = start(client, "rolling_slowly", 0)
+    with httpx.Client(base_url=engine.url, timeout=90,
+                      headers={"Authorization": f"Bearer {stack.token}"}) as http:
+        answer = http.get(f"/api/workflows/{handle.workflow_id}/result",
+                          params={"run_id": handle.run_id, "wait": "60"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["status"], body["result"]) == ("completed", {"n": 2})
+    assert body["run_id"] != handle.run_id
