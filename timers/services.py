@@ -26,6 +26,7 @@ from workflows.services import (
     CHILD_TIMER_KINDS,
     Outcome,
     act_on_child,
+    hear_from_child,
     rejected,
     write_activity_attempt,
     write_transition,
@@ -165,6 +166,11 @@ def _schedule_to_close(execution: Execution, timer: Timer, now: datetime) -> Out
     return outcome
 
 
+def _from_child(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
+    """What a child's transaction could not write to its parent, busy then."""
+    return hear_from_child(execution, TimerKind(timer.kind), timer.payload, now)
+
+
 _FIRE: dict[TimerKind, Callable[[Execution, Timer, datetime], Outcome | None]] = {
     TimerKind.USER: _user,
     TimerKind.WORKFLOW_TIMEOUT: _workflow_timeout,
@@ -173,4 +179,6 @@ _FIRE: dict[TimerKind, Callable[[Execution, Timer, datetime], Outcome | None]] =
     TimerKind.ACTIVITY_ATTEMPT: _activity_attempt,
     TimerKind.ACTIVITY_SCHEDULE_TO_START: _schedule_to_start,
     TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE: _schedule_to_close,
+    TimerKind.CHILD_CLOSED: _from_child,
+    TimerKind.CHILD_SIGNALED: _from_child,
 }

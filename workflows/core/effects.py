@@ -45,6 +45,9 @@ class TimerKind(StrEnum):
     PARENT_CLOSE_POLICY = "parent_close_policy"      # the parent closed: terminate / cancel
     CHILD_SIGNAL = "child_signal"                    # deliver the parent's signal
     CHILD_CANCEL = "child_cancel"                    # the parent asks the child to cancel
+    # What a child's transaction could not write to its busy parent, on the parent's row.
+    CHILD_CLOSED = "child_closed"                    # the child ended
+    CHILD_SIGNALED = "child_signaled"                # the parent's signal reached the child
 
 
 # The timers that belong to one pending activity (dropped with it).
@@ -171,9 +174,10 @@ class ActOnChild:
     Why a timer and not a write in this transaction: a child's close writes to its parent in
     the child's transaction, locking the child's row and then the parent's. Writing to the
     child here would lock them the other way round, and two such transactions would
-    deadlock. Every lock across runs goes from child to parent; a parent reaches its
-    children through these rows, which the timer manager fires (at once: its wake-up is sent
-    on commit) and retries like any timer."""
+    deadlock. So a parent's transaction never locks a child: it reaches its children through
+    these rows, which the timer manager fires (at once: its wake-up is sent on commit) and
+    retries like any timer. (The child's transaction does not wait for its parent either:
+    ``workflows.services._write.tell_parent``.)"""
 
     kind: TimerKind
     workflow_id: str

@@ -6,7 +6,14 @@ timers) use these names only, never the private modules.
 
 from __future__ import annotations
 
-from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
+from ._write import (
+    Lessee,
+    Outcome,
+    hear_from_child,
+    lock_execution,
+    start_attempt_timers,
+    write_transition,
+)
 from .children import CHILD_TIMER_KINDS, act_on_child
 from .executions import (
     StartRequest,
@@ -34,12 +41,32 @@ from .tasks import (
 )
 
 __all__ = [
-    "CHILD_TIMER_KINDS", "Lessee", "Outcome", "StartRequest", "act_on_child", "activity_close",
-    "activity_task_complete", "activity_task_fail", "activity_task_heartbeat", "check_lease",
+    "CHILD_TIMER_KINDS",
+    "Lessee",
+    "Outcome",
+    "StartRequest",
+    "act_on_child",
+    "activity_close",
+    "activity_task_complete",
+    "activity_task_fail",
+    "activity_task_heartbeat",
+    "check_lease",
     "get_run",
-    "lock_execution", "rejected", "stale", "start_attempt_timers", "workflow_request_cancel",
-    "workflow_signal", "workflow_start", "workflow_start_handing_off", "workflow_start_many",
-    "workflow_task_complete", "workflow_task_fail", "workflow_task_start",
-    "workflow_task_time_out", "workflow_terminate", "write_activity_attempt",
+    "hear_from_child",
+    "lock_execution",
+    "rejected",
+    "stale",
+    "start_attempt_timers",
+    "workflow_request_cancel",
+    "workflow_signal",
+    "workflow_start",
+    "workflow_start_handing_off",
+    "workflow_start_many",
+    "workflow_task_complete",
+    "workflow_task_fail",
+    "workflow_task_start",
+    "workflow_task_time_out",
+    "workflow_terminate",
+    "write_activity_attempt",
     "write_transition",
 ]

@@ -154,19 +154,45 @@ CHILD_OUTCOMES = {
 
 
 def _tell_parent(child: Execution, closing: Event) -> None:
-    """The child run closed: record how in its parent, in the same transaction (the child's
-    row is locked, then the parent's: every lock across runs goes from child to parent). A
-    continue-as-new is not an end for the parent, which waits for the chain's last run; a
-    parent that closed meanwhile hears nothing."""
+    """The child run closed: record how in its parent, in the same transaction if the
+    parent's row is free (``tell_parent``). A continue-as-new is not an end for the parent,
+    which waits for the chain's last run; a parent that closed meanwhile hears nothing."""
     outcome = CHILD_OUTCOMES.get(closing.event_type)
     if outcome is None or child.parent_id is None or not executions.is_open(child.parent_id):
         return
-    parent = executions.lock(child.parent_id)
-    t = decide.child_closed(parent.core_state(), workflow_id=child.workflow_id,
-                            run_id=str(child.run_id), outcome=outcome, now=closing.timestamp,
-                            **closing.attributes)
-    if t.events:
-        write_transition(parent, t)
+    payload = {"workflow_id": child.workflow_id, "run_id": str(child.run_id),
+               "outcome": outcome.value, "attributes": closing.attributes}
+    tell_parent(child.parent_id, fx.TimerKind.CHILD_CLOSED, payload, closing.timestamp)
+
+
+def tell_parent(parent_id: int, kind: fx.TimerKind, payload: dict[str, Any],
+                now: datetime) -> None:
+    """Write what a child's transaction owes its parent (``kind``: the child ended, or the
+    parent's signal reached it) to the parent, in this transaction if the parent's row is
+    free; if another transaction holds it, a timer row due now on the parent carries it
+    instead, fired in the parent's own transaction. A lock taken while holding the child's
+    must never wait: a transaction holding the parent could be waiting for the child."""
+    parent = executions.lock_if_free(parent_id)
+    if parent is None:
+        timers.insert([timers.build(parent_id, fx.StartTimer(kind, now, payload=payload), now)])
+        return
+    hear_from_child(parent, kind, payload, now)
+
+
+def hear_from_child(parent: Execution, kind: fx.TimerKind, payload: dict[str, Any],
+                    now: datetime) -> Outcome | None:
+    """Record in ``parent`` (locked) what its child's transaction told it."""
+    state = parent.core_state()
+    if kind is fx.TimerKind.CHILD_CLOSED:
+        t = decide.child_closed(state, workflow_id=str(payload["workflow_id"]),
+                                run_id=str(payload["run_id"]),
+                                outcome=E(payload["outcome"]), now=now,
+                                **payload.get("attributes", {}))
+    else:
+        run_id = payload.get("run_id")
+        t = decide.child_signaled(state, seq=int(payload["seq"]),
+                                  run_id=None if run_id is None else str(run_id), now=now)
+    return write_transition(parent, t) if t.events else None
 
 
 def child_timer(parent: Execution, effect: fx.ActOnChild, now: datetime) -> timers.Timer | None:
@@ -328,4 +354,5 @@ def lock_execution(execution_id: int) -> Execution:
     return executions.lock(execution_id)
 
 
-__all__ = ["Lessee", "Outcome", "lock_execution", "start_attempt_timers", "write_transition"]
+__all__ = ["Lessee", "Outcome", "hear_from_child", "lock_execution", "start_attempt_timers",
+           "tell_parent", "write_transition"]

@@ -4,9 +4,11 @@ A parent's workflow task that starts children records them in the parent's histo
 creates their runs in the same transaction (``start_children``, after the parent is
 saved). What a parent later owes a child (its close policy, a signal, a cancel request)
 reaches the child in the child's own transaction, through a timer row due at once on the
-child's row (``workflows.core.effects.ActOnChild`` says why: locks across runs go from child
-to parent only); ``act_on_child`` is what firing one does. A child's close writes to its
-parent in the child's transaction (``workflows.services._write``).
+child's row (``workflows.core.effects.ActOnChild`` says why: a parent's transaction never
+locks a child's row); ``act_on_child`` is what firing one does. A child's close writes to
+its parent in the child's transaction when the parent's row is free, else through a timer
+row on the parent (``workflows.services._write.tell_parent``): no transaction holding one
+run's row waits for another's, so no two transitions deadlock.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from workflows.core import effects as fx
 from workflows.core.state import Status
 from workflows.models import Execution
 
-from ._write import Outcome, write_transition
+from ._write import Outcome, tell_parent, write_transition
 from .executions import _create_run
 
 __all__ = ["CHILD_TIMER_KINDS", "act_on_child", "child_run_ids", "start_children"]
@@ -96,9 +98,7 @@ def act_on_child(home: Execution, kind: fx.TimerKind, payload: Mapping[str, Any]
             input=payload.get("input"), now=now))
     parent_id = payload.get("parent_id")
     if isinstance(parent_id, int) and executions.is_open(parent_id):
-        parent = executions.lock(parent_id)
-        t = decide.child_signaled(parent.core_state(), seq=int(payload["seq"]),
-                                  run_id=None if child is None else str(child.run_id), now=now)
-        if t.events:
-            write_transition(parent, t)
+        tell_parent(parent_id, fx.TimerKind.CHILD_SIGNALED, {
+            "seq": payload["seq"], "run_id": None if child is None else str(child.run_id)},
+            now)
     return outcome
