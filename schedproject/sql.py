@@ -24,6 +24,17 @@ def for_update() -> str:
     return " FOR UPDATE" if connection.features.has_select_for_update else ""
 
 
+def for_no_key_update(*, skip_locked: bool = False) -> str:
+    """`` FOR NO KEY UPDATE`` (and `` SKIP LOCKED``) where the database has it: the lock of a
+    row whose key never changes. Unlike ``FOR UPDATE`` it lets another transaction insert a
+    row referring to it (a foreign key check takes ``FOR KEY SHARE``) without waiting."""
+    if not connection.features.has_select_for_update:
+        return ""
+    if not connection.features.has_select_for_no_key_update:
+        return for_update() + (" SKIP LOCKED" if skip_locked else "")
+    return " FOR NO KEY UPDATE" + (" SKIP LOCKED" if skip_locked else "")
+
+
 def table(model: type[models.Model]) -> str:
     return str(model._meta.db_table)
 

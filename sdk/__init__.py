@@ -32,13 +32,21 @@ if TYPE_CHECKING:
     from sdk._errors import (
         ActivityError,
         ApplicationError,
+        ChildWorkflowError,
+        ContinueAsNewError,
         NonDeterminismError,
         SchedError,
         WorkflowFailureError,
     )
     from sdk._retry import RetryPolicy
     from sdk._worker import Worker
-    from sdk._workflow import Signal, WorkflowContext, WorkflowInfo, workflow
+    from sdk._workflow import (
+        ChildWorkflowHandle,
+        Signal,
+        WorkflowContext,
+        WorkflowInfo,
+        workflow,
+    )
 
 # Where each public name is defined.
 _EXPORTS: dict[str, str] = {
@@ -51,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "AsyncClient": "sdk._client",
     "AsyncClientActivityHandle": "sdk._client",
     "AsyncWorkflowHandle": "sdk._client",
+    "ChildWorkflowError": "sdk._errors",
+    "ChildWorkflowHandle": "sdk._workflow",
+    "ContinueAsNewError": "sdk._errors",
     "Client": "sdk._client",
     "CompleteAsync": "sdk._activity",
     "NonDeterminismError": "sdk._errors",
@@ -94,8 +105,11 @@ __all__ = [
     "AsyncClient",
     "AsyncClientActivityHandle",
     "AsyncWorkflowHandle",
+    "ChildWorkflowError",
+    "ChildWorkflowHandle",
     "Client",
     "CompleteAsync",
+    "ContinueAsNewError",
     "NonDeterminismError",
     "PayloadCodec",
     "PayloadConversionError",

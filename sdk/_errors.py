@@ -23,6 +23,8 @@ from sdk.protocol.limits import MAX_FAILURE_CAUSE_DEPTH
 __all__ = [
     "ActivityError",
     "ApplicationError",
+    "ChildWorkflowError",
+    "ContinueAsNewError",
     "NonDeterminismError",
     "SchedError",
     "WorkflowFailureError",
@@ -126,6 +128,49 @@ class WorkflowFailureError(SchedError):
         return self.__cause__
 
 
+class ChildWorkflowError(SchedError):
+    """A child workflow did not complete: it ``failed``, was ``canceled``, ``terminated`` or
+    ``timed_out``, or could not start (``start_failed``: its workflow id has an open run),
+    or a signal to it could not be delivered (``signal_failed``).
+
+    ``cause`` is the child's failure as the engine recorded it (``type``, ``message``, ...);
+    ``workflow_id``, ``run_id`` and ``workflow_type`` name the child. Escaping the parent's
+    code, it fails the parent's run, with the cause in the failure's ``details``.
+    """
+
+    def __init__(self, status: str, cause: dict[str, Any] | None = None, *,
+                 workflow_id: str, run_id: str | None = None,
+                 workflow_type: str | None = None) -> None:
+        self.status = status
+        self.cause: dict[str, Any] = {
+            "type": "Error", "message": "", "stack": "", "details": None, "non_retryable": False,
+            **(cause or {}),
+        }
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.workflow_type = workflow_type
+        what = f"child workflow {workflow_type!r} ({workflow_id!r})"
+        super().__init__(f"{what} {status.replace('_', ' ')}: {self.cause['type']}: "
+                         f"{self.cause['message']}")
+
+    def details(self) -> dict[str, Any]:
+        return {"status": self.status, "workflow_id": self.workflow_id, "run_id": self.run_id,
+                "workflow_type": self.workflow_type, "cause": self.cause}
+
+
+class ContinueAsNewError(BaseException):
+    """Raised by ``ctx.continue_as_new``: the run closes and a new run of the same workflow id
+    starts with ``input`` (of ``workflow_type`` on ``task_queue``, None: the same). A
+    ``BaseException``, so ``except Exception`` in workflow code does not stop it."""
+
+    def __init__(self, input: Any = None, *, workflow_type: str | None = None,
+                 task_queue: str | None = None) -> None:
+        super().__init__("the workflow continues as new")
+        self.input = input
+        self.workflow_type = workflow_type
+        self.task_queue = task_queue
+
+
 def failure_from_exception(exc: BaseException) -> WireFailure:
     """The wire failure for ``exc``: its type, message, formatted traceback and details,
     and its ``__cause__`` chain as ``cause`` (at most ``MAX_FAILURE_CAUSE_DEPTH`` deep)."""
@@ -135,8 +180,8 @@ def failure_from_exception(exc: BaseException) -> WireFailure:
         if any(current is seen for seen in chain):
             break  # a cycle
         chain.append(current)
-        if isinstance(current, ActivityError):
-            break  # its cause is the activity's failure, as recorded
+        if isinstance(current, ActivityError | ChildWorkflowError):
+            break  # its cause is the activity's (the child's) failure, as recorded
         current = current.__cause__
     failure: WireFailure | None = None
     for item in reversed(chain):
@@ -146,6 +191,9 @@ def failure_from_exception(exc: BaseException) -> WireFailure:
 
 
 def _failure_of(exc: BaseException, cause: WireFailure | None) -> WireFailure:
+    if isinstance(exc, ChildWorkflowError):
+        return {"type": "ChildWorkflowError", "message": str(exc), "stack": _stack(exc),
+                "details": exc.details(), "non_retryable": False}
     if isinstance(exc, ActivityError):
         return {
             "type": "ActivityError",

@@ -86,12 +86,15 @@ from sdk._converter import PayloadConversionError, from_json, input_hint, to_jso
 from sdk._errors import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
+    ContinueAsNewError,
     NonDeterminismError,
     SchedError,
     failure_from_exception,
 )
 from sdk._workflow import (
     ActivityHandle,
+    ChildWorkflowHandle,
     DurableFuture,
     LocalActivityRequest,
     Signal,
@@ -106,11 +109,15 @@ from sdk.protocol import (
     CancelWorkflow,
     Command,
     CompleteWorkflow,
+    ContinueAsNew,
     EventType,
     FailWorkflow,
     RecordMarker,
     RequestCancelActivity,
+    RequestCancelExternalWorkflow,
     ScheduleActivity,
+    SignalExternalWorkflow,
+    StartChildWorkflow,
     StartTimer,
     WireCommand,
     WireEvent,
@@ -144,10 +151,32 @@ _COMMAND_EVENTS: dict[EventType, tuple[str, str | None]] = {
     E.WORKFLOW_EXECUTION_COMPLETED: ("complete_workflow", None),
     E.WORKFLOW_EXECUTION_FAILED: ("fail_workflow", None),
     E.WORKFLOW_EXECUTION_CANCELED: ("cancel_workflow", None),
+    E.START_CHILD_WORKFLOW_EXECUTION_INITIATED: ("start_child_workflow", "workflow_type"),
+    E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: ("signal_external_workflow", "signal_name"),
 }
 # Events a completed task's commands produce that are not matched (cancels are best effort:
-# the engine drops one whose target already finished).
-_UNMATCHED_COMMAND_EVENTS = frozenset({E.ACTIVITY_TASK_CANCEL_REQUESTED, E.TIMER_CANCELED})
+# the engine drops one whose target already finished). A continue-as-new is not matched
+# either: the engine defers it when news arrived meanwhile, and the code, which has already
+# raised it, issues it again in the next task.
+_UNMATCHED_COMMAND_EVENTS = frozenset({
+    E.ACTIVITY_TASK_CANCEL_REQUESTED, E.TIMER_CANCELED,
+    E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+})
+# Answers to a child workflow's commands: routed to its handle by seq.
+_CHILD_JOB_EVENTS = frozenset({
+    E.START_CHILD_WORKFLOW_EXECUTION_FAILED, E.CHILD_WORKFLOW_EXECUTION_STARTED,
+    E.CHILD_WORKFLOW_EXECUTION_COMPLETED, E.CHILD_WORKFLOW_EXECUTION_FAILED,
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED, E.CHILD_WORKFLOW_EXECUTION_TERMINATED,
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT, E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED,
+    E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED,
+})
+# How a child ended, as ``ChildWorkflowError.status``.
+_CHILD_STATUS = {
+    E.CHILD_WORKFLOW_EXECUTION_FAILED: "failed",
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED: "canceled",
+    E.CHILD_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
+}
 _TASK_OUTCOMES = frozenset(
     {E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT}
 )
@@ -155,7 +184,7 @@ _JOB_EVENTS = frozenset(
     {
         E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED, E.ACTIVITY_TASK_TIMED_OUT,
         E.ACTIVITY_TASK_CANCELED, E.TIMER_FIRED, E.WORKFLOW_EXECUTION_SIGNALED,
-        E.WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+        E.WORKFLOW_EXECUTION_CANCEL_REQUESTED, *_CHILD_JOB_EVENTS,
     }
 )
 # Events with nothing for the workflow code.
@@ -187,7 +216,8 @@ class _WorkflowCodeError(SchedError):
 
 
 # What fails the run when it escapes workflow code, whatever the failure_exception_types.
-_RUN_FAILURES: tuple[type[BaseException], ...] = (ApplicationError, ActivityError)
+_RUN_FAILURES: tuple[type[BaseException], ...] = (ApplicationError, ActivityError,
+                                                  ChildWorkflowError)
 
 
 @dataclass(slots=True)
@@ -414,6 +444,8 @@ class WorkflowInstance:
         # The history's figures the engine sent with the current task (the worker sets them).
         self.history_length = 0
         self.history_size_bytes = 0
+        self._started: dict[str, Any] = {}  # WorkflowExecutionStarted's attributes
+        self._continue_as_new: ContinueAsNew | None = None
         self._loop = _Loop(self.start_timer)  # type: ignore[abstract]  # only what asyncio uses
         self._ctx = WorkflowContext(self)
         self._main: asyncio.Task[Any] | None = None
@@ -570,6 +602,7 @@ class WorkflowInstance:
         self._end_block(event)
         if self._main is not None:
             raise _WorkerError("a second WorkflowExecutionStarted")
+        self._started = dict(event["attributes"])
         self._main = self._loop.create_task(self._run_main(event["attributes"].get("input")))
 
     async def _run_main(self, input: Any) -> Any:
@@ -714,6 +747,9 @@ class WorkflowInstance:
         main = self._main
         if main is not None and main.done() and not self._finished:
             self._finish(main)
+        elif self._continue_as_new is not None and self._continue_as_new not in self._commands:
+            # The engine deferred the continue-as-new for news: the code asks for it again.
+            self._issue(self._continue_as_new, None)
         self._markers.clear()
         self._marker_names.clear()
         if self._record is not None:
@@ -729,6 +765,9 @@ class WorkflowInstance:
             self._cancel_requested = True
             if self._main is not None and not self._main.done():
                 self._main.cancel("the workflow was asked to cancel")
+            return
+        if event_type in _CHILD_JOB_EVENTS:
+            self._apply_child_job(event_type, attributes)
             return
         seq = attributes["seq"]
         future = self._pending.pop(seq, None)
@@ -769,7 +808,13 @@ class WorkflowInstance:
             ))
 
     def _finish(self, main: asyncio.Task[Any]) -> None:
-        command: CompleteWorkflow | FailWorkflow | CancelWorkflow
+        command: CompleteWorkflow | FailWorkflow | CancelWorkflow | ContinueAsNew
+        if not main.cancelled() and isinstance(exc := main.exception(), ContinueAsNewError):
+            self._continue_as_new = ContinueAsNew(
+                input=exc.input, workflow_type=exc.workflow_type, task_queue=exc.task_queue)
+            self._issue(self._continue_as_new, None)
+            self._finished = True
+            return
         if main.cancelled():
             if self._cancel_requested:
                 command = CancelWorkflow(details=None)
@@ -805,10 +850,14 @@ class WorkflowInstance:
 
     @property
     def info(self) -> WorkflowInfo:
+        parent = self._started.get("parent") or {}
         return WorkflowInfo(self.workflow_id, self.run_id, self.workflow_type, self.task_queue,
                             self._attempt,
                             history_length=max(self.history_length, self.next_event_id - 1),
-                            history_size_bytes=self.history_size_bytes)
+                            history_size_bytes=self.history_size_bytes,
+                            continued_from_run_id=self._started.get("continued_from_run_id"),
+                            parent_workflow_id=parent.get("workflow_id"),
+                            parent_run_id=parent.get("run_id"))
 
     @property
     def is_replaying(self) -> bool:
@@ -1065,6 +1114,96 @@ class WorkflowInstance:
             failure, attempt=data.get("attempts"), timeout_type=data.get("timeout_type"),
             activity_type=request.activity_type, seq=request.seq,
         ))
+
+
+    # ---- child workflows ------------------------------------------------------------------
+
+    def start_child_workflow(self, command: Callable[[int], StartChildWorkflow],
+                             cancellation_type: str) -> ChildWorkflowHandle:
+        seq = self._next_seq()
+        start = command(seq)
+        handle = ChildWorkflowHandle(loop=self._loop, seq=seq, workflow_id=start.workflow_id,
+                                     workflow_type=start.workflow_type, runtime=self,
+                                     cancellation_type=cancellation_type,
+                                     on_cancel=self._cancel_child_handle)
+        self._pending[seq] = handle
+        self._issue(start, (start.kind, seq, start.workflow_type))
+        return handle
+
+    def _cancel_child_handle(self, future: DurableFuture) -> None:
+        """The handle is cancelled now (``try_cancel``, ``abandon``): stop routing to it."""
+        assert isinstance(future, ChildWorkflowHandle)
+        self._pending.pop(future.seq, None)
+        if not future.started.done():
+            future.started.cancel()
+        if future.cancellation_type == "try_cancel":
+            self.cancel_child(future)
+
+    def cancel_child(self, handle: ChildWorkflowHandle) -> None:
+        self._issue(RequestCancelExternalWorkflow(seq=self._next_seq(),
+                                                  workflow_id=handle.workflow_id), None)
+
+    def signal_child(self, handle: ChildWorkflowHandle, name: str,
+                     input: Any) -> DurableFuture:
+        seq = self._next_seq()
+        future = DurableFuture(loop=self._loop, seq=seq)
+        self._pending[seq] = future
+        self._issue(SignalExternalWorkflow(seq=seq, workflow_id=handle.workflow_id,
+                                           signal_name=name, input=input),
+                    ("signal_external_workflow", seq, name))
+        return future
+
+    def _apply_child_job(self, event_type: str, attributes: dict[str, Any]) -> None:
+        seq = attributes["seq"]
+        future = self._pending.get(seq)
+        if event_type == E.CHILD_WORKFLOW_EXECUTION_STARTED:
+            if isinstance(future, ChildWorkflowHandle):
+                future.run_id = attributes.get("run_id")
+                if not future.started.done():
+                    future.started.set_result(str(future.run_id))
+            return
+        self._pending.pop(seq, None)
+        if future is None or future.done():
+            return  # cancelled by the workflow: the outcome no longer matters
+        workflow_id = str(attributes.get("workflow_id") or "")
+        if event_type == E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED:
+            future.set_result(None)
+            return
+        if event_type == E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED:
+            future.set_exception(ChildWorkflowError("signal_failed", {
+                "type": str(attributes.get("cause")), "message": "the signal was not "
+                "delivered: the child workflow has closed"}, workflow_id=workflow_id))
+            return
+        assert isinstance(future, ChildWorkflowHandle)
+        if event_type == E.CHILD_WORKFLOW_EXECUTION_COMPLETED:
+            future.set_result(attributes.get("result"))
+            return
+        if event_type == E.CHILD_WORKFLOW_EXECUTION_CANCELED and future.cancellation_type == (
+                "wait_cancellation_completed") and future._cancel_asked:
+            DurableFuture.cancel(future, "the child workflow was canceled")
+            return
+        error = self._child_error(event_type, attributes, future)
+        if not future.started.done():
+            future.started.set_exception(error)
+        future.set_exception(error)
+
+    @staticmethod
+    def _child_error(event_type: str, attributes: dict[str, Any],
+                     handle: ChildWorkflowHandle) -> ChildWorkflowError:
+        if event_type == E.START_CHILD_WORKFLOW_EXECUTION_FAILED:
+            status, cause = "start_failed", {
+                "type": "WorkflowAlreadyStarted",
+                "message": f"workflow {handle.workflow_id!r} already has an open run"}
+        else:
+            status = _CHILD_STATUS[EventType(event_type)]
+            cause = attributes.get("failure") or {
+                "type": {"canceled": "Canceled", "terminated": "Terminated",
+                         "timed_out": "TimedOut"}.get(status, "Error"),
+                "message": attributes.get("reason") or f"the child workflow {status}",
+                "details": attributes.get("details")}
+        return ChildWorkflowError(status, cause, workflow_id=handle.workflow_id,
+                                  run_id=attributes.get("run_id") or handle.run_id,
+                                  workflow_type=handle.workflow_type)
 
 
 async def _call_handler(fn: Callable[..., object], args: tuple[Any, ...]) -> None:

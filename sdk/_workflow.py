@@ -17,17 +17,26 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 from sdk._converter import PayloadConversionError, from_json, return_hint, to_json
+from sdk._errors import ContinueAsNewError
 from sdk._retry import RetryPolicy, to_ms
-from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity
+from sdk.protocol import DEFAULT_RETRY_POLICY, ScheduleActivity, StartChildWorkflow
 from sdk.protocol import RetryPolicy as WireRetryPolicy
-from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS, MAX_NAME_LENGTH
+from sdk.protocol.commands import PARENT_CLOSE_POLICIES
+from sdk.protocol.limits import (
+    HISTORY_WARN_BYTES,
+    HISTORY_WARN_EVENTS,
+    MAX_NAME_LENGTH,
+    MAX_WORKFLOW_ID_LENGTH,
+)
 from sdk.protocol.names import check_name
 
 __all__ = [
+    "CANCELLATION_TYPES",
     "ActivityHandle",
+    "ChildWorkflowHandle",
     "DynamicSignalHandler",
     "LocalActivityRequest",
     "Signal",
@@ -143,6 +152,11 @@ class WorkflowInfo:
     # The run's history as of the current workflow task: its events, and about its bytes.
     history_length: int = 0
     history_size_bytes: int = 0
+    # The run this one continued (``ctx.continue_as_new``), and the run that started this
+    # one as its child workflow, if any.
+    continued_from_run_id: str | None = None
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
 
     def is_continue_as_new_suggested(self) -> bool:
         """Whether the history is long enough (``HISTORY_WARN_EVENTS`` events or
@@ -228,6 +242,52 @@ class ActivityHandle(DurableFuture):
             super().set_result(value)
 
 
+CANCELLATION_TYPES = ("wait_cancellation_completed", "try_cancel", "abandon")
+"""What cancelling a child's handle does: ask the child to cancel and wait until it has
+closed (``wait_cancellation_completed``); ask and stop waiting (``try_cancel``); or stop
+waiting and leave the child alone (``abandon``)."""
+
+
+class ChildWorkflowHandle(DurableFuture):
+    """A child workflow this workflow started: await it for the child's result (or
+    ``ChildWorkflowError``); ``signal`` it; cancel it (as its ``cancellation_type`` says).
+    ``run_id`` is the child's first run (a child that continues as new goes on under the
+    same ``workflow_id``)."""
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop, seq: int, workflow_id: str,
+                 workflow_type: str, runtime: WorkflowRuntime, cancellation_type: str,
+                 on_cancel: Callable[[DurableFuture], None] | None = None) -> None:
+        super().__init__(loop=loop, seq=seq, on_cancel=on_cancel)
+        self.workflow_id = workflow_id
+        self.workflow_type = workflow_type
+        self.cancellation_type = cancellation_type
+        self.run_id: str | None = None
+        self.started: asyncio.Future[str] = loop.create_future()
+        self._runtime = runtime
+        self._cancel_asked = False
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.done():
+            return False
+        if self.cancellation_type != "wait_cancellation_completed":
+            return super().cancel(msg)
+        # Ask once; the handle ends when the child closes (canceled: CancelledError).
+        if not self._cancel_asked:
+            self._cancel_asked = True
+            self._runtime.cancel_child(self)
+        return True
+
+    async def signal(self, name: str, input: Any = None) -> None:
+        """Signal the child; returns once the engine delivered it, raises
+        ``ChildWorkflowError`` (``signal_failed``) if the child had closed."""
+        if not isinstance(name, str):
+            raise TypeError("the signal name must be a string")
+        check_name(name, what="the signal name")
+        _check_json(input, "the signal input")
+        await self.started
+        await self._runtime.signal_child(self, name, input)
+
+
 @dataclass(frozen=True, slots=True)
 class LocalActivityRequest:
     """A local activity the workflow code awaits: the worker runs it inside the workflow task.
@@ -265,6 +325,13 @@ class WorkflowRuntime(Protocol):
     def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
         """Number the call, then run (or replay) the local activity ``request(seq)``."""
         ...
+    def start_child_workflow(self, command: Callable[[int], StartChildWorkflow],
+                             cancellation_type: str) -> ChildWorkflowHandle:
+        """Number the call, then issue ``command(seq)``."""
+        ...
+    def cancel_child(self, handle: ChildWorkflowHandle) -> None: ...
+    def signal_child(self, handle: ChildWorkflowHandle, name: str,
+                     input: Any) -> DurableFuture: ...
 
 
 def activity_name(activity: Any) -> str:
@@ -537,7 +604,102 @@ class WorkflowContext:
         self._rt.patched(_patch_id(patch_id), deprecated=True)
 
 
+    # ---- child workflows and continue-as-new -------------------------------------------
+
+    async def start_child_workflow(
+        self,
+        workflow: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str | None = None,
+        execution_timeout: Duration | None = None,
+        retry_policy: RetryPolicy | None = None,
+        parent_close_policy: str = "terminate",
+        cancellation_type: str = "wait_cancellation_completed",
+    ) -> ChildWorkflowHandle:
+        """Start a child workflow and return its handle once the child has started; raises
+        ``ChildWorkflowError`` (``start_failed``) if ``workflow_id`` has an open run.
+
+        ``workflow`` is a decorated workflow or its type name; ``workflow_id`` defaults to
+        one drawn from this run (the same on replay). ``parent_close_policy`` says what the
+        engine does to the child if it is still running when this run closes, however it
+        closes (continue-as-new included): ``terminate`` it, ``abandon`` it (it runs on) or
+        ``request_cancel`` it. ``retry_policy`` must be None: child workflows are not
+        retried by the engine (retry the activities inside them)."""
+        workflow_type = _workflow_type_name(workflow)
+        if workflow_id is not None:
+            if not isinstance(workflow_id, str):
+                raise TypeError("workflow_id must be a string")
+            check_name(workflow_id, what="workflow_id", max_length=MAX_WORKFLOW_ID_LENGTH)
+        if task_queue is not None:
+            if not isinstance(task_queue, str):
+                raise TypeError("task_queue must be a string")
+            check_name(task_queue, what="task_queue")
+        if retry_policy is not None:
+            raise ValueError("child workflows take no retry_policy: the engine does not "
+                             "retry a failed child (retry the activities inside it)")
+        if parent_close_policy not in PARENT_CLOSE_POLICIES:
+            raise ValueError(f"parent_close_policy must be one of "
+                             f"{', '.join(PARENT_CLOSE_POLICIES)}")
+        if cancellation_type not in CANCELLATION_TYPES:
+            raise ValueError(f"cancellation_type must be one of {', '.join(CANCELLATION_TYPES)}")
+        timeout_ms = _optional_ms(execution_timeout, "execution_timeout")
+        _check_json(input, "the child workflow input")
+        info = self.info
+        handle = self._rt.start_child_workflow(lambda seq: StartChildWorkflow(
+            seq=seq, workflow_type=workflow_type,
+            workflow_id=workflow_id or f"{info.workflow_id[:200]}-{info.run_id[:8]}-child-{seq}",
+            input=input, task_queue=task_queue, execution_timeout_ms=timeout_ms,
+            parent_close_policy=parent_close_policy,
+        ), cancellation_type)
+        await handle.started
+        return handle
+
+    async def execute_child_workflow(
+        self,
+        workflow: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str | None = None,
+        execution_timeout: Duration | None = None,
+        retry_policy: RetryPolicy | None = None,
+        parent_close_policy: str = "terminate",
+        cancellation_type: str = "wait_cancellation_completed",
+    ) -> Any:
+        """Run a child workflow and return its result; raises ``ChildWorkflowError`` if it
+        did not complete (with the child's failure as ``cause``). The arguments are
+        ``start_child_workflow``'s."""
+        handle = await self.start_child_workflow(
+            workflow, input, workflow_id=workflow_id, task_queue=task_queue,
+            execution_timeout=execution_timeout, retry_policy=retry_policy,
+            parent_close_policy=parent_close_policy, cancellation_type=cancellation_type)
+        return await handle
+
+    def continue_as_new(self, input: Any = None, *, workflow: Any = None,
+                        task_queue: str | None = None) -> NoReturn:
+        """Close this run and start a new run of the same workflow id with ``input`` (a fresh
+        history), of ``workflow`` on ``task_queue`` if given. Raises ``ContinueAsNewError``,
+        which the runtime turns into the command: let it propagate."""
+        workflow_type = None if workflow is None else _workflow_type_name(workflow)
+        if task_queue is not None:
+            if not isinstance(task_queue, str):
+                raise TypeError("task_queue must be a string")
+            check_name(task_queue, what="task_queue")
+        _check_json(input, "the continue-as-new input")
+        raise ContinueAsNewError(input, workflow_type=workflow_type, task_queue=task_queue)
+
+
 def _patch_id(patch_id: Any) -> str:
     if not isinstance(patch_id, str):
         raise TypeError("a patch id must be a string")
     return check_name(patch_id, what="a patch id")
+
+
+def _workflow_type_name(workflow: Any) -> str:
+    """The type name of a workflow given as a decorated function or a string."""
+    if isinstance(workflow, str):
+        check_name(workflow, what="the workflow type")
+        return workflow
+    return workflow_definition(workflow).name

@@ -22,7 +22,15 @@ from workflows.core import decide
 from workflows.core.effects import TimerKind
 from workflows.core.state import Status
 from workflows.models import Execution
-from workflows.services import Outcome, rejected, write_activity_attempt, write_transition
+from workflows.services import (
+    CHILD_TIMER_KINDS,
+    Outcome,
+    act_on_child,
+    hear_from_child,
+    rejected,
+    write_activity_attempt,
+    write_transition,
+)
 
 from . import store
 from .store import Timer
@@ -77,9 +85,12 @@ def fire_locked(*, timer_id: int, execution_id: int | None, now: datetime) -> Ou
     if timer is None:
         return None
     store.delete_one(timer.pk)
+    kind = TimerKind(timer.kind)
+    if kind in CHILD_TIMER_KINDS:  # for the child's open run, maybe not this one
+        return act_on_child(execution, kind, timer.payload, now)
     if execution.status != Status.RUNNING:
         return None
-    return _FIRE[TimerKind(timer.kind)](execution, timer, now)
+    return _FIRE[kind](execution, timer, now)
 
 
 def _decided(step: Callable[[], decide.Transition]) -> decide.Transition:
@@ -155,6 +166,11 @@ def _schedule_to_close(execution: Execution, timer: Timer, now: datetime) -> Out
     return outcome
 
 
+def _from_child(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
+    """What a child's transaction could not write to its parent, busy then."""
+    return hear_from_child(execution, TimerKind(timer.kind), timer.payload, now)
+
+
 _FIRE: dict[TimerKind, Callable[[Execution, Timer, datetime], Outcome | None]] = {
     TimerKind.USER: _user,
     TimerKind.WORKFLOW_TIMEOUT: _workflow_timeout,
@@ -163,4 +179,6 @@ _FIRE: dict[TimerKind, Callable[[Execution, Timer, datetime], Outcome | None]] =
     TimerKind.ACTIVITY_ATTEMPT: _activity_attempt,
     TimerKind.ACTIVITY_SCHEDULE_TO_START: _schedule_to_start,
     TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE: _schedule_to_close,
+    TimerKind.CHILD_CLOSED: _from_child,
+    TimerKind.CHILD_SIGNALED: _from_child,
 }

@@ -41,9 +41,16 @@ def delete(execution_id: int, kinds: Sequence[TimerKind], seq: int | None) -> No
                 [execution_id, *(k.value for k in kinds), seq])
 
 
+# What a parent owes its child, on the child's row: kept when that run closes, as the child
+# may go on in the run it continued as (``workflows.services.children``).
+CHILD_KINDS = (TimerKind.PARENT_CLOSE_POLICY.value, TimerKind.CHILD_SIGNAL.value,
+               TimerKind.CHILD_CANCEL.value)
+
+
 def delete_run(execution_id: int) -> None:
-    """Every timer of a run (it has closed)."""
-    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s", [execution_id])
+    """Every timer of a run (it has closed), but those it holds for its parent."""
+    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
+                "AND kind NOT IN (%s, %s, %s)", [execution_id, *CHILD_KINDS])
 
 
 def delete_one(timer_id: int) -> None:

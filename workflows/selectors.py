@@ -29,6 +29,7 @@ from django.db.models import Count, Q, QuerySet
 
 from dispatch.models import Task, TaskKind, TaskState, WorkerSession
 from workflows import changes
+from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import InvalidInput
 from workflows.models import Execution, HistoryEvent
@@ -119,6 +120,22 @@ class Description:
     cancel_requested: bool
 
 
+MAX_CHILDREN_SHOWN = 100
+
+
+def execution_family(run: Execution) -> tuple[Execution | None, list[Execution]]:
+    """The run that started ``run`` as its child (None for a run started from outside), and
+    the children ``run`` started, oldest first (at most ``MAX_CHILDREN_SHOWN``)."""
+    parent = (Execution.objects.filter(pk=run.parent_id).only(*FAMILY_FIELDS).first()
+              if run.parent_id is not None else None)
+    children = list(Execution.objects.filter(parent_id=run.pk).only(*FAMILY_FIELDS)
+                    .order_by("created_at", "id")[:MAX_CHILDREN_SHOWN])
+    return parent, children
+
+
+FAMILY_FIELDS = ("workflow_id", "run_id", "workflow_type", "status", "created_at")
+
+
 def execution_describe(*, workflow_id: str, run_id: str | None = None) -> Description:
     run = get_run(workflow_id, run_id)
     state = run.core_state() if run.state else None
@@ -183,17 +200,40 @@ def history_page(*, workflow_id: str, run_id: str | None = None, after: int = 0,
 
 def execution_result(*, workflow_id: str, run_id: str | None = None,
                      wait: float = 0) -> Execution:
-    """The run, once it has closed or after ``wait`` seconds, whichever comes first."""
-    run = get_run(workflow_id, run_id)
-    if wait <= 0:  # the run as just read
-        return run
+    """The run, once it has closed or after ``wait`` seconds, whichever comes first. A run
+    that continued as new is followed to the run it continued as, to the chain's last run:
+    the result of a workflow is its last run's."""
+    run = follow_chain(get_run(workflow_id, run_id))
+    deadline = time.monotonic() + wait
+    while run.status == Status.RUNNING.value and (remaining := deadline - time.monotonic()) > 0:
+        def read(waited: Execution = run) -> Execution:
+            waited.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
+            return waited
 
-    def read() -> Execution:
-        run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
-        return run
+        run = follow_chain(poll(run.pk, read, lambda r: r.status != Status.RUNNING.value,
+                                wait=remaining, closing_only=True))
+    return run
 
-    return poll(run.pk, read, lambda r: r.status != Status.RUNNING.value, wait=wait,
-                closing_only=True)
+
+MAX_CHAIN_HOPS = 10_000  # a bound on following one request's continue-as-new chain
+
+
+def follow_chain(run: Execution) -> Execution:
+    """``run``, or if it continued as new, the run its chain has reached."""
+    for _ in range(MAX_CHAIN_HOPS):
+        if run.status != Status.CONTINUED_AS_NEW.value:
+            break
+        new_run_id = (HistoryEvent.objects.filter(
+            execution=run, event_type=EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value)
+            .values_list("attributes", flat=True).first() or {}).get("new_run_id")
+        if not isinstance(new_run_id, str):
+            break
+        successor = Execution.objects.filter(workflow_id=run.workflow_id,
+                                             run_id=new_run_id).first()
+        if successor is None:
+            break
+        run = successor
+    return run
 
 
 # ---- dashboard -----------------------------------------------------------------------------

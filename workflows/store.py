@@ -32,7 +32,7 @@ from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
-    "Execution", "append", "create", "get_many", "history", "lock",
+    "Execution", "append", "create", "get_many", "history", "is_open", "lock", "lock_if_free",
     "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
     "save", "started_attributes",
 ]
@@ -40,18 +40,33 @@ __all__ = [
 
 def lock(execution_id: int) -> Execution:
     """The execution row, locked for the rest of the transaction. Raises
-    ``Execution.DoesNotExist``. Callers lock it before any task or timer row."""
+    ``Execution.DoesNotExist``. Callers lock it before any task or timer row.
+
+    ``FOR NO KEY UPDATE``: a parent's transaction inserts timer rows on its child's row (see
+    ``workflows.core.effects.ActOnChild``) while the child may be locked by a transition of
+    its own; the insert's foreign key check must not wait for that lock."""
     rows = list(Execution.objects.raw(
         f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-        f"WHERE id = %s{sql.for_update()}", [execution_id]))
+        f"WHERE id = %s{sql.for_no_key_update()}", [execution_id]))
     if not rows:
         raise Execution.DoesNotExist(execution_id)
     return rows[0]
 
 
+def lock_if_free(execution_id: int) -> Execution | None:
+    """The execution row, locked, unless another transaction holds it (or it is gone): None
+    then, at once. For a lock taken while holding another run's (a child's close telling
+    its parent), which must never wait: two runs locked in turn by two transactions could
+    wait for each other."""
+    rows = list(Execution.objects.raw(
+        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id = %s{sql.for_no_key_update(skip_locked=True)}", [execution_id]))
+    return rows[0] if rows else None
+
+
 def lock_many_skip_locked(ids: Iterable[int]) -> dict[int, Execution]:
     """The executions of ``ids`` no other transaction holds, locked."""
-    return {e.pk: e for e in Execution.objects.select_for_update(skip_locked=True)
+    return {e.pk: e for e in Execution.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(pk__in=list(ids))}
 
 
@@ -66,6 +81,11 @@ def open_run(workflow_id: str) -> Execution | None:
         "WHERE workflow_id = %s AND status = %s ORDER BY id LIMIT 1",
         [workflow_id, Status.RUNNING.value]))
     return rows[0] if rows else None
+
+
+def is_open(execution_id: int) -> bool:
+    """Whether the run is open, as last committed (unlocked: a closed run never reopens)."""
+    return Execution.objects.filter(pk=execution_id, status=Status.RUNNING.value).exists()
 
 
 def runs(workflow_id: str) -> QuerySet[Execution]:

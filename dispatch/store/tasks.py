@@ -138,7 +138,7 @@ def lock_leased_run(token: str, *, kind: TaskKind,
     rows = sql.fetch(
         f"SELECT {sql.qualified_columns(Execution, 'e')}, {sql.qualified_columns(Task, 't')} "
         f"FROM {sql.table(Execution)} e JOIN {sql.table(Task)} t ON t.execution_id = e.id "
-        f"WHERE e.id = %s AND t.token = %s AND t.state = %s{sql.for_update()}",
+        f"WHERE e.id = %s AND t.token = %s AND t.state = %s{sql.for_no_key_update()}",
         [execution_id, token, TaskState.LEASED.value])
     if not rows:
         return None

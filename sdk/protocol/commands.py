@@ -14,9 +14,10 @@ write (seconds) and converts itself to this one.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from sdk.protocol.events import EventType
 from sdk.protocol.failures import WireFailure, normalize_failure
@@ -25,6 +26,7 @@ from sdk.protocol.limits import (
     MAX_DURATION_MS,
     MAX_NAME_LENGTH,
     MAX_SEQ,
+    MAX_WORKFLOW_ID_LENGTH,
     MIN_BACKOFF_COEFFICIENT,
     MIN_SEQ,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "COMMAND_CLASSES",
     "DEFAULT_RETRY_POLICY",
     "LOCAL_ACTIVITY_MARKER",
+    "PARENT_CLOSE_POLICIES",
     "PATCH_MARKER",
     "TERMINAL_COMMANDS",
     "TERMINAL_KINDS",
@@ -47,8 +50,11 @@ __all__ = [
     "InvalidCommand",
     "RecordMarker",
     "RequestCancelActivity",
+    "RequestCancelExternalWorkflow",
     "RetryPolicy",
     "ScheduleActivity",
+    "SignalExternalWorkflow",
+    "StartChildWorkflow",
     "StartTimer",
     "encode_command",
     "encode_commands",
@@ -245,6 +251,55 @@ class ContinueAsNew:
     kind: str = "continue_as_new"
 
 
+PARENT_CLOSE_POLICIES = ("terminate", "abandon", "request_cancel")
+"""What the engine does to a child still running when its parent's run closes (completed,
+failed, canceled, terminated, timed out or continued as new): terminate it, leave it, or
+ask it to cancel."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartChildWorkflow:
+    """Start a child workflow ``workflow_id``; its start and its end come back as events
+    carrying ``seq``."""
+
+    writes: ClassVar[tuple[EventType, ...]] = (E.START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+                                               E.CHILD_WORKFLOW_EXECUTION_STARTED)
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    input: JSONValue = None
+    task_queue: str | None = None
+    execution_timeout_ms: int | None = None
+    parent_close_policy: str = "terminate"
+    kind: str = "start_child_workflow"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalExternalWorkflow:
+    """Signal the child ``workflow_id`` (its open run, or ``run_id``); whether it arrived
+    comes back as an event carrying ``seq``."""
+
+    writes: ClassVar[tuple[EventType, ...]] = (E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,)
+    seq: int
+    workflow_id: str
+    signal_name: str
+    input: JSONValue = None
+    run_id: str | None = None
+    kind: str = "signal_external_workflow"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelExternalWorkflow:
+    """Ask the child ``workflow_id`` (its open run, or ``run_id``) to cancel."""
+
+    writes: ClassVar[tuple[EventType, ...]] = (
+        E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,)
+    seq: int
+    workflow_id: str
+    run_id: str | None = None
+    kind: str = "request_cancel_external_workflow"
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -255,11 +310,15 @@ Command = (
     | FailWorkflow
     | CancelWorkflow
     | ContinueAsNew
+    | StartChildWorkflow
+    | SignalExternalWorkflow
+    | RequestCancelExternalWorkflow
 )
 
 COMMAND_CLASSES: tuple[type[Command], ...] = (
     ScheduleActivity, RequestCancelActivity, StartTimer, CancelTimer, RecordMarker,
-    CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew,
+    CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew, StartChildWorkflow,
+    SignalExternalWorkflow, RequestCancelExternalWorkflow,
 )
 TERMINAL_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 """Commands that close the run: at most one per task, and the last."""
@@ -306,6 +365,39 @@ def _name(raw: Mapping[str, Any], key: str, *, required: bool = True) -> str | N
     return value
 
 
+def _workflow_id(raw: Mapping[str, Any]) -> str:
+    value = raw.get("workflow_id")
+    if not isinstance(value, str):
+        raise InvalidCommand("workflow_id must be a string")
+    problem = name_problem(value, max_length=MAX_WORKFLOW_ID_LENGTH)
+    if problem is not None:
+        raise InvalidCommand(f"workflow_id {problem}")
+    return value
+
+
+def _run_id(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("run_id")
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) and len(value) <= 36 else _no()
+    except ValueError:
+        return _no()
+
+
+def _no() -> NoReturn:
+    raise InvalidCommand("run_id must be a run id (a UUID) or null")
+
+
+def _parent_close_policy(raw: Mapping[str, Any]) -> str:
+    value = raw.get("parent_close_policy", "terminate")
+    if value not in PARENT_CLOSE_POLICIES:
+        raise InvalidCommand(
+            f"parent_close_policy must be one of {', '.join(PARENT_CLOSE_POLICIES)}")
+    assert isinstance(value, str)
+    return value
+
+
 def _seq(raw: Mapping[str, Any]) -> int:
     return _int(raw, "seq", minimum=MIN_SEQ, maximum=MAX_SEQ)
 
@@ -342,6 +434,22 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
         input=r.get("input"),
         workflow_type=_name(r, "workflow_type", required=False),
         task_queue=_name(r, "task_queue", required=False),
+    ),
+    "start_child_workflow": lambda r: StartChildWorkflow(
+        seq=_seq(r),
+        workflow_type=_name(r, "workflow_type") or "",
+        workflow_id=_workflow_id(r),
+        input=r.get("input"),
+        task_queue=_name(r, "task_queue", required=False),
+        execution_timeout_ms=_optional_ms(r, "execution_timeout_ms"),
+        parent_close_policy=_parent_close_policy(r),
+    ),
+    "signal_external_workflow": lambda r: SignalExternalWorkflow(
+        seq=_seq(r), workflow_id=_workflow_id(r),
+        signal_name=_name(r, "signal_name") or "", input=r.get("input"), run_id=_run_id(r),
+    ),
+    "request_cancel_external_workflow": lambda r: RequestCancelExternalWorkflow(
+        seq=_seq(r), workflow_id=_workflow_id(r), run_id=_run_id(r),
     ),
 }
 

@@ -19,7 +19,10 @@ from typing import TypedDict
 from sdk.protocol.failures import Failure
 from sdk.protocol.payloads import JSONObject, JSONValue
 
-__all__ = ["ATTRIBUTE_SHAPES", "CLOSING_EVENTS", "INPUT_EVENTS", "EventType", "ParentRef"]
+__all__ = [
+    "ATTRIBUTE_SHAPES", "CHILD_CLOSED_EVENTS", "CLOSING_EVENTS", "INPUT_EVENTS", "EventType",
+    "ParentRef",
+]
 
 
 class EventType(StrEnum):
@@ -48,13 +51,26 @@ class EventType(StrEnum):
     WORKFLOW_EXECUTION_TERMINATED = "WorkflowExecutionTerminated"
     WORKFLOW_EXECUTION_TIMED_OUT = "WorkflowExecutionTimedOut"
     WORKFLOW_EXECUTION_CONTINUED_AS_NEW = "WorkflowExecutionContinuedAsNew"
+    START_CHILD_WORKFLOW_EXECUTION_INITIATED = "StartChildWorkflowExecutionInitiated"
+    START_CHILD_WORKFLOW_EXECUTION_FAILED = "StartChildWorkflowExecutionFailed"
+    CHILD_WORKFLOW_EXECUTION_STARTED = "ChildWorkflowExecutionStarted"
+    CHILD_WORKFLOW_EXECUTION_COMPLETED = "ChildWorkflowExecutionCompleted"
+    CHILD_WORKFLOW_EXECUTION_FAILED = "ChildWorkflowExecutionFailed"
+    CHILD_WORKFLOW_EXECUTION_CANCELED = "ChildWorkflowExecutionCanceled"
+    CHILD_WORKFLOW_EXECUTION_TERMINATED = "ChildWorkflowExecutionTerminated"
+    CHILD_WORKFLOW_EXECUTION_TIMED_OUT = "ChildWorkflowExecutionTimedOut"
+    SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED = "SignalExternalWorkflowExecutionInitiated"
+    SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED = "SignalExternalWorkflowExecutionFailed"
+    EXTERNAL_WORKFLOW_EXECUTION_SIGNALED = "ExternalWorkflowExecutionSignaled"
+    REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED = (
+        "RequestCancelExternalWorkflowExecutionInitiated")
 
 
 E = EventType
 
 
 class ParentRef(TypedDict):
-    """The run that started this one."""
+    """The run that started this one (a child workflow's parent)."""
 
     workflow_id: str
     run_id: str
@@ -259,6 +275,129 @@ class WorkflowExecutionContinuedAsNew(TypedDict):
     input: JSONValue
 
 
+# ---- child workflows (a parent's history) ---------------------------------------------------
+# Every event answering a ``start_child_workflow`` command carries its ``seq`` and
+# ``initiated_event_id``, and names the child by ``workflow_id``.
+
+
+class StartChildWorkflowExecutionInitiated(TypedDict):
+    """A ``start_child_workflow`` command (``parent_close_policy``: ``terminate``,
+    ``abandon`` or ``request_cancel``)."""
+
+    seq: int
+    workflow_type: str
+    workflow_id: str
+    task_queue: str
+    input: JSONValue
+    execution_timeout_ms: int | None
+    parent_close_policy: str
+
+
+class StartChildWorkflowExecutionFailed(TypedDict):
+    """The child could not start (``cause``: ``workflow_already_started``)."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    cause: str
+
+
+class ChildWorkflowExecutionStarted(TypedDict):
+    """The child's first run started (in the same transaction as the command)."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+
+
+class ChildWorkflowExecutionCompleted(TypedDict):
+    """The child (the last run of its continue-as-new chain) returned ``result``."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+    result: JSONValue
+
+
+class ChildWorkflowExecutionFailed(TypedDict):
+    """The child failed with ``failure``."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+    failure: Failure
+
+
+class ChildWorkflowExecutionCanceled(TypedDict):
+    """The child was canceled."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+    details: JSONValue
+
+
+class ChildWorkflowExecutionTerminated(TypedDict):
+    """The child was terminated."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+    reason: str | None
+
+
+class ChildWorkflowExecutionTimedOut(TypedDict):
+    """The child's execution timeout expired."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+
+
+class SignalExternalWorkflowExecutionInitiated(TypedDict):
+    """A ``signal_external_workflow`` command: signal the child ``workflow_id``."""
+
+    seq: int
+    workflow_id: str
+    run_id: str | None
+    signal_name: str
+    input: JSONValue
+
+
+class SignalExternalWorkflowExecutionFailed(TypedDict):
+    """The signal could not be delivered (``cause``: ``workflow_not_found``, no such child
+    open; ``workflow_closed``, the child closed first)."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    cause: str
+
+
+class ExternalWorkflowExecutionSignaled(TypedDict):
+    """The signal was delivered to the run ``run_id``."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    run_id: str
+
+
+class RequestCancelExternalWorkflowExecutionInitiated(TypedDict):
+    """A ``request_cancel_external_workflow`` command: ask the child ``workflow_id`` to
+    cancel (its outcome arrives as the child's closing event)."""
+
+    seq: int
+    workflow_id: str
+    run_id: str | None
+
+
 ATTRIBUTE_SHAPES: dict[EventType, type] = {
     E.WORKFLOW_EXECUTION_STARTED: WorkflowExecutionStarted,
     E.WORKFLOW_TASK_SCHEDULED: WorkflowTaskScheduled,
@@ -285,6 +424,19 @@ ATTRIBUTE_SHAPES: dict[EventType, type] = {
     E.WORKFLOW_EXECUTION_TERMINATED: WorkflowExecutionTerminated,
     E.WORKFLOW_EXECUTION_TIMED_OUT: WorkflowExecutionTimedOut,
     E.WORKFLOW_EXECUTION_CONTINUED_AS_NEW: WorkflowExecutionContinuedAsNew,
+    E.START_CHILD_WORKFLOW_EXECUTION_INITIATED: StartChildWorkflowExecutionInitiated,
+    E.START_CHILD_WORKFLOW_EXECUTION_FAILED: StartChildWorkflowExecutionFailed,
+    E.CHILD_WORKFLOW_EXECUTION_STARTED: ChildWorkflowExecutionStarted,
+    E.CHILD_WORKFLOW_EXECUTION_COMPLETED: ChildWorkflowExecutionCompleted,
+    E.CHILD_WORKFLOW_EXECUTION_FAILED: ChildWorkflowExecutionFailed,
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED: ChildWorkflowExecutionCanceled,
+    E.CHILD_WORKFLOW_EXECUTION_TERMINATED: ChildWorkflowExecutionTerminated,
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT: ChildWorkflowExecutionTimedOut,
+    E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: SignalExternalWorkflowExecutionInitiated,
+    E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED: SignalExternalWorkflowExecutionFailed,
+    E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED: ExternalWorkflowExecutionSignaled,
+    E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+        RequestCancelExternalWorkflowExecutionInitiated,
 }
 """The attributes of each event type, as a ``TypedDict`` named after it."""
 
@@ -300,6 +452,16 @@ CLOSING_EVENTS = frozenset(
 )
 """Events that close a run."""
 
+CHILD_CLOSED_EVENTS = (
+    E.CHILD_WORKFLOW_EXECUTION_COMPLETED,
+    E.CHILD_WORKFLOW_EXECUTION_FAILED,
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED,
+    E.CHILD_WORKFLOW_EXECUTION_TERMINATED,
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+)
+"""Events in a parent's history that say how a child ended (its last run, past any
+continue-as-new)."""
+
 INPUT_EVENTS = frozenset(
     {
         E.WORKFLOW_EXECUTION_STARTED,
@@ -310,6 +472,11 @@ INPUT_EVENTS = frozenset(
         E.TIMER_FIRED,
         E.WORKFLOW_EXECUTION_SIGNALED,
         E.WORKFLOW_EXECUTION_CANCEL_REQUESTED,
+        E.START_CHILD_WORKFLOW_EXECUTION_FAILED,
+        E.CHILD_WORKFLOW_EXECUTION_STARTED,
+        *CHILD_CLOSED_EVENTS,
+        E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED,
+        E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED,
     }
 )
 """Events that give a running workflow something new to react to: each one needs a workflow

@@ -78,6 +78,9 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "complete_workflow": ("result",),
     "fail_workflow": ("failure",),
     "cancel_workflow": ("details",),
+    "continue_as_new": ("input",),
+    "start_child_workflow": ("input",),
+    "signal_external_workflow": ("input",),
     # frames, by type
     "activity_task": ("input", "heartbeat_details"),
     "activity_heartbeat": ("details",),
@@ -95,6 +98,11 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "WorkflowExecutionFailed": ("failure",),
     "WorkflowExecutionCanceled": ("details",),
     "WorkflowExecutionContinuedAsNew": ("input",),
+    "StartChildWorkflowExecutionInitiated": ("input",),
+    "ChildWorkflowExecutionCompleted": ("result",),
+    "ChildWorkflowExecutionFailed": ("failure",),
+    "ChildWorkflowExecutionCanceled": ("details",),
+    "SignalExternalWorkflowExecutionInitiated": ("input",),
 }
 """Which fields of a command, frame or event hold payloads a codec encodes. A field named
 ``failure`` holds a failure: its ``details`` are encoded, at every level of its ``cause`` chain

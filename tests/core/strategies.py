@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sdk.protocol.names import name_problem
 from workflows.core import commands as c
 from workflows.core import decide
-from workflows.core.events import INPUT_EVENTS, Event, EventType
+from workflows.core.events import CHILD_CLOSED_EVENTS, INPUT_EVENTS, Event, EventType
 from workflows.core.state import ExecutionState
 
 E = EventType
@@ -38,6 +38,7 @@ json_values = st.recursive(
     max_leaves=6,
 )
 seqs = st.integers(1, 2**31 - 1)
+CHILD_IDS = st.sampled_from(["kid-a", "kid-b", "kid-c"])
 durations = st.integers(0, c.MAX_DURATION_MS)
 optional_ms = st.none() | st.integers(1, c.MAX_DURATION_MS)
 
@@ -77,6 +78,14 @@ def any_command() -> st.SearchStrategy[c.Command]:
         st.builds(c.CancelWorkflow, details=json_values),
         st.builds(c.ContinueAsNew, input=json_values, workflow_type=st.none() | names,
                   task_queue=st.none() | names),
+        st.builds(c.StartChildWorkflow, seq=seqs, workflow_type=names, workflow_id=names,
+                  input=json_values, task_queue=st.none() | names,
+                  execution_timeout_ms=optional_ms,
+                  parent_close_policy=st.sampled_from(c.PARENT_CLOSE_POLICIES)),
+        st.builds(c.SignalExternalWorkflow, seq=seqs, workflow_id=names, signal_name=names,
+                  input=json_values, run_id=st.none() | st.uuids().map(str)),
+        st.builds(c.RequestCancelExternalWorkflow, seq=seqs, workflow_id=names,
+                  run_id=st.none() | st.uuids().map(str)),
     )
 
 
@@ -132,6 +141,10 @@ class Driver:
             ops += ["close_activity"] * 3
         if s.timers:
             ops += ["fire_timer"] * 2
+        if any(child.run_id for child in s.children.values()):
+            ops += ["child_closed"] * 2
+        if s.external:
+            ops += ["child_signaled"]
         ops += ["signal", "request_cancel"]
         return ops
 
@@ -197,9 +210,28 @@ class Driver:
         assert s.workflow_task is not None
         cmds = self.commands(s)
         d["commands"] = cmds
+        run_ids = {cmd.seq: self.draw(st.sampled_from([None, f"run-{cmd.seq}",
+                                                       f"run-{cmd.seq}"]))
+                   for cmd in cmds if isinstance(cmd, c.StartChildWorkflow)}
+        d["child_run_ids"] = run_ids
         return decide.complete_workflow_task(
             s, scheduled_event_id=s.workflow_task.scheduled_event_id, commands=cmds,
-            worker="w1", now=self.now())
+            worker="w1", now=self.now(), child_run_ids=run_ids)
+
+    def _child_closed(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
+        child = self.draw(st.sampled_from([ch for ch in s.children.values() if ch.run_id]))
+        outcome = self.draw(st.sampled_from(CHILD_CLOSED_EVENTS))
+        d.update(seq=child.seq, outcome=outcome)
+        return decide.child_closed(s, workflow_id=child.workflow_id, run_id="last",
+                                   outcome=outcome, now=self.now(), result=1,
+                                   failure={"type": "E"}, details=None, reason="r")
+
+    def _child_signaled(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
+        seq = self.draw(st.sampled_from(sorted(s.external)))
+        outcome = self.draw(st.sampled_from([None, "run"]))
+        d.update(seq=seq, outcome=(E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED if outcome
+                                   else E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED))
+        return decide.child_signaled(s, seq=seq, run_id=outcome, now=self.now())
 
     def _close_activity(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
         seq = self.draw(st.sampled_from(sorted(s.activities)))
@@ -231,10 +263,21 @@ class Driver:
         cmds: list[c.Command] = []
         for _ in range(draw(st.integers(0, 4))):
             kind = draw(st.sampled_from(["activity", "activity", "timer", "marker",
-                                         "cancel_timer", "cancel_activity"]))
-            if kind in ("activity", "timer", "marker"):
+                                         "cancel_timer", "cancel_activity", "child",
+                                         "signal_child", "cancel_child"]))
+            if kind in ("activity", "timer", "marker", "child", "signal_child", "cancel_child"):
                 seq += draw(st.integers(1, 3))
-            if kind == "activity":
+            if kind == "child":
+                cmds.append(c.StartChildWorkflow(
+                    seq=seq, workflow_type="Child", workflow_id=draw(CHILD_IDS),
+                    parent_close_policy=draw(st.sampled_from(c.PARENT_CLOSE_POLICIES))))
+            elif kind == "signal_child":
+                cmds.append(c.SignalExternalWorkflow(seq=seq, workflow_id=draw(CHILD_IDS),
+                                                     signal_name="go"))
+            elif kind == "cancel_child":
+                cmds.append(c.RequestCancelExternalWorkflow(seq=seq,
+                                                            workflow_id=draw(CHILD_IDS)))
+            elif kind == "activity":
                 cmds.append(c.ScheduleActivity(seq=seq, activity_type="charge", input=seq))
                 activities.add(seq)
             elif kind == "timer":

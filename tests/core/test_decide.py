@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from workflows.core import commands as c
 from workflows.core import decide
-from workflows.core.events import CLOSING_EVENTS, Event, EventType
+from workflows.core import effects as fx
+from workflows.core.events import CLOSING_EVENTS, INPUT_EVENTS, Event, EventType
 from workflows.core.state import ExecutionState, Status, fold
 
 from .strategies import T0, Driver, Step, retry_pending, runs, unseen_input
@@ -52,6 +53,33 @@ def every_decision(state: ExecutionState, now: datetime) -> list[Callable[[], An
     ]
 
 
+def check_children(before: ExecutionState, step: Step, cmds: list[c.Command]) -> None:
+    """A task's child starts: one Initiated each; a child whose id is free (not drawn as
+    taken, not started twice) starts (StartChild), else its start fails unless the task
+    closed the run; every started child is pending with its run id."""
+    t, state = step.transition, step.transition.state
+    if t.events[0].event_type is not E.WORKFLOW_TASK_COMPLETED:
+        return
+    starts = [cmd for cmd in cmds if isinstance(cmd, c.StartChildWorkflow)]
+    initiated = [e for e in t.events if e.event_type is E.START_CHILD_WORKFLOW_EXECUTION_INITIATED]
+    assert [e.attributes["seq"] for e in initiated] == [cmd.seq for cmd in starts]
+    started = [e for e in t.effects if isinstance(e, fx.StartChild)]
+    free: list[str] = []
+    for cmd in starts:
+        if step.detail["child_run_ids"][cmd.seq] is not None and cmd.workflow_id not in free:
+            free.append(cmd.workflow_id)
+    assert [e.workflow_id for e in started] == free
+    closed = not state.is_open
+    assert all(e.parent_closed == closed for e in started)
+    if not closed:
+        for e in started:
+            assert any(ch.run_id == e.run_id for ch in state.children.values())
+        failed = [e for e in t.events if e.event_type is E.START_CHILD_WORKFLOW_EXECUTION_FAILED]
+        assert len(failed) == len(starts) - len(started)
+    else:
+        assert not any(e.event_type in INPUT_EVENTS for e in t.events)
+
+
 def check_step(driver: Driver, step: Step) -> None:
     t, before, state = step.transition, step.before, driver.state
     # Dense ids, continuing the history; one timestamp per transition.
@@ -78,6 +106,7 @@ def check_step(driver: Driver, step: Step) -> None:
             assert covered or retry_pending(driver.events)
     else:
         assert state.workflow_task is None and not state.activities and not state.timers
+        assert not state.children and not state.external
         for call in every_decision(state, t.now):
             with pytest.raises(decide.Rejected) as info:
                 call()
@@ -99,12 +128,26 @@ def check_step(driver: Driver, step: Step) -> None:
             assert state.status is {c.CompleteWorkflow: Status.COMPLETED,
                                     c.FailWorkflow: Status.FAILED,
                                     c.CancelWorkflow: Status.CANCELED}[type(cmds[-1])]
+        elif isinstance(cmds[-1:] and cmds[-1], c.ContinueAsNew):
+            assert t.events[0].event_type is E.WORKFLOW_TASK_COMPLETED
         else:
             assert t.events[0].event_type is E.WORKFLOW_TASK_COMPLETED
             assert state.is_open
-            # A new task is scheduled exactly when news arrived during this one.
-            assert (state.workflow_task is not None) == before.workflow_task_needed
-    if step.op in ("signal", "fire_timer", "close_activity") or (
+            # A new task is scheduled exactly when news arrived during this one, or the
+            # engine answered one of its commands (a child started, a signal that failed).
+            answered = any(e.event_type in INPUT_EVENTS for e in t.events)
+            assert (state.workflow_task is not None) == (before.workflow_task_needed
+                                                         or answered)
+        check_children(before, step, cmds)
+    if not state.is_open and before.is_open:
+        # Closing applies the close policy to every started child, by its policy.
+        acts = {(e.workflow_id, e.payload["policy"]) for e in t.effects
+                if isinstance(e, fx.ActOnChild) and e.kind is fx.TimerKind.PARENT_CLOSE_POLICY}
+        assert acts == {(ch.workflow_id, ch.parent_close_policy)
+                        for ch in before.children.values()
+                        if ch.run_id and ch.parent_close_policy != "abandon"}
+    if step.op in ("signal", "fire_timer", "close_activity", "child_closed",
+                   "child_signaled") or (
             step.op == "request_cancel" and not before.cancel_requested):
         assert any(e.event_type in (E.WORKFLOW_EXECUTION_SIGNALED, E.TIMER_FIRED,
                                     E.WORKFLOW_EXECUTION_CANCEL_REQUESTED,

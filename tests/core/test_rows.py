@@ -189,7 +189,9 @@ class RowsDriver(Driver):
         return decide.complete_workflow_task(
             s, scheduled_event_id=s.workflow_task.scheduled_event_id, commands=cmds,
             worker="w1", now=self.now(), leased_activities=leased, successor_run_id="run-2",
-            execution_timeout_ms=None)
+            execution_timeout_ms=None, child_run_ids={
+                cmd.seq: f"child-{cmd.seq}" for cmd in cmds
+                if isinstance(cmd, c.StartChildWorkflow)})
 
     def _fire_timer(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
         t = super()._fire_timer(s, d)

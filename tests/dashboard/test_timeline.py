@@ -73,3 +73,25 @@ def test_closed_run_ends_at_close_and_tiny_bars_stay_visible() -> None:
 def test_empty_history() -> None:
     tl = timeline.build([], now=at(0))
     assert tl.bars == [] and tl.marks == [] and tl.duration == timedelta(0)
+
+
+def test_child_workflows_are_bars_from_their_start_to_their_end() -> None:
+    events = [
+        Ev(1, "WorkflowExecutionStarted", at(0)),
+        Ev(5, "StartChildWorkflowExecutionInitiated", at(1),
+           {"seq": 1, "workflow_type": "ship", "workflow_id": "ship-7"}),
+        Ev(6, "ChildWorkflowExecutionStarted", at(1), {"initiated_event_id": 5}),
+        Ev(7, "StartChildWorkflowExecutionInitiated", at(2),
+           {"seq": 2, "workflow_type": "ship", "workflow_id": "ship-7"}),
+        Ev(8, "StartChildWorkflowExecutionFailed", at(2), {"initiated_event_id": 7}),
+        Ev(9, "StartChildWorkflowExecutionInitiated", at(2),
+           {"seq": 3, "workflow_type": "audit", "workflow_id": "a"}),
+        Ev(10, "ChildWorkflowExecutionFailed", at(4), {
+            "initiated_event_id": 5, "failure": {"type": "NoTruck", "message": "none"}}),
+    ]
+    tl = timeline.build(events, now=at(10))
+    bars = [(b.kind, b.label, b.outcome, b.is_open, b.failed) for b in tl.bars]
+    assert bars == [("child", "child ship", "failed", False, True),
+                    ("child", "child ship", "start_failed", False, True),
+                    ("child", "child audit", "starting", True, False)]
+    assert "workflow id ship-7" in tl.bars[0].title and "NoTruck" in tl.bars[0].last_failure

@@ -175,6 +175,44 @@ def _patch_new() -> EngineSim:
     return _patch_run(g.golden_patch, "8a42-golden-patch-new")
 
 
+def _family() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_family, 4, workflow_id="family-1", run_id="51ab-golden-family")
+    sim.drive()  # starts kid-1 and waits for it
+    sim.child_closed("kid-1", "Completed", result=40)
+    sim.drive()
+    sim.child_closed("kid-1b", "Completed", result=40)
+    sim.drive()  # signals kid-1b, which has closed: failed at once; starts kid-2, signals it
+    sim.child_signaled(max(sim.state.external))
+    sim.taken_ids.add("kid-2")
+    sim.drive()  # starts kid-2 again: taken; waits for kid-2
+    sim.child_closed("kid-2", "Failed", failure={"type": "KidBroke", "message": "no"})
+    sim.drive()
+    sim.child_closed("kid-third", "Terminated", reason="by hand")
+    sim.drive()
+    sim.child_closed("kid-fourth", "TimedOut")
+    sim.drive()  # starts kid-patient and kid-hasty, cancels kid-patient and waits
+    sim.child_closed("kid-patient", "Canceled", details=None)
+    sim.drive()  # cancels kid-hasty, and stops waiting for it
+    sim.child_closed("kid-hasty", "Canceled", details=None)  # nobody waits for it
+    sim.drive()
+    return sim
+
+
+def _rolling() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_rolling, 2, workflow_id="rolling-1", run_id="6d0e-golden-rolling")
+    sim.run_task()  # sleeps
+    sim.fire()
+    scheduled = sim.start_task()
+    sim.signal("news", None)  # arrives during the task: the continue-as-new waits a task
+    sim.finish_task(scheduled)
+    sim.drive()  # the code, replayed, asks for it again
+    return sim
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -191,6 +229,8 @@ SCENARIOS = {
     "patch_old": ("fixtures.golden_workflows:golden_patch", _patch_old),
     "patch_new": ("fixtures.golden_workflows:golden_patch", _patch_new),
     "refund": ("fixtures.golden_workflows:golden_refund", _refund),
+    "family": ("fixtures.golden_workflows:golden_family", _family),
+    "rolling": ("fixtures.golden_workflows:golden_rolling", _rolling),
 }
 
 
@@ -261,8 +301,10 @@ def test_golden_history_replays(name: str) -> None:
     # Every task, taken as the current one of a worker that has just been handed the
     # history up to it, produces the commands that history then recorded.
     started = [i for i, e in enumerate(events) if e["event_type"] == "WorkflowTaskStarted"]
-    completed_tasks = [i for i in started
-                       if events[i + 1]["event_type"] == "WorkflowTaskCompleted"]
+    outcomes = ("WorkflowTaskCompleted", "WorkflowTaskFailed", "WorkflowTaskTimedOut")
+    completed_tasks = [i for i in started  # input events may come between start and outcome
+                       if next(e["event_type"] for e in events[i + 1:]
+                               if e["event_type"] in outcomes) == "WorkflowTaskCompleted"]
     assert len(completed_tasks) == len(replay.commands)
     for task, (index, commands) in enumerate(zip(completed_tasks, replay.commands,
                                                   strict=True)):

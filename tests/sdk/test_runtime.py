@@ -79,6 +79,7 @@ class EngineSim:
         self.local: dict[str, Callable[[Any], Any]] = {}
         self.local_runs: list[str] = []  # activity types run, in order
         self.pauses = 0  # times an activation paused on local activities
+        self.taken_ids: set[str] = set()  # workflow ids with an open run: a child start fails
 
     # ---- engine side ------------------------------------------------------------------
 
@@ -127,9 +128,13 @@ class EngineSim:
             return result
         assert result.commands is not None
         commands = json.loads(json.dumps(result.commands))
+        parsed = c.parse_commands(commands)
         new = self._apply(decide.complete_workflow_task(
-            self.state, scheduled_event_id=scheduled, commands=c.parse_commands(commands),
-            worker="w1", now=self.now))
+            self.state, scheduled_event_id=scheduled, commands=parsed,
+            worker="w1", now=self.now, successor_run_id=f"{self.run_id}-next",
+            child_run_ids={cmd.seq: None if cmd.workflow_id in self.taken_ids
+                           else f"{cmd.workflow_id}-run" for cmd in parsed
+                           if isinstance(cmd, c.StartChildWorkflow)}))
         if new[0]["event_type"] == "WorkflowTaskCompleted":
             self.sent.append(commands)
         if self.instance.finished or new[0]["event_type"] != "WorkflowTaskCompleted":
@@ -188,6 +193,20 @@ class EngineSim:
 
     def cancel(self) -> None:
         self._apply(decide.request_cancel(self.state, reason="test", now=self.now))
+
+    def child_closed(self, workflow_id: str, outcome: str, **attributes: Any) -> None:
+        """The child ``workflow_id`` ended with ``outcome`` (``ChildWorkflowExecution...``)."""
+        self._apply(decide.child_closed(
+            self.state, workflow_id=workflow_id, run_id=f"{workflow_id}-run",
+            outcome=EventType(f"ChildWorkflowExecution{outcome}"), now=self.now,
+            **attributes))
+
+    def child_signaled(self, seq: int, *, delivered: bool = True) -> None:
+        """The engine delivered the signal ``seq`` to its child (or found it closed)."""
+        workflow_id = self.state.external[seq].workflow_id
+        self._apply(decide.child_signaled(
+            self.state, seq=seq, run_id=f"{workflow_id}-run" if delivered else None,
+            now=self.now))
 
     def drive(self, activities: dict[str, Callable[[Any], Any]] | None = None,
               max_tasks: int = 100_000) -> EngineSim:

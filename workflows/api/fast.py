@@ -152,6 +152,10 @@ def result_unit(headers: dict[bytes, bytes], workflow_id: str,
     return ResultQuery(workflow_id, query.get("run_id"), query["wait"]), run
 
 
+def follow_unit(run: Execution) -> Execution:
+    return selectors.follow_chain(run)
+
+
 def reread_unit(run: Execution) -> Execution:
     run.refresh_from_db(fields=["status", "result", "failure", "closed_at"])
     return run
@@ -211,15 +215,19 @@ class LeanApi:
             await self.app(scope, receive, send)
             return
         if run.status == Status.RUNNING.value and query.wait > 0:
+            deadline = time.monotonic() + query.wait
             try:
                 with waiters.slot(query.wait):  # bounded as the view's waits are
-                    closed = await _until_closed(pool, run, query.wait, receive)
+                    while (run.status == Status.RUNNING.value
+                           and (remaining := deadline - time.monotonic()) > 0):
+                        closed = await _until_closed(pool, run, remaining, receive)
+                        if closed is None:
+                            return  # the caller went away
+                        # A continue-as-new: wait on for the run it continued as, as the view.
+                        run = await asyncio.wrap_future(pool.submit(follow_unit, closed))
             except waiters.TooManyWaiters:
                 await self.app(scope, receive, send)  # the view answers 503 (or, freed, waits)
                 return
-            if closed is None:
-                return  # the caller went away
-            run = closed
         await _respond(send, result_answer(run), "workflow-result", "GET", started)
 
 

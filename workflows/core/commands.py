@@ -10,6 +10,7 @@ from the core and the core alone depends on the protocol's layout.
 from __future__ import annotations
 
 from sdk.protocol.commands import (
+    PARENT_CLOSE_POLICIES,
     TERMINAL_COMMANDS,
     CancelTimer,
     CancelWorkflow,
@@ -20,8 +21,11 @@ from sdk.protocol.commands import (
     InvalidCommand,
     RecordMarker,
     RequestCancelActivity,
+    RequestCancelExternalWorkflow,
     RetryPolicy,
     ScheduleActivity,
+    SignalExternalWorkflow,
+    StartChildWorkflow,
     StartTimer,
     parse_command,
     parse_commands,
@@ -32,6 +36,7 @@ from sdk.protocol.limits import MAX_DURATION_MS, MAX_NAME_LENGTH
 __all__ = [
     "MAX_DURATION_MS",
     "MAX_NAME_LENGTH",
+    "PARENT_CLOSE_POLICIES",
     "TERMINAL_COMMANDS",
     "CancelTimer",
     "CancelWorkflow",
@@ -42,8 +47,11 @@ __all__ = [
     "InvalidCommand",
     "RecordMarker",
     "RequestCancelActivity",
+    "RequestCancelExternalWorkflow",
     "RetryPolicy",
     "ScheduleActivity",
+    "SignalExternalWorkflow",
+    "StartChildWorkflow",
     "StartTimer",
     "normalize_failure",
     "parse_command",

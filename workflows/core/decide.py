@@ -27,14 +27,17 @@ from typing import Any
 from . import commands as c
 from . import retry
 from .effects import (
+    ActOnChild,
     Effect,
     ReadyActivity,
     RequestActivityCancel,
     RetryActivity,
+    StartChild,
     StartSuccessor,
     TaskState,
+    TimerKind,
 )
-from .events import Event, EventType
+from .events import CLOSING_EVENTS, Event, EventType
 from .rows import (
     WORKFLOW_TASK_RETRY_INITIAL_MS,
     WORKFLOW_TASK_RETRY_MAX_MS,
@@ -72,9 +75,12 @@ class Transition:
 
     def add(self, event_type: EventType, **attributes: Any) -> Event:
         event = Event(self.state.next_event_id, event_type, self.now, attributes)
+        before = self.state
         self.state = apply(self.state, event)
         self.events.append(event)
         imply(self.effects, event, self.state)
+        if event_type in CLOSING_EVENTS:
+            self.effects.extend(_parent_close_policy(before))
         return event
 
     def extend(self, step: Transition) -> None:
@@ -219,7 +225,9 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
                            commands: Sequence[c.Command], worker: str, now: datetime,
                            leased_activities: Collection[int] | None = None,
                            successor_run_id: str | None = None,
-                           execution_timeout_ms: int | None = None) -> Transition:
+                           execution_timeout_ms: int | None = None,
+                           child_run_ids: Mapping[int, str | None] | None = None
+                           ) -> Transition:
     """Record a completed workflow task and its commands.
 
     ``leased_activities``: the seqs of the activities whose task a worker holds now. An
@@ -231,6 +239,10 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
     stays deterministic) and the chain's ``execution_timeout_ms``; it closes the run only
     if no news is waiting for the workflow, else the task's other commands are applied and
     the workflow runs again with the news.
+
+    ``child_run_ids``: for each ``start_child_workflow`` command (by seq), the run id the
+    service drew for the child, or None when its ``workflow_id`` already has an open run
+    (the start fails: StartChildWorkflowExecutionFailed).
     """
     t = _open(state, now)
     _current_task(state, scheduled_event_id, started=True)
@@ -254,13 +266,17 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
         return t
     t.add(E.WORKFLOW_TASK_COMPLETED, scheduled_event_id=scheduled_event_id,
           started_event_id=wt.started_event_id, worker=worker)
+    answers = _Answers()
     for cmd in commands:
-        _apply_command(t, cmd)
+        _apply_command(t, cmd, answers, child_run_ids or {})
     t.schedule_workflow_task_if_needed()
     _cancel_activities(t, leased_activities)
-    if (successor is not None and successor_run_id is not None and t.state.is_open
-            and t.state.workflow_task is None):
+    continues = (successor is not None and successor_run_id is not None and t.state.is_open
+                 and t.state.workflow_task is None)
+    closing = continues or not t.state.is_open
+    if continues and successor is not None and successor_run_id is not None:
         _continue_as_new(t, successor, successor_run_id, execution_timeout_ms)
+    _answer(t, answers, closing=closing)
     return t
 
 
@@ -292,13 +308,155 @@ def _continue_as_new(t: Transition, cmd: c.ContinueAsNew, run_id: str,
                                     execution_timeout_ms))
 
 
+# ---- child workflows -----------------------------------------------------------------------
+
+
+def _parent_close_policy(state: ExecutionState) -> list[Effect]:
+    """What closing the run does to its children still running, by their policy. Applied on
+    every close, continue-as-new included (as Temporal does: the new run does not hold the
+    old run's children; a child meant to outlive its parent says ``abandon``)."""
+    return [ActOnChild(TimerKind.PARENT_CLOSE_POLICY, child.workflow_id, child.run_id,
+                       {"policy": child.parent_close_policy})
+            for child in state.children.values()
+            if child.run_id is not None and child.parent_close_policy != "abandon"]
+
+
+@dataclass
+class _Answers:
+    """Input events that answer a task's own commands (a child started, a signal that found
+    no child), appended after all the task's command events, as replay expects."""
+
+    events: list[tuple[EventType, dict[str, Any]]] = field(default_factory=list)
+    children: list[tuple[c.StartChildWorkflow, str]] = field(default_factory=list)
+
+
+def _start_child(t: Transition, cmd: c.StartChildWorkflow, answers: _Answers,
+                 child_run_ids: Mapping[int, str | None]) -> None:
+    _new_seq(t, cmd.seq)
+    if cmd.seq not in child_run_ids:
+        raise Rejected("invalid_command", "start_child_workflow needs the child's run id")
+    initiated = t.add(E.START_CHILD_WORKFLOW_EXECUTION_INITIATED, seq=cmd.seq,
+                      workflow_type=cmd.workflow_type, workflow_id=cmd.workflow_id,
+                      task_queue=cmd.task_queue or t.state.task_queue, input=cmd.input,
+                      execution_timeout_ms=cmd.execution_timeout_ms,
+                      parent_close_policy=cmd.parent_close_policy)
+    run_id = child_run_ids[cmd.seq]
+    ref = {"seq": cmd.seq, "initiated_event_id": initiated.event_id,
+           "workflow_id": cmd.workflow_id}
+    taken = run_id is None or any(started.workflow_id == cmd.workflow_id
+                                  for started, _ in answers.children)
+    if taken:
+        answers.events.append((E.START_CHILD_WORKFLOW_EXECUTION_FAILED,
+                               {**ref, "cause": "workflow_already_started"}))
+        return
+    assert run_id is not None
+    answers.children.append((cmd, run_id))
+    answers.events.append((E.CHILD_WORKFLOW_EXECUTION_STARTED, {**ref, "run_id": run_id}))
+
+
+def _signal_child(t: Transition, cmd: c.SignalExternalWorkflow, answers: _Answers) -> None:
+    _new_seq(t, cmd.seq)
+    initiated = t.add(E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, seq=cmd.seq,
+                      workflow_id=cmd.workflow_id, run_id=cmd.run_id,
+                      signal_name=cmd.signal_name, input=cmd.input)
+    child = t.state.child(cmd.workflow_id)
+    if child is None or (cmd.run_id is not None and cmd.run_id != child.run_id):
+        answers.events.append((E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED, {
+            "seq": cmd.seq, "initiated_event_id": initiated.event_id,
+            "workflow_id": cmd.workflow_id, "cause": "workflow_not_found"}))
+        return
+    t.effects.append(ActOnChild(TimerKind.CHILD_SIGNAL, cmd.workflow_id, child.run_id, {
+        "seq": cmd.seq, "initiated_event_id": initiated.event_id,
+        "signal_name": cmd.signal_name, "input": cmd.input}))
+
+
+def _cancel_child(t: Transition, cmd: c.RequestCancelExternalWorkflow) -> None:
+    _new_seq(t, cmd.seq)
+    t.add(E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED, seq=cmd.seq,
+          workflow_id=cmd.workflow_id, run_id=cmd.run_id)
+    child = t.state.child(cmd.workflow_id)
+    if child is not None:  # else it ended meanwhile: the workflow hears of it next
+        t.effects.append(ActOnChild(TimerKind.CHILD_CANCEL, cmd.workflow_id, child.run_id))
+
+
+def _answer(t: Transition, answers: _Answers, *, closing: bool) -> None:
+    """Start the task's children; record the answers to its commands unless the same task
+    closed the run (a closed run takes no event: its children start all the same, and its
+    close policy applies to them at once)."""
+    if not closing:
+        for event_type, attributes in answers.events:
+            t.add(event_type, **attributes)
+        if answers.events:
+            _needs_task(t)
+    for cmd, run_id in answers.children:
+        t.effects.append(StartChild(
+            run_id, cmd.workflow_id, cmd.workflow_type, cmd.task_queue or t.state.task_queue,
+            cmd.input, cmd.execution_timeout_ms, cmd.parent_close_policy,
+            parent_closed=closing))
+
+
+_CHILD_OUTCOMES = {
+    E.CHILD_WORKFLOW_EXECUTION_COMPLETED: ("result",),
+    E.CHILD_WORKFLOW_EXECUTION_FAILED: ("failure",),
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED: ("details",),
+    E.CHILD_WORKFLOW_EXECUTION_TERMINATED: ("reason",),
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (),
+}
+
+
+def child_closed(state: ExecutionState, *, workflow_id: str, run_id: str, outcome: EventType,
+                 now: datetime, **attributes: Any) -> Transition:
+    """The parent hears that its child ``workflow_id`` ended (its run ``run_id``, the last of
+    its chain) with ``outcome``; signals to it still unanswered fail. Nothing happens if the
+    parent closed or no longer waits for that child."""
+    t = Transition(state, now)
+    child = state.child(workflow_id) if state.is_open else None
+    if child is None:
+        return t
+    for pending in list(state.external.values()):
+        if pending.workflow_id == workflow_id:
+            t.add(E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED, seq=pending.seq,
+                  initiated_event_id=pending.initiated_event_id, workflow_id=workflow_id,
+                  cause="workflow_closed")
+    t.add(outcome, seq=child.seq, initiated_event_id=child.initiated_event_id,
+          workflow_id=workflow_id, run_id=run_id,
+          **{key: attributes.get(key) for key in _CHILD_OUTCOMES[outcome]})
+    _needs_task(t)
+    return t
+
+
+def child_signaled(state: ExecutionState, *, seq: int, run_id: str | None,
+                   now: datetime) -> Transition:
+    """The parent's signal ``seq`` reached its child's run ``run_id`` (None: it found the
+    child closed). Nothing happens if the parent closed or the signal was answered."""
+    t = Transition(state, now)
+    pending = state.external.get(seq) if state.is_open else None
+    if pending is None:
+        return t
+    ref = {"seq": seq, "initiated_event_id": pending.initiated_event_id,
+           "workflow_id": pending.workflow_id}
+    if run_id is None:
+        t.add(E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED, **ref, cause="workflow_closed")
+    else:
+        t.add(E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED, **ref, run_id=run_id)
+    _needs_task(t)
+    return t
+
+
 def _new_seq(t: Transition, seq: int) -> None:
     if seq <= t.state.max_seq:
         raise Rejected("invalid_command", f"seq {seq} is not above the last one, {t.state.max_seq}")
 
 
-def _apply_command(t: Transition, cmd: c.Command) -> None:
-    if isinstance(cmd, c.ScheduleActivity):
+def _apply_command(t: Transition, cmd: c.Command, answers: _Answers,
+                   child_run_ids: Mapping[int, str | None]) -> None:
+    if isinstance(cmd, c.StartChildWorkflow):
+        _start_child(t, cmd, answers, child_run_ids)
+    elif isinstance(cmd, c.SignalExternalWorkflow):
+        _signal_child(t, cmd, answers)
+    elif isinstance(cmd, c.RequestCancelExternalWorkflow):
+        _cancel_child(t, cmd)
+    elif isinstance(cmd, c.ScheduleActivity):
         _new_seq(t, cmd.seq)
         t.add(E.ACTIVITY_TASK_SCHEDULED, seq=cmd.seq, activity_type=cmd.activity_type,
               task_queue=cmd.task_queue or t.state.task_queue, input=cmd.input,

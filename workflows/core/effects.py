@@ -41,6 +41,13 @@ class TimerKind(StrEnum):
     ACTIVITY_ATTEMPT = "activity_attempt"          # start-to-close or heartbeat deadline
     ACTIVITY_SCHEDULE_TO_START = "activity_schedule_to_start"
     ACTIVITY_SCHEDULE_TO_CLOSE = "activity_schedule_to_close"
+    # Work a parent owes a child, on the child's row (see ``ActOnChild``).
+    PARENT_CLOSE_POLICY = "parent_close_policy"      # the parent closed: terminate / cancel
+    CHILD_SIGNAL = "child_signal"                    # deliver the parent's signal
+    CHILD_CANCEL = "child_cancel"                    # the parent asks the child to cancel
+    # What a child's transaction could not write to its busy parent, on the parent's row.
+    CHILD_CLOSED = "child_closed"                    # the child ended
+    CHILD_SIGNALED = "child_signaled"                # the parent's signal reached the child
 
 
 # The timers that belong to one pending activity (dropped with it).
@@ -142,5 +149,42 @@ class StartSuccessor:
     execution_timeout_ms: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Start the child run ``run_id`` of ``workflow_id`` with this run as its parent.
+    ``parent_closed``: the same workflow task closed the parent, so the parent close policy
+    applies to the child at once (and no ChildWorkflowExecutionStarted is recorded)."""
+
+    run_id: str
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    input: Any
+    execution_timeout_ms: int | None
+    parent_close_policy: str
+    parent_closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActOnChild:
+    """Something this run owes its child ``workflow_id`` (run ``run_id``, or its open run),
+    done in the child's own transaction: a timer row of ``kind`` due now on the child's
+    row, ``payload`` saying what.
+
+    Why a timer and not a write in this transaction: a child's close writes to its parent in
+    the child's transaction, locking the child's row and then the parent's. Writing to the
+    child here would lock them the other way round, and two such transactions would
+    deadlock. So a parent's transaction never locks a child: it reaches its children through
+    these rows, which the timer manager fires (at once: its wake-up is sent on commit) and
+    retries like any timer. (The child's transaction does not wait for its parent either:
+    ``workflows.services._write.tell_parent``.)"""
+
+    kind: TimerKind
+    workflow_id: str
+    run_id: str | None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
 Effect = (CreateTask | DropTask | LeaseWorkflowTask | StartTimer | DropTimers | RetryActivity
-          | ReadyActivity | RequestActivityCancel | CloseRun | StartSuccessor)
+          | ReadyActivity | RequestActivityCancel | CloseRun | StartSuccessor | StartChild
+          | ActOnChild)

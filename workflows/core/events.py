@@ -11,10 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sdk.protocol.events import ATTRIBUTE_SHAPES, CLOSING_EVENTS, INPUT_EVENTS, EventType
+from sdk.protocol.events import (
+    ATTRIBUTE_SHAPES,
+    CHILD_CLOSED_EVENTS,
+    CLOSING_EVENTS,
+    INPUT_EVENTS,
+    EventType,
+)
 from sdk.protocol.payloads import JSONObject, WireEvent
 
-__all__ = ["ATTRIBUTE_SHAPES", "CLOSING_EVENTS", "INPUT_EVENTS", "Event", "EventType"]
+__all__ = [
+    "ATTRIBUTE_SHAPES", "CHILD_CLOSED_EVENTS", "CLOSING_EVENTS", "INPUT_EVENTS", "Event",
+    "EventType",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,12 @@ history to make a decision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from .events import CLOSING_EVENTS, INPUT_EVENTS, Event, EventType
+from .events import CHILD_CLOSED_EVENTS, CLOSING_EVENTS, INPUT_EVENTS, Event, EventType
 
 E = EventType
 
@@ -65,6 +65,27 @@ class PendingTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingChild:
+    """A child workflow this run started and that has not ended (``run_id`` once its start
+    is recorded)."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+    parent_close_policy: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingExternal:
+    """A signal this run sent to a child, not yet answered."""
+
+    seq: int
+    initiated_event_id: int
+    workflow_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionState:
     status: Status = Status.RUNNING
     next_event_id: int = 1
@@ -79,6 +100,8 @@ class ExecutionState:
     max_seq: int = 0
     activities: Mapping[int, PendingActivity] = field(default_factory=dict)
     timers: Mapping[int, PendingTimer] = field(default_factory=dict)
+    children: Mapping[int, PendingChild] = field(default_factory=dict)
+    external: Mapping[int, PendingExternal] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -105,7 +128,16 @@ class ExecutionState:
                 for a in self.activities.values()
             ],
             "timers": [[t.seq, t.started_event_id, t.fire_at] for t in self.timers.values()],
+            "children": [[c.seq, c.initiated_event_id, c.workflow_id, c.parent_close_policy,
+                          c.run_id] for c in self.children.values()],
+            "external": [[x.seq, x.initiated_event_id, x.workflow_id]
+                         for x in self.external.values()],
         }
+
+    def child(self, workflow_id: str) -> PendingChild | None:
+        """The started child ``workflow_id`` that has not ended (at most one is open)."""
+        return next((c for c in self.children.values()
+                     if c.workflow_id == workflow_id and c.run_id is not None), None)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ExecutionState:
@@ -124,6 +156,10 @@ class ExecutionState:
             max_seq=raw["max_seq"],
             activities={a[0]: PendingActivity(a[0], a[1], a[2], a[3]) for a in raw["activities"]},
             timers={t[0]: PendingTimer(t[0], t[1], t[2]) for t in raw["timers"]},
+            # Snapshots written before child workflows existed have neither key.
+            children={c[0]: PendingChild(c[0], c[1], c[2], c[3], c[4])
+                      for c in raw.get("children", ())},
+            external={x[0]: PendingExternal(x[0], x[1], x[2]) for x in raw.get("external", ())},
         )
 
 
@@ -195,15 +231,76 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         return replace(s, timers=timers)
     if t is E.MARKER_RECORDED:
         return replace(s, max_seq=max(s.max_seq, a["seq"]))
+    if t in _CHILD_FOLDS:
+        return _CHILD_FOLDS[t](s, event)
     if t is E.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
         return replace(s, cancel_requested=True)
     if t in CLOSING_EVENTS:
         return replace(
             s, status=CLOSED_STATUS[t], workflow_task=None, workflow_task_needed=False,
-            activities={}, timers={},
+            activities={}, timers={}, children={}, external={},
         )
-    # Signals and the child-workflow events change nothing beyond the flag above.
+    # Signals change nothing beyond the flag above.
     return s
+
+
+# ---- child workflows: what the parent's state keeps of them -------------------------------
+
+
+def _pending_child(s: ExecutionState, event: Event) -> PendingChild:
+    child = s.children.get(event.attributes["seq"])
+    if child is None:
+        raise FoldError(f"{event.event_type} for child seq {event.attributes['seq']} "
+                        "that is not pending")
+    return child
+
+
+def _child_initiated(s: ExecutionState, event: Event) -> ExecutionState:
+    a = event.attributes
+    children = {**s.children, a["seq"]: PendingChild(
+        a["seq"], event.event_id, a["workflow_id"], a["parent_close_policy"])}
+    return replace(s, children=children, max_seq=max(s.max_seq, a["seq"]))
+
+
+def _child_started(s: ExecutionState, event: Event) -> ExecutionState:
+    child = _pending_child(s, event)
+    return replace(s, children={**s.children,
+                                child.seq: replace(child, run_id=event.attributes["run_id"])})
+
+
+def _child_ended(s: ExecutionState, event: Event) -> ExecutionState:
+    child = _pending_child(s, event)
+    return replace(s, children={k: v for k, v in s.children.items() if k != child.seq})
+
+
+def _external_initiated(s: ExecutionState, event: Event) -> ExecutionState:
+    a = event.attributes
+    external = {**s.external, a["seq"]: PendingExternal(a["seq"], event.event_id,
+                                                        a["workflow_id"])}
+    return replace(s, external=external, max_seq=max(s.max_seq, a["seq"]))
+
+
+def _external_answered(s: ExecutionState, event: Event) -> ExecutionState:
+    seq = event.attributes["seq"]
+    if seq not in s.external:
+        raise FoldError(f"{event.event_type} for signal seq {seq} that is not pending")
+    return replace(s, external={k: v for k, v in s.external.items() if k != seq})
+
+
+def _seq_only(s: ExecutionState, event: Event) -> ExecutionState:
+    return replace(s, max_seq=max(s.max_seq, event.attributes["seq"]))
+
+
+_CHILD_FOLDS: dict[EventType, Callable[[ExecutionState, Event], ExecutionState]] = {
+    E.START_CHILD_WORKFLOW_EXECUTION_INITIATED: _child_initiated,
+    E.START_CHILD_WORKFLOW_EXECUTION_FAILED: _child_ended,
+    E.CHILD_WORKFLOW_EXECUTION_STARTED: _child_started,
+    **{t: _child_ended for t in CHILD_CLOSED_EVENTS},
+    E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: _external_initiated,
+    E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED: _external_answered,
+    E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED: _external_answered,
+    E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: _seq_only,
+}
 
 
 def fold(events: Iterable[Event], state: ExecutionState | None = None) -> ExecutionState:

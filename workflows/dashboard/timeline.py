@@ -25,6 +25,15 @@ ACTIVITY_CLOSE: dict[str, str] = {
     E.ACTIVITY_TASK_CANCELED: "canceled",
 }
 TIMER_CLOSE: dict[str, str] = {E.TIMER_FIRED: "fired", E.TIMER_CANCELED: "canceled"}
+# A child workflow's bar runs from its start command to its end (keyed by initiated event).
+CHILD_CLOSE: dict[str, str] = {
+    E.START_CHILD_WORKFLOW_EXECUTION_FAILED: "start_failed",
+    E.CHILD_WORKFLOW_EXECUTION_COMPLETED: "completed",
+    E.CHILD_WORKFLOW_EXECUTION_FAILED: "failed",
+    E.CHILD_WORKFLOW_EXECUTION_CANCELED: "canceled",
+    E.CHILD_WORKFLOW_EXECUTION_TERMINATED: "terminated",
+    E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT: "timed_out",
+}
 MARKS: dict[str, str] = {
     E.WORKFLOW_EXECUTION_SIGNALED: "signal",
     E.WORKFLOW_TASK_FAILED: "failure",
@@ -43,7 +52,7 @@ class EventLike(Protocol):
 
 @dataclass
 class Bar:
-    kind: str                 # "activity" or "timer"
+    kind: str                 # "activity", "timer" or "child"
     label: str
     start: datetime
     end: datetime | None      # None while open
@@ -66,7 +75,8 @@ class Bar:
 
     @property
     def failed(self) -> bool:
-        return self.outcome in ("failed", "timed_out") or bool(self.last_failure)
+        return (self.outcome in ("failed", "timed_out", "terminated", "start_failed")
+                or bool(self.last_failure))
 
     @property
     def title(self) -> str:
@@ -106,6 +116,7 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
     ``selectors.execution_describe`` (attempt, state, last_failure of each open activity)."""
     activities: dict[int, Bar] = {}
     timers: dict[int, Bar] = {}
+    children: dict[int, Bar] = {}
     marks: list[Mark] = []
     bars: list[Bar] = []
     first: datetime | None = None
@@ -144,6 +155,20 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
             if (hit := timers.get(a.get("started_event_id", -1))) is not None:
                 hit.end = e.timestamp
                 hit.outcome = TIMER_CLOSE[e.event_type]
+        elif e.event_type == E.START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            bar = Bar("child", f"child {a.get('workflow_type', '?')}", e.timestamp, None,
+                      "starting", details=[f"workflow id {a.get('workflow_id', '?')}"])
+            children[e.event_id] = bar
+            bars.append(bar)
+        elif e.event_type == E.CHILD_WORKFLOW_EXECUTION_STARTED:
+            if (hit := children.get(a.get("initiated_event_id", -1))) is not None:
+                hit.started, hit.outcome = e.timestamp, "running"
+        elif e.event_type in CHILD_CLOSE:
+            if (hit := children.get(a.get("initiated_event_id", -1))) is not None:
+                hit.end = e.timestamp
+                hit.outcome = CHILD_CLOSE[e.event_type]
+                if "failure" in a:
+                    hit.last_failure = _failure_text(a["failure"])
         elif e.event_type in MARKS:
             label = e.event_type
             if e.event_type == E.WORKFLOW_EXECUTION_SIGNALED:

@@ -163,6 +163,7 @@ def _run_context(run: Execution) -> dict[str, Any]:
         "pending_timers": [{**t, "fire_at": _as_datetime(t["fire_at"])}
                            for t in description.pending_timers],
         "signals": signals, "fingerprint": selectors.execution_fingerprint(run),
+        "family": selectors.execution_family(run),
         "live_url": _with_id("dashboard:workflow-live", run.workflow_id)
         + "?" + urlencode({"run_id": str(run.run_id)}),
         "api_history_url": f"/api/workflows/{quote(run.workflow_id, safe='')}/history?"

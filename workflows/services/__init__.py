@@ -6,13 +6,21 @@ timers) use these names only, never the private modules.
 
 from __future__ import annotations
 
-from ._write import Lessee, Outcome, lock_execution, start_attempt_timers, write_transition
+from ._write import (
+    Lessee,
+    Outcome,
+    hear_from_child,
+    lock_execution,
+    start_attempt_timers,
+    write_transition,
+)
 from .activities import (
     activity_complete_by_token,
     activity_fail_by_token,
     activity_heartbeat_by_token,
     activity_task_hand_off,
 )
+from .children import CHILD_TIMER_KINDS, act_on_child
 from .executions import (
     StartRequest,
     get_run,
@@ -39,9 +47,11 @@ from .tasks import (
 )
 
 __all__ = [
+    "CHILD_TIMER_KINDS",
     "Lessee",
     "Outcome",
     "StartRequest",
+    "act_on_child",
     "activity_close",
     "activity_complete_by_token",
     "activity_fail_by_token",
@@ -52,6 +62,7 @@ __all__ = [
     "activity_task_heartbeat",
     "check_lease",
     "get_run",
+    "hear_from_child",
     "lock_execution",
     "rejected",
     "stale",

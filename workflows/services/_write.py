@@ -69,6 +69,8 @@ class Outcome:
     cancels: list[tuple[str, str]] = field(default_factory=list)
     # The run continued as new: the successor to start once this run is saved.
     successor: fx.StartSuccessor | None = None
+    # The child runs to start once this run is saved (``workflows.services.children``).
+    children: list[fx.StartChild] = field(default_factory=list)
 
 
 def write_transition(execution: Execution, t: decide.Transition, *,
@@ -120,6 +122,12 @@ def write_transition(execution: Execution, t: decide.Transition, *,
             new_timers.clear()
         elif isinstance(effect, fx.StartSuccessor):
             outcome.successor = effect
+        elif isinstance(effect, fx.StartChild):
+            outcome.children.append(effect)
+        elif isinstance(effect, fx.ActOnChild):
+            timer = child_timer(execution, effect, now)
+            if timer is not None:
+                new_timers.append(timer)
     if new_tasks:
         if lessee is not None:  # leased before the insert: one statement per task
             _lease_new_activities(execution, new_tasks, lessee, outcome, now)
@@ -128,7 +136,73 @@ def write_transition(execution: Execution, t: decide.Transition, *,
     if t.events or not t.effects:  # a retry or a back-off alone leaves the run as it is
         _save_snapshot(execution, t, closed=closed)
         changes.on_commit(execution, t.events)
+    if closed and execution.parent_id is not None:
+        _tell_parent(execution, t.events[-1])
     return outcome
+
+
+# ---- child workflows: what a child's close writes to its parent --------------------------
+
+# A child's closing event, and what its parent records of it.
+CHILD_OUTCOMES = {
+    E.WORKFLOW_EXECUTION_COMPLETED: E.CHILD_WORKFLOW_EXECUTION_COMPLETED,
+    E.WORKFLOW_EXECUTION_FAILED: E.CHILD_WORKFLOW_EXECUTION_FAILED,
+    E.WORKFLOW_EXECUTION_CANCELED: E.CHILD_WORKFLOW_EXECUTION_CANCELED,
+    E.WORKFLOW_EXECUTION_TERMINATED: E.CHILD_WORKFLOW_EXECUTION_TERMINATED,
+    E.WORKFLOW_EXECUTION_TIMED_OUT: E.CHILD_WORKFLOW_EXECUTION_TIMED_OUT,
+}
+
+
+def _tell_parent(child: Execution, closing: Event) -> None:
+    """The child run closed: record how in its parent, in the same transaction if the
+    parent's row is free (``tell_parent``). A continue-as-new is not an end for the parent,
+    which waits for the chain's last run; a parent that closed meanwhile hears nothing."""
+    outcome = CHILD_OUTCOMES.get(closing.event_type)
+    if outcome is None or child.parent_id is None or not executions.is_open(child.parent_id):
+        return
+    payload = {"workflow_id": child.workflow_id, "run_id": str(child.run_id),
+               "outcome": outcome.value, "attributes": closing.attributes}
+    tell_parent(child.parent_id, fx.TimerKind.CHILD_CLOSED, payload, closing.timestamp)
+
+
+def tell_parent(parent_id: int, kind: fx.TimerKind, payload: dict[str, Any],
+                now: datetime) -> None:
+    """Write what a child's transaction owes its parent (``kind``: the child ended, or the
+    parent's signal reached it) to the parent, in this transaction if the parent's row is
+    free; if another transaction holds it, a timer row due now on the parent carries it
+    instead, fired in the parent's own transaction. A lock taken while holding the child's
+    must never wait: a transaction holding the parent could be waiting for the child."""
+    parent = executions.lock_if_free(parent_id)
+    if parent is None:
+        timers.insert([timers.build(parent_id, fx.StartTimer(kind, now, payload=payload), now)])
+        return
+    hear_from_child(parent, kind, payload, now)
+
+
+def hear_from_child(parent: Execution, kind: fx.TimerKind, payload: dict[str, Any],
+                    now: datetime) -> Outcome | None:
+    """Record in ``parent`` (locked) what its child's transaction told it."""
+    state = parent.core_state()
+    if kind is fx.TimerKind.CHILD_CLOSED:
+        t = decide.child_closed(state, workflow_id=str(payload["workflow_id"]),
+                                run_id=str(payload["run_id"]),
+                                outcome=E(payload["outcome"]), now=now,
+                                **payload.get("attributes", {}))
+    else:
+        run_id = payload.get("run_id")
+        t = decide.child_signaled(state, seq=int(payload["seq"]),
+                                  run_id=None if run_id is None else str(run_id), now=now)
+    return write_transition(parent, t) if t.events else None
+
+
+def child_timer(parent: Execution, effect: fx.ActOnChild, now: datetime) -> timers.Timer | None:
+    """The timer row that carries ``effect`` to the parent's child (see ``fx.ActOnChild``),
+    on the child's open run; None if the child has no open run (it ended: nothing to do)."""
+    child = executions.open_run(effect.workflow_id)
+    if child is None or child.parent_id != parent.pk:
+        return None
+    return timers.build(child.pk, fx.StartTimer(effect.kind, now, payload={
+        **effect.payload, "parent_id": parent.pk, "workflow_id": effect.workflow_id}), now)
 
 
 # An activity's timers exist only for the options it was scheduled with (and its retry timer
@@ -280,4 +354,5 @@ def lock_execution(execution_id: int) -> Execution:
     return executions.lock(execution_id)
 
 
-__all__ = ["Lessee", "Outcome", "lock_execution", "start_attempt_timers", "write_transition"]
+__all__ = ["Lessee", "Outcome", "hear_from_child", "lock_execution", "start_attempt_timers",
+           "tell_parent", "write_transition"]

@@ -26,6 +26,7 @@ from workflows.errors import Conflict, InvalidInput
 from workflows.models import Execution
 
 from ._write import Lessee, Outcome, write_transition
+from .children import child_run_ids, start_children
 from .executions import start_successor
 
 E = EventType
@@ -80,13 +81,15 @@ def workflow_task_complete(*, token: str, commands: list[Any], worker_id: str | 
                 commands=parsed, worker=task.lease_owner, now=timezone.now(),
                 leased_activities=leased,
                 successor_run_id=str(uuid.uuid4()) if continues else None,
-                execution_timeout_ms=timeout_ms)
+                execution_timeout_ms=timeout_ms, child_run_ids=child_run_ids(parsed))
         except decide.Rejected as exc:
             raise rejected(exc) from None
         execution.last_task_failure = None
         outcome = write_transition(execution, t, lessee=lessee)
         if outcome.successor is not None:
             start_successor(execution, outcome.successor)
+        if outcome.children:
+            start_children(execution, outcome.children)
         return outcome
 
 

@@ -1,0 +1,69 @@
+"""Workflows of the child-workflow and continue-as-new end-to-end tests (their own module and
+worker, on the task queue ``children``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sdk
+
+
+@sdk.workflow
+async def kid(ctx: sdk.WorkflowContext, n: int) -> dict[str, Any]:
+    await ctx.sleep(0.05)
+    return {"doubled": n * 2, "parent": ctx.info.parent_workflow_id}
+
+
+@sdk.workflow
+async def broken_kid(ctx: sdk.WorkflowContext, _: Any) -> None:
+    raise sdk.ApplicationError("the kid broke", type="KidBroke", non_retryable=True)
+
+
+@sdk.workflow
+async def waiting_kid(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    signal = await ctx.wait_for_signal("hello")
+    return {"heard": signal.input}
+
+
+@sdk.workflow
+async def parent(ctx: sdk.WorkflowContext, n: int) -> Any:
+    return await ctx.execute_child_workflow(kid, n, workflow_id=f"{ctx.info.workflow_id}-kid")
+
+
+@sdk.workflow
+async def parent_of_broken(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    try:
+        await ctx.execute_child_workflow(broken_kid)
+    except sdk.ChildWorkflowError as err:
+        return {"status": err.status, "cause": err.cause["type"],
+                "message": err.cause["message"]}
+    return "unexpected success"
+
+
+@sdk.workflow
+async def parent_of_two(ctx: sdk.WorkflowContext, ids: list[str]) -> Any:
+    await ctx.start_child_workflow(waiting_kid, workflow_id=ids[0])
+    await ctx.start_child_workflow(waiting_kid, workflow_id=ids[1], parent_close_policy="abandon")
+    await ctx.wait_for_signal("never")
+
+
+@sdk.workflow
+async def parent_signals(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    handle = await ctx.start_child_workflow(waiting_kid)
+    await handle.signal("hello", {"from": ctx.info.workflow_id})
+    return {"child": await handle, "child_id": handle.workflow_id}
+
+
+@sdk.workflow
+async def rolling(ctx: sdk.WorkflowContext, n: int) -> Any:
+    if n < 3:
+        ctx.continue_as_new(n + 1)
+    return {"n": n, "continued_from": ctx.info.continued_from_run_id}
+
+
+@sdk.workflow
+async def rolling_slowly(ctx: sdk.WorkflowContext, n: int) -> Any:
+    await ctx.sleep(0.3)  # so a result request waits across each continue-as-new
+    if n < 2:
+        ctx.continue_as_new(n + 1)
+    return {"n": n}
