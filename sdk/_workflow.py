@@ -211,6 +211,7 @@ class WorkflowRuntime(Protocol):
     def local_activity(self, request: Callable[[int], LocalActivityRequest]) -> ActivityHandle:
         """Number the call, then run (or replay) the local activity ``request(seq)``."""
         ...
+    def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None: ...
 
 
 def activity_name(activity: Any) -> str:
@@ -385,3 +386,12 @@ class WorkflowContext:
         """Run ``fn`` once and record its (JSON) value; a replay returns the recorded value."""
         result: T = await self._rt.side_effect(fn)
         return result
+
+    # ---- queries (sdk._queries) ----------------------------------------------------------
+
+    def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None:
+        """Answer the query ``name`` with ``fn(*args)`` (a client's ``handle.query(name,
+        *args)``), a plain function that reads the workflow's state and returns a JSON value;
+        ``None`` removes the handler. A query changes nothing: a handler that issues a command
+        (an activity, a timer, ``ctx.random()``...) fails that query, never the workflow."""
+        self._rt.set_query_handler(name, fn)
