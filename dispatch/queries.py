@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
@@ -111,8 +111,10 @@ def history_of(execution_id: int, *, first: int, through: int) -> tuple[list[Any
     return history_page(execution, first=max(1, first), through=through)
 
 
-_workers_for = database_sync_to_async(workers_for)
-_history_of = database_sync_to_async(history_of)
+# Thread-sensitive: called from a request's thread (the view's ``async_to_sync``), these run
+# back on that thread, with its database connection, which Django closes at the request's end.
+_workers_for = sync_to_async(workers_for, thread_sensitive=True)
+_history_of = sync_to_async(history_of, thread_sensitive=True)
 
 
 def deliver_event(frame: protocol.QueryTask, *, reply: str, target: Target) -> dict[str, Any]:
