@@ -103,6 +103,23 @@ def test_a_query_needs_a_token(anon_client: APIClient) -> None:
     assert _query(anon_client, "any", "count").status_code == 401
 
 
+@pytest.mark.django_db
+def test_the_schema_documents_the_query_endpoint() -> None:
+    import yaml
+    from django.test import Client
+
+    schema = yaml.safe_load(Client().get("/api/schema/").content)
+    operation = schema["paths"]["/api/workflows/{workflow_id}/queries/{name}"]["post"]
+    assert operation["operationId"] == "workflow_query"
+    assert {p["name"] for p in operation["parameters"]} == {"workflow_id", "name"}
+    assert {"200", "401", "404", "422", "504"} <= set(operation["responses"])
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert set(body["properties"]) == {"args", "run_id"}
+    assert "query_not_found" in operation["responses"]["404"]["description"]
+    assert "no_worker" in operation["responses"]["504"]["description"]
+
+
 # ---- the engine's side of the wire, with a worker socket played by the test -------------------
 
 

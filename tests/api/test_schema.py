@@ -21,6 +21,7 @@ OPERATIONS = {
     ("/api/workflows/{workflow_id}/signals", "post"): "workflow_signal",
     ("/api/workflows/{workflow_id}/cancel", "post"): "workflow_cancel",
     ("/api/workflows/{workflow_id}/terminate", "post"): "workflow_terminate",
+    ("/api/workflows/{workflow_id}/queries/{name}", "post"): "workflow_query",
     ("/healthz", "get"): "healthz",
 }
 

@@ -177,3 +177,26 @@ def test_queries_answer_the_sum_of_the_signals_and_never_change_history(
         assert sim.history[:len(before)] == before
     assert fresh(sim).query("count", []).result == total
     assert workflow_definition(counter).name == "counter"
+
+
+def test_the_example_in_docs_sdk_md_answers_as_documented() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sdk.md").read_text()
+    section = text[text.index("\n## Queries\n"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(code.group(1), "docs/sdk.md", "exec"), namespace)
+    sim = EngineSim(namespace["cart"], "ada")
+    sim.run_task()
+    sim.signal("add", "tea")
+    sim.run_task()
+    assert sim.instance is not None
+    assert sim.instance.query("items", []).result == ["tea"]
+    assert sim.instance.query("has", ["coffee"]).result is False
+    assert fresh(sim).query("summary", []).result == {"owner": "ada", "count": 1}
+    sim.signal("checkout")
+    sim.run_task()
+    assert fresh(sim).query("has", ["tea"]).result is True
