@@ -7,6 +7,7 @@ started later (a fresh process, nothing cached) answers by replaying the run's h
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,29 @@ def test_the_async_client_queries_and_lists(stack: Stack, engine: Engine,
             assert (await again.describe())["status"] == "terminated"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql"))
+         and os.environ.get("REDIS_URL", "").startswith("redis")),
+    reason="two engines need a shared PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)")
+def test_a_query_to_one_engine_reaches_a_worker_connected_to_another(
+        stack: Stack, engine: Engine, logs: Path, query_worker: Proc) -> None:
+    other = stack.engine(log=logs / "query-engine-2.log")
+    queue = f"queries-{uuid.uuid4().hex[:6]}"
+    far = stack.worker(MODULE, task_queue=queue, engine=other, log=logs / "query-far.log")
+    try:
+        with sdk.Client(engine.url, token=stack.token) as near:
+            handle = near.start_workflow("query_counter", 40, task_queue=queue)
+            assert answered(handle, "count") == 40  # asked of this engine, answered via the other
+            handle.signal("add", 2)
+            wait_for(lambda: handle.query("count") == 42, timeout=30)
+            with pytest.raises(sdk.SchedAPIError) as err:
+                handle.query("nope")
+            assert err.value.code == "query_not_found"
+            handle.terminate(reason="done")
+            # A closed run: the far worker replays it for a query through this engine.
+            assert handle.query("state") == {"count": 42, "signals": 1}
+    finally:
+        far.stop()
+        other.stop()
