@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -111,10 +112,15 @@ def history_of(execution_id: int, *, first: int, through: int) -> tuple[list[Any
     return history_page(execution, first=max(1, first), through=through)
 
 
-# Thread-sensitive: called from a request's thread (the view's ``async_to_sync``), these run
-# back on that thread, with its database connection, which Django closes at the request's end.
-_workers_for = sync_to_async(workers_for, thread_sensitive=True)
-_history_of = sync_to_async(history_of, thread_sensitive=True)
+T = TypeVar("T")
+RunDb = Callable[..., Awaitable[Any]]  # run_db(fn, *args, **kwargs): fn's value, off the loop
+
+
+async def in_request_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """The default ``run_db``: from a request's thread (the view's ``async_to_sync``), back
+    on that thread, with its database connection, which Django closes at the request's end."""
+    value: T = await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
+    return value
 
 
 def deliver_event(frame: protocol.QueryTask, *, reply: str, target: Target) -> dict[str, Any]:
@@ -135,9 +141,11 @@ async def send_answer(reply: str, result: protocol.QueryResult) -> None:
     await layer.send(reply, answer_event(result))
 
 
-async def ask(target: Target, *, name: str, args: list[Any]) -> Any:
+async def ask(target: Target, *, name: str, args: list[Any],
+              run_db: RunDb = in_request_thread) -> Any:
     """The result of query ``name(*args)`` of the run, from a worker; raises ``NoWorker``,
-    ``QueryTimeout``, ``QueryNotFound`` or ``QueryFailed``."""
+    ``QueryTimeout``, ``QueryNotFound`` or ``QueryFailed``. Its reads of the worker sessions
+    and of the history run through ``run_db``; it holds no thread while it waits."""
     cfg = config.get()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -147,7 +155,7 @@ async def ask(target: Target, *, name: str, args: list[Any]) -> Any:
     assert layer is not None
     tried: set[str] = set()
     while True:
-        workers = [w for w in await _workers_for(target) if w[0] not in tried]
+        workers = [w for w in await run_db(workers_for, target) if w[0] not in tried]
         if not workers:
             if loop.time() >= min(worker_deadline, deadline):
                 raise NoWorker(
@@ -162,8 +170,8 @@ async def ask(target: Target, *, name: str, args: list[Any]) -> Any:
         sticky = worker_id == target.sticky_worker and target.sticky_next_event_id > 1
         events: list[Any] = []
         if not sticky:
-            events, _more = await _history_of(target.execution_id, first=1,
-                                              through=target.history_length)
+            events, _more = await run_db(history_of, target.execution_id, first=1,
+                                         through=target.history_length)
         frame = protocol.QueryTask(
             token=f"{TOKEN_PREFIX}{uuid.uuid4().hex}", workflow_id=target.workflow_id,
             run_id=target.run_id, workflow_type=target.workflow_type,

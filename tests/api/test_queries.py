@@ -194,7 +194,8 @@ def test_the_workers_errors_become_404_and_422(api_client: APIClient,
             api_client, "q2", name, []))
         query = await _next(comm, "query_task")
         await comm.send_json_to({"type": "query_result", "token": query["token"], **reply})
-        return await asked
+        status, body = await asked
+        return int(status), body
 
     async def scenario() -> None:
         comm = await connect_worker(max_workflow_tasks=2)
@@ -221,13 +222,14 @@ def test_bad_query_result_frames_get_error_frames_and_the_socket_stays(
         comm = await connect_worker(max_workflow_tasks=2)
         try:
             await _run_first_task(comm, api_client, "q3")
-            for frame, code in [
+            bad: list[tuple[dict[str, Any], str]] = [
                 ({"type": "query_result", "id": "b1"}, "invalid_message"),
                 ({"type": "query_result", "id": "b2", "token": 7}, "invalid_message"),
                 ({"type": "query_result", "id": "b3", "token": "t", "error": 1},
                  "invalid_message"),
                 ({"type": "query_result", "id": "b4", "token": "q.unknown"}, "stale_task"),
-            ]:
+            ]
+            for frame, code in bad:
                 await comm.send_json_to(frame)
                 error = await _next(comm, "error")
                 assert (error["code"], error["id"]) == (code, frame["id"])

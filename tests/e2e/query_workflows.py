@@ -20,7 +20,8 @@ async def query_counter(ctx: sdk.WorkflowContext, start: int) -> dict[str, Any]:
     ctx.set_query_handler("count", lambda: state["count"])
     ctx.set_query_handler("state", lambda: dict(state))
     ctx.set_query_handler("plus", lambda n: state["count"] + n)
-    ctx.set_query_handler("boom", lambda: {}["missing"])
+    missing: dict[str, int] = {}
+    ctx.set_query_handler("boom", lambda: missing["key"])
     ctx.set_query_handler("sneaky", lambda: ctx.start_activity(noop, 1))
     while True:
         signal = await ctx.wait_for_signal()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import sdk
@@ -255,3 +256,44 @@ def test_a_query_to_one_engine_reaches_a_worker_connected_to_another(
     finally:
         far.stop()
         other.stop()
+
+
+def test_the_lean_path_answers_queries_as_the_drf_view_does(
+        stack: Stack, engine: Engine, logs: Path, qclient: sdk.Client) -> None:
+    """The same queries, good and bad, through the engine's lean path (the default) and
+    through Django's request cycle (``SCHED_LEAN_API=0``): the same status, body and headers.
+    Answers from a worker need both engines on one channel layer (Redis); without it the
+    reference engine is asked only what needs no worker."""
+    wait = {"SCHED_QUERY_WORKER_WAIT_SECONDS": "0.5"}
+    reference = stack.engine(log=logs / "query-reference-engine.log",
+                             extra_env={"SCHED_LEAN_API": "0", "SCHED_RUN_LOOPS": "0", **wait})
+    try:
+        handle = start(qclient, "query_counter", 8)
+        assert answered(handle, "count") == 8
+        lonely = qclient.start_workflow("query_counter", 0, task_queue="nobody-here")
+        auth = {"Authorization": f"Bearer {stack.token}"}
+        cases: list[tuple[str, Any]] = [
+            (f"{handle.workflow_id}/queries/plus", {"args": "x"}),
+            (f"{handle.workflow_id}/queries/plus", {"args": [1], "run_id": "nope"}),
+            ("no-such-workflow/queries/count", {"args": []}),
+            (f"{lonely.workflow_id}/queries/count", {"args": []}),
+        ]
+        if os.environ.get("REDIS_URL", "").startswith("redis"):
+            cases += [(f"{handle.workflow_id}/queries/plus", {"args": [2]}),
+                      (f"{handle.workflow_id}/queries/nope", {"args": []}),
+                      (f"{handle.workflow_id}/queries/boom", {})]
+        statuses = []
+        for path, body in cases:
+            answers = [httpx.post(f"{e.url}/api/workflows/{path}", json=body, headers=auth,
+                                  timeout=30) for e in (engine, reference)]
+            lean, drf = answers
+            assert lean.status_code == drf.status_code, (path, lean.text, drf.text)
+            assert lean.json() == drf.json(), path
+            for header in ("content-type", "allow", "x-frame-options",
+                           "x-content-type-options"):
+                assert lean.headers.get(header) == drf.headers.get(header), (path, header)
+            statuses.append(lean.status_code)
+        assert statuses[:4] == [422, 422, 404, 504]
+        lonely.terminate(reason="cleanup")
+    finally:
+        reference.stop()

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dispatch import lessees, queries
+from schedproject import config
 from schedproject.tracing import current_traceparent
 from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH
 from workflows import selectors, services
@@ -453,6 +454,12 @@ QUERY_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH,
 MAX_QUERY_ARGS = 100
 
 
+def query_wait_seconds() -> float:
+    """The longest a query may wait: for a worker, then for its answer."""
+    cfg = config.get()
+    return cfg.query_worker_wait_seconds + cfg.query_timeout_seconds
+
+
 class QueryOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     result = serializers.JSONField(allow_null=True, help_text="What the query handler returned.")
 
@@ -490,7 +497,8 @@ class WorkflowQueryApi(RunApiView):
         _validated(self.QueryNameSerializer, {"name": name})
         data = _validated(self.QueryInputSerializer, request.data)
         target = queries.query_target(workflow_id=workflow_id, run_id=data.get("run_id"))
-        result = async_to_sync(queries.ask)(target, name=name, args=list(data["args"]))
+        with waiters.slot(query_wait_seconds()):  # this request's thread waits
+            result = async_to_sync(queries.ask)(target, name=name, args=list(data["args"]))
         return Response(QueryOutputSerializer({"result": result}).data)
 
 
