@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,7 +18,6 @@ from rest_framework.test import APIClient
 
 from workflows.models import Execution, HistoryEvent
 
-from .conftest import Engine
 from .test_start_handoff import QUEUE, connect_worker
 
 
@@ -135,22 +136,27 @@ async def _next(comm: WebsocketCommunicator, kind: str) -> dict[str, Any]:
     return frame
 
 
-async def _run_first_task(comm: WebsocketCommunicator, api_client: APIClient,
-                          workflow_id: str) -> None:
-    await database_sync_to_async(_start)(api_client, workflow_id)
-    task = await _next(comm, "workflow_task")
-    await comm.send_json_to({"type": "workflow_task_completed", "id": "c1",
-                             "token": task["token"], "commands": []})
-    await _next(comm, "ack")
+@asynccontextmanager
+async def worker_with_run(api_client: APIClient,
+                          workflow_id: str) -> AsyncIterator[WebsocketCommunicator]:
+    """A worker socket played by the test, which has run the first task of a new run."""
+    comm = await connect_worker(max_workflow_tasks=2)
+    try:
+        await database_sync_to_async(_start)(api_client, workflow_id)
+        task = await _next(comm, "workflow_task")
+        await comm.send_json_to({"type": "workflow_task_completed", "id": "c1",
+                                 "token": task["token"], "commands": []})
+        await _next(comm, "ack")
+        yield comm
+    finally:
+        await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_query_goes_to_the_worker_and_its_answer_back_writing_nothing(
         api_client: APIClient, short_wait: None) -> None:
     async def scenario() -> None:
-        comm = await connect_worker(max_workflow_tasks=2)
-        try:
-            await _run_first_task(comm, api_client, "q1")
+        async with worker_with_run(api_client, "q1") as comm:
             before = await database_sync_to_async(_row)("q1")
             asked = asyncio.ensure_future(database_sync_to_async(_post_query)(
                 api_client, "q1", "count", [1, "two"]))
@@ -179,8 +185,6 @@ def test_a_query_goes_to_the_worker_and_its_answer_back_writing_nothing(
                                      "token": query["token"]})
             assert (await _next(comm, "error"))["code"] == "stale_task"
             assert await database_sync_to_async(_row)("q1") == before
-        finally:
-            await comm.disconnect()
 
     asyncio.run(scenario())
 
@@ -198,9 +202,7 @@ def test_the_workers_errors_become_404_and_422(api_client: APIClient,
         return int(status), body
 
     async def scenario() -> None:
-        comm = await connect_worker(max_workflow_tasks=2)
-        try:
-            await _run_first_task(comm, api_client, "q2")
+        async with worker_with_run(api_client, "q2") as comm:
             status, body = await answer(comm, "nope", {"error": "query_not_found",
                                                        "message": "no handler 'nope'"})
             assert status == 404
@@ -209,8 +211,6 @@ def test_the_workers_errors_become_404_and_422(api_client: APIClient,
                                                        "message": "KeyError: 'x'"})
             assert status == 422
             assert body["error"] == {"code": "query_failed", "message": "KeyError: 'x'"}
-        finally:
-            await comm.disconnect()
 
     asyncio.run(scenario())
 
@@ -219,9 +219,7 @@ def test_the_workers_errors_become_404_and_422(api_client: APIClient,
 def test_bad_query_result_frames_get_error_frames_and_the_socket_stays(
         api_client: APIClient, short_wait: None) -> None:
     async def scenario() -> None:
-        comm = await connect_worker(max_workflow_tasks=2)
-        try:
-            await _run_first_task(comm, api_client, "q3")
+        async with worker_with_run(api_client, "q3") as comm:
             bad: list[tuple[dict[str, Any], str]] = [
                 ({"type": "query_result", "id": "b1"}, "invalid_message"),
                 ({"type": "query_result", "id": "b2", "token": 7}, "invalid_message"),
@@ -247,23 +245,19 @@ def test_bad_query_result_frames_get_error_frames_and_the_socket_stays(
             assert "invalid_payload" in body["error"]["message"]
             await comm.send_json_to({"type": "ping", "id": "p"})
             assert (await _next(comm, "pong"))["id"] == "p"
-        finally:
-            await comm.disconnect()
 
     asyncio.run(scenario())
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_that_goes_away_unanswered_leaves_no_worker(
-        api_client: APIClient, engine: Engine, short_wait: None) -> None:
+        api_client: APIClient, short_wait: None) -> None:
     async def scenario() -> None:
-        comm = await connect_worker(max_workflow_tasks=2)
-        await _run_first_task(comm, api_client, "q4")
-        asked = asyncio.ensure_future(database_sync_to_async(_post_query)(
-            api_client, "q4", "count", []))
-        await _next(comm, "query_task")
-        await comm.disconnect()
-        status, body = await asked
+        async with worker_with_run(api_client, "q4") as comm:
+            asked = asyncio.ensure_future(database_sync_to_async(_post_query)(
+                api_client, "q4", "count", []))
+            await _next(comm, "query_task")
+        status, body = await asked  # the socket went without answering
         assert status == 504 and body["error"]["code"] == "no_worker"
         assert "those tried could not answer" in body["error"]["message"]
 
@@ -277,15 +271,11 @@ def test_a_worker_that_does_not_answer_is_504_query_timeout(
                                          query_timeout_seconds=1)
 
     async def scenario() -> None:
-        comm = await connect_worker(max_workflow_tasks=2)
-        try:
-            await _run_first_task(comm, api_client, "q5")
+        async with worker_with_run(api_client, "q5") as comm:
             asked = asyncio.ensure_future(database_sync_to_async(_post_query)(
                 api_client, "q5", "count", []))
             await _next(comm, "query_task")
             status, body = await asked
             assert status == 504 and body["error"]["code"] == "query_timeout"
-        finally:
-            await comm.disconnect()
 
     asyncio.run(scenario())

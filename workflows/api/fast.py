@@ -16,6 +16,13 @@ application and answers these two itself when the request is the plain, valid ca
   ``POLL_INTERVAL_SECONDS`` for a commit of another engine process;
 - the answer is rendered by DRF's renderer, with the headers Django's middleware would add.
 
+A query (``POST /api/workflows/{id}/queries/{name}``) is answered here too: its request is
+validated and its run read as one unit on a database thread, then ``dispatch.queries.ask``
+awaits the worker's answer holding no thread (its reads of the worker sessions and the
+history go to the same threads). Once a worker has been asked, every outcome is answered
+here, errors included (``no_worker``, ``query_not_found``...), in the view's error body:
+falling back would ask again.
+
 Anything else, including every error (no or bad token, a body that does not validate, a
 start refused with 409, an unknown run, a body without ``Content-Length`` or over the limit),
 goes on to Django unchanged, its body replayed: the answer is then the DRF view's. A unit that
