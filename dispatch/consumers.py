@@ -153,7 +153,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.held: dict[str, str] = {}  # token -> task kind, of leases this worker holds
         # Queries sent to this worker and not answered (``dispatch.queries``): token -> the
         # asking engine's reply channel, the run's execution id, the last event it may read.
-        self.queries: dict[str, tuple[str, int, int]] = {}
+        self.pending_queries: dict[str, tuple[str, int, int]] = {}
         # Liveness and flow control (``dispatch.keeper``): when the worker was last heard
         # from (wall clock) and last reported so; when each held task was sent and when the
         # worker last made progress (monotonic); its advertised credit (capped) and whether
@@ -192,11 +192,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         draining.discard(self)
         lessees.unregister(self)
         keeper.discard(self)
-        await self._queries_gone()
-        if self.hello is not None:
-            await self.db.run(
-                services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
-            wakeup.wake(wakeup.DISPATCH)
+        try:
+            if self.hello is not None:
+                await self.db.run(
+                    services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
+                wakeup.wake(wakeup.DISPATCH)
+        finally:
+            await self._queries_gone()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.worker_id:
@@ -344,7 +346,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._answer_query(event["reply"], protocol.QueryResult(
                 token=event["token"], error=queries.WORKER_GONE, message="the worker went away"))
             return
-        self.queries[event["token"]] = (event["reply"], int(event["execution_id"]),
+        self.pending_queries[event["token"]] = (event["reply"], int(event["execution_id"]),
                                         int(event["through"]))
         await self.send(text_data=event["text"])
 
@@ -430,7 +432,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
-        query = self.queries.get(message.token)
+        query = self.pending_queries.get(message.token)
         if query is not None:  # a query's replay (``dispatch.queries``)
             _reply, execution_id, through = query
             events, more = await self.db.run(
@@ -445,7 +447,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                                                    more=more, id=message.id).encode())
 
     async def handle_query_result(self, message: protocol.QueryResult) -> None:
-        query = self.queries.pop(message.token, None)
+        query = self.pending_queries.pop(message.token, None)
         if query is None:
             raise SchedError("no query of this worker has that token (answered already, or "
                              "never sent)", code="stale_task")
@@ -455,7 +457,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def refuse_query(self, message: protocol.QueryResult, code: str, text: str) -> None:
         """A query's answer that cannot be taken (``invalid_payload``, ``payload_too_large``):
         its caller is told the query failed, and the frame is answered with the error."""
-        query = self.queries.pop(message.token, None)
+        query = self.pending_queries.pop(message.token, None)
         if query is not None:
             await self._answer_query(query[0], protocol.QueryResult(
                 token=message.token, error=queries.QueryFailed.code,
@@ -472,7 +474,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _queries_gone(self) -> None:
         """The socket went: its callers' queries are asked of another worker."""
-        pending, self.queries = getattr(self, "queries", {}), {}
+        pending, self.pending_queries = getattr(self, "pending_queries", {}), {}
         for token, (reply, _execution_id, _through) in pending.items():
             await self._answer_query(reply, protocol.QueryResult(
                 token=token, error=queries.WORKER_GONE, message="the worker went away"))
