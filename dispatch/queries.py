@@ -10,7 +10,7 @@ A query writes nothing: no event, no task row, no change to the execution. Its w
    ``SCHED_QUERY_WORKER_WAIT_SECONDS``, then gives up with 504 ``no_worker``.
 3. It sends that worker's consumer, over the channel layer (Redis between engines), a
    ``query.deliver`` event: the ``query_task`` frame to forward, the token, and a reply
-   channel of this process (``layer.new_channel()``). The frame carries the history's first
+   channel of its own (``REPLY_PREFIX``). The frame carries the history's first
    page (none for the sticky worker, which likely caches the run); the consumer serves the
    rest to that socket's ``history_request`` frames under the query's token, and only then.
 4. The worker's ``query_result`` goes back on the reply channel as ``query.answer`` (the frame
@@ -50,6 +50,11 @@ DELIVER = "query.deliver"
 ANSWER = "query.answer"
 POLL_SECONDS = 0.25
 TOKEN_PREFIX = "q."
+# The reply channel of one query: a plain channel (not ``new_channel()``'s process-local
+# one), received from by that query alone. A late answer (the query gave up) waits there
+# until the channel layer expires it, instead of piling up in the process's shared buffer
+# of local channels, and no lock is shared with the worker sockets' receives.
+REPLY_PREFIX = "query.reply."
 # Answers a consumer gives for the worker (never sent by one): try the next worker.
 WORKER_GONE = "worker_gone"
 _RETRY_ELSEWHERE = frozenset({WORKER_GONE, "unknown_workflow_type"})
@@ -178,7 +183,7 @@ async def ask(target: Target, *, name: str, args: list[Any],
             task_queue=target.task_queue, query_name=name, args=args,
             history_length=target.history_length, events=events,
             sticky_next_event_id=target.sticky_next_event_id if sticky else 0)
-        reply = await layer.new_channel()
+        reply = f"{REPLY_PREFIX}{uuid.uuid4().hex}"
         await layer.send(channel, deliver_event(frame, reply=reply, target=target))
         try:
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
