@@ -78,6 +78,7 @@ class QueryHandlers:
             raise ValueError(
                 f"a query name must be a non-empty string of at most {MAX_NAME_LENGTH}")
         if fn is None:
+            self.check("remove a query handler")
             self._handlers.pop(name, None)
             return
         if not callable(fn):
@@ -85,8 +86,7 @@ class QueryHandlers:
         if inspect.iscoroutinefunction(fn):
             raise TypeError("a query handler must be a plain (sync) function: a query reads "
                             "the workflow's state and cannot await")
-        if self._running:
-            raise QueryCommandError("a query handler cannot set query handlers")
+        self.check("set a query handler")
         self._handlers[name] = fn
 
     def check(self, what: str) -> None:

@@ -154,6 +154,25 @@ def test_handlers_must_be_sync_callables_with_a_name() -> None:
     assert handlers.answer("a", []).error == QUERY_NOT_FOUND
 
 
+def test_a_handler_that_sets_or_removes_handlers_fails_and_changes_none() -> None:
+    handlers = QueryHandlers()
+
+    def meddle() -> str:
+        try:
+            handlers.set("other", lambda: 2)
+        except Exception:
+            pass
+        return "done"
+
+    handlers.set("meddle", meddle)
+    handlers.set("remove", lambda: handlers.set("meddle", None))
+    for name in ("meddle", "remove"):
+        answer = handlers.answer(name, [])
+        assert answer.error == QUERY_FAILED and answer.changed
+    assert handlers.answer("other", []).error == QUERY_NOT_FOUND
+    assert handlers.answer("meddle", []).error == QUERY_FAILED  # still there
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(-1000, 1000), max_size=8), st.integers(0, 3))
 def test_queries_answer_the_sum_of_the_signals_and_never_change_history(
