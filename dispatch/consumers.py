@@ -72,7 +72,7 @@ from workflows.services import (
     workflow_task_fail,
 )
 
-from . import draining, keeper, lessees, metrics, notify, services, wakeup
+from . import draining, keeper, lessees, metrics, notify, queries, services, wakeup
 from .engine import ENGINE_ID
 
 log = logging.getLogger("sched.worker_socket")
@@ -166,6 +166,9 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def connect(self) -> None:
         self.db = db_pool().lane()
         self.held: dict[str, str] = {}  # token -> task kind, of leases this worker holds
+        # Queries sent to this worker and not answered (``dispatch.queries``): token -> the
+        # asking engine's reply channel, the run's execution id, the last event it may read.
+        self.pending_queries: dict[str, tuple[str, int, int]] = {}
         # Liveness and flow control (``dispatch.keeper``): when the worker was last heard
         # from (wall clock) and last reported so; when each held task was sent and when the
         # worker last made progress (monotonic); its advertised credit (capped) and whether
@@ -216,10 +219,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if getattr(self, "units", None):
             await asyncio.gather(*(asyncio.wrap_future(unit) for unit in list(self.units)),
                                  return_exceptions=True)
-        if self.hello is not None:
-            await self.db.run(
-                services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
-            wakeup.wake(wakeup.DISPATCH)
+        try:
+            if self.hello is not None:
+                await self.db.run(
+                    services.worker_disconnect, worker_id=self.worker_id, now=timezone.now())
+                wakeup.wake(wakeup.DISPATCH)
+        finally:
+            await self._queries_gone()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self.worker_id:
@@ -244,7 +250,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if self.concurrency > 1 and isinstance(message, _TOKEN_FRAMES):
             await self.spawn(message, size, limit)
             return
-        if self.items and not isinstance(message, protocol.Ping):
+        if self.items and not isinstance(message, protocol.Ping | protocol.QueryResult):
             await self.drain()  # a credit applies after the completions sent before it
         await self.apply(message, size, limit)
 
@@ -258,6 +264,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     await getattr(self, f"handle_{message.type}")(message)
                 elif isinstance(message, _ITEMS):
                     await self.refuse_item(message, *refusal)
+                elif isinstance(message, protocol.QueryResult):
+                    await self.refuse_query(message, *refusal)
                 else:
                     raise SchedError(refusal[1], code=refusal[0])
         except Exception as exc:
@@ -320,13 +328,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         while self.items:
             await asyncio.wait(list(self.items))
 
-    async def run_unit(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    async def run_unit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a task frame's database work: on the socket's lane when its frames are applied
         one at a time, else on the pool directly (the unit runs to its end even if this
         coroutine is canceled, and ``_gone`` waits for it)."""
         if self.concurrency <= 1:
-            return await self.db.run(fn, **kwargs)
-        unit = db_pool().submit(fn, **kwargs)
+            return await self.db.run(fn, *args, **kwargs)
+        unit = db_pool().submit(fn, *args, **kwargs)
         self.units.add(unit)
         unit.add_done_callback(self.units.discard)
         waited = asyncio.wrap_future(unit)
@@ -430,6 +438,17 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         finally:
             lessees.delivered(self, event)
 
+    async def query_deliver(self, event: dict[str, Any]) -> None:
+        """A query for this worker (``dispatch.queries``): forward its frame, and remember
+        whom to answer."""
+        if self.hello is None or self._gone_done or self.closing:
+            await self._answer_query(event["reply"], protocol.QueryResult(
+                token=event["token"], error=queries.WORKER_GONE, message="the worker went away"))
+            return
+        self.pending_queries[event["token"]] = (event["reply"], int(event["execution_id"]),
+                                        int(event["through"]))
+        await self.send(text_data=event["text"])
+
     async def task_cancel(self, event: dict[str, Any]) -> None:
         if event["token"] in self.held:
             await self.send_message(protocol.ActivityCancel(token=event["token"]))
@@ -516,11 +535,52 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.ack(message.id, cancel_requested=cancel)
 
     async def handle_history_request(self, message: protocol.HistoryRequest) -> None:
+        query = self.pending_queries.get(message.token)
+        if query is not None:  # a query's replay (``dispatch.queries``)
+            _reply, execution_id, through = query
+            events, more = await self.run_unit(
+                queries.history_of, execution_id, first=message.first_event_id, through=through)
+            await self.send(text_data=protocol.History(token=message.token, events=events,
+                                                       more=more, id=message.id).encode())
+            return
         events, more = await self.run_unit(
             services.history_for, token=message.token, worker_id=self.worker_id,
             now=timezone.now(), first_event_id=message.first_event_id)
         await self.send(text_data=protocol.History(token=message.token, events=events,
                                                    more=more, id=message.id).encode())
+
+    async def handle_query_result(self, message: protocol.QueryResult) -> None:
+        query = self.pending_queries.pop(message.token, None)
+        if query is None:
+            raise SchedError("no query of this worker has that token (answered already, or "
+                             "never sent)", code="stale_task")
+        await self._answer_query(query[0], message)
+        await self.ack(message.id)
+
+    async def refuse_query(self, message: protocol.QueryResult, code: str, text: str) -> None:
+        """A query's answer that cannot be taken (``invalid_payload``, ``payload_too_large``):
+        its caller is told the query failed, and the frame is answered with the error."""
+        query = self.pending_queries.pop(message.token, None)
+        if query is not None:
+            await self._answer_query(query[0], protocol.QueryResult(
+                token=message.token, error=queries.QueryFailed.code,
+                message=f"the worker's answer was refused: {code}: {text}"))
+        await self.send_message(protocol.Error(code=code, message=text, id=message.id))
+
+    async def _answer_query(self, reply: str, result: protocol.QueryResult) -> None:
+        try:
+            await queries.send_answer(reply, result)
+        except Exception:  # the asking engine times the query out
+            metrics.item_failed("worker_socket")
+            log.warning("worker %s: could not pass a query's answer on", self.worker_id,
+                        exc_info=True)
+
+    async def _queries_gone(self) -> None:
+        """The socket went: its callers' queries are asked of another worker."""
+        pending, self.pending_queries = getattr(self, "pending_queries", {}), {}
+        for token, (reply, _execution_id, _through) in pending.items():
+            await self._answer_query(reply, protocol.QueryResult(
+                token=token, error=queries.WORKER_GONE, message="the worker went away"))
 
     async def handle_ping(self, message: protocol.Ping) -> None:
         # No database work: the frame was noted as heard on its way in, and the session

@@ -136,6 +136,11 @@ class SchedConfig:
     # Tracing: spans go to this OTLP/HTTP collector (e.g. http://otel-collector:4318); unset,
     # tracing is off and costs nothing.
     otlp_endpoint: str | None
+    # Queries (dispatch.queries): how long a query waits for a connected worker serving the
+    # run's queue and type before it answers 504 ``no_worker``, and for that worker's answer
+    # before it answers 504 ``query_timeout``.
+    query_worker_wait_seconds: float = 3.0
+    query_timeout_seconds: float = 10.0
 
     @property
     def uses_postgres(self) -> bool:
@@ -197,6 +202,8 @@ def load() -> SchedConfig:
         login_attempts=int(_number("SCHED_LOGIN_ATTEMPTS", 5, minimum=1)),
         login_lockout_seconds=_number("SCHED_LOGIN_LOCKOUT_SECONDS", 900, minimum=1),
         metrics_label_values=int(_number("SCHED_METRICS_LABEL_VALUES", 100, minimum=1)),
+        query_worker_wait_seconds=_number("SCHED_QUERY_WORKER_WAIT_SECONDS", 3),
+        query_timeout_seconds=_number("SCHED_QUERY_TIMEOUT_SECONDS", 10, minimum=0.1),
     )
 
 

@@ -23,7 +23,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -290,6 +290,52 @@ class _ResultPoll:
         self.run_id = latest
 
 
+# ---- queries and listing (shared) ------------------------------------------------------
+
+# The filters ``GET /api/workflows`` takes besides ``status`` and ``workflow_type``.
+LIST_FILTERS = frozenset({"task_queue", "workflow_id"})
+
+
+def _query_request(workflow_id: str, run_id: str | None, name: str,
+                   args: tuple[Any, ...]) -> _Request:
+    """``POST .../queries/{name}``: sent once (a 504 ``no_worker`` has already waited)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("the query name must be a non-empty string")
+    body: dict[str, Any] = {"args": list(args), **_run_params(run_id)}
+    return _Request("POST", _path(workflow_id, f"/queries/{quote(name, safe='')}"), json=body)
+
+
+def _query_result(response: httpx.Response) -> Any:
+    return _object(response).get("result")
+
+
+def _list_params(status: str | None, workflow_type: str | None,
+                 query: Mapping[str, str] | None, page_size: int) -> dict[str, Any]:
+    """The query string of the first page of ``list_workflows``."""
+    params: dict[str, Any] = {"page_size": page_size}
+    if status is not None:
+        params["status"] = status
+    if workflow_type is not None:
+        params["workflow_type"] = _workflow_type_name(workflow_type)
+    for key, value in (query or {}).items():
+        if key not in LIST_FILTERS:
+            raise ValueError(f"list_workflows cannot filter on {key!r}: query takes "
+                             f"{', '.join(sorted(LIST_FILTERS))}")
+        params[key] = value
+    return params
+
+
+def _list_page(body: Mapping[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of one page; sets ``params["cursor"]`` for the next, or drops it at the end."""
+    cursor = body.get("next_cursor")
+    if isinstance(cursor, str) and cursor:
+        params["cursor"] = cursor
+    else:
+        params.pop("cursor", None)
+    items = body.get("items")
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 # ---- sync ---------------------------------------------------------------------------
 
 
@@ -362,6 +408,19 @@ class Client:
                             result_type: Any = None) -> WorkflowHandle:
         return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
+    def list_workflows(self, status: str | None = None, workflow_type: Any = None,
+                       query: Mapping[str, str] | None = None, *,
+                       page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Runs, newest first, fetched page by page as the iteration goes: exact filters on
+        ``status``, ``workflow_type`` (a name or a ``@workflow``) and the ``query`` mapping
+        (``task_queue``, ``workflow_id``). Each run is ``GET /api/workflows``' item."""
+        params = _list_params(status, workflow_type, query, page_size)
+        while True:
+            body = _object(self._call(_Request("GET", "/api/workflows", params=dict(params))))
+            yield from _list_page(body, params)
+            if "cursor" not in params:
+                return
+
     def get_async_activity_handle(self, task_token: str) -> AsyncActivityHandle:
         """The activity attempt ``task_token`` names (``ActivityInfo.task_token`` of an
         activity that raised ``sdk.CompleteAsync``), to complete, fail or heartbeat it."""
@@ -397,6 +456,7 @@ class AsyncActivityHandle:
             _activity_request(self.task_token, "heartbeat", {"details": payload})))
 
 
+
 class WorkflowHandle:
     """One workflow (and, if ``run_id`` is set, one of its runs)."""
 
@@ -428,6 +488,13 @@ class WorkflowHandle:
     def signal(self, name: str, input: Any = None) -> None:
         payload = self.client._converter.encode_sync(to_json(input))
         _body(self.client._call(_signal_request(self.workflow_id, name, payload)))
+
+    def query(self, name: str, *args: Any) -> Any:
+        """The value the run's query handler ``name`` returns for ``args`` (open or closed
+        runs). ``SchedAPIError`` with ``code`` ``query_not_found``, ``query_failed``,
+        ``no_worker`` or ``query_timeout`` when there is none."""
+        return _query_result(self.client._call(
+            _query_request(self.workflow_id, self.run_id, name, args)))
 
     def cancel(self, reason: str | None = None) -> None:
         _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
@@ -533,6 +600,19 @@ class AsyncClient:
     ) -> AsyncWorkflowHandle:
         return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
+    async def list_workflows(self, status: str | None = None, workflow_type: Any = None,
+                             query: Mapping[str, str] | None = None, *,
+                             page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """``Client.list_workflows``, iterated with ``async for``."""
+        params = _list_params(status, workflow_type, query, page_size)
+        while True:
+            body = _object(await self._call(
+                _Request("GET", "/api/workflows", params=dict(params))))
+            for item in _list_page(body, params):
+                yield item
+            if "cursor" not in params:
+                return
+
     def get_async_activity_handle(self, task_token: str) -> AsyncClientActivityHandle:
         """The asynchronous twin of ``Client.get_async_activity_handle``."""
         return AsyncClientActivityHandle(self, task_token)
@@ -559,6 +639,7 @@ class AsyncClientActivityHandle:
         payload = await self.client._converter.encode(to_json(details))
         return _cancel_requested(await self.client._call(
             _activity_request(self.task_token, "heartbeat", {"details": payload})))
+
 
 
 class AsyncWorkflowHandle:
@@ -594,6 +675,11 @@ class AsyncWorkflowHandle:
     async def signal(self, name: str, input: Any = None) -> None:
         payload = await self.client._converter.encode(to_json(input))
         _body(await self.client._call(_signal_request(self.workflow_id, name, payload)))
+
+    async def query(self, name: str, *args: Any) -> Any:
+        """``WorkflowHandle.query``, awaitable."""
+        return _query_result(await self.client._call(
+            _query_request(self.workflow_id, self.run_id, name, args)))
 
     async def cancel(self, reason: str | None = None) -> None:
         _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),

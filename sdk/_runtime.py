@@ -92,6 +92,7 @@ from sdk._errors import (
     SchedError,
     failure_from_exception,
 )
+from sdk._queries import QueryAnswer, QueryHandlers
 from sdk._workflow import (
     ActivityHandle,
     ChildWorkflowHandle,
@@ -484,6 +485,7 @@ class WorkflowInstance:
         self._random = random.Random(run_id)
         # Set by ``replay_history``: every activation's commands, replayed ones included.
         self._record: list[list[Command]] | None = None
+        self._queries = QueryHandlers()  # ctx.set_query_handler (sdk._queries)
 
     # ---- the worker's side ---------------------------------------------------------------
 
@@ -491,6 +493,14 @@ class WorkflowInstance:
     def finished(self) -> bool:
         """The workflow code returned (or raised); its closing command has been issued."""
         return self._finished
+
+    def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None:
+        self._queries.set(name, fn)
+
+    def query(self, name: str, args: list[Any]) -> QueryAnswer:
+        """Answer the query ``name`` from the workflow's state now; never raises, changes
+        nothing (``sdk._queries``)."""
+        return self._queries.answer(name, args)
 
     @property
     def busy_since(self) -> float | None:
@@ -867,14 +877,17 @@ class WorkflowInstance:
         return self._now
 
     def random(self) -> random.Random:
+        self._queries.check("draw from ctx.random()")
         return self._random
 
     def _issue(self, command: Command, key: _Key | None) -> None:
+        self._queries.check(f"issue a {command.kind} command")
         self._commands.append(command)
         if key is not None:
             self._unmatched.append(key)
 
     def _next_seq(self) -> int:
+        self._queries.check("make a durable call")
         self._seq += 1
         while self._seq in self._patch_seqs:  # a patch marker's in history, called or not
             self._seq += 1

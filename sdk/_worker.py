@@ -98,6 +98,7 @@ from sdk._converter import (
     to_json,
 )
 from sdk._errors import ApplicationError, SchedError, failure_from_exception
+from sdk._queries import NOT_RUN_YET, QUERY_FAILED, QueryAnswer, history_for_query, ran
 from sdk._runtime import (
     ActivationResult,
     LocalActivityOutcome,
@@ -127,6 +128,8 @@ from sdk.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    QueryResult,
+    QueryTask,
     RetryPolicy,
     Welcome,
     WireEvent,
@@ -137,7 +140,7 @@ from sdk.protocol import (
     decode_engine_message,
     frame_size,
 )
-from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS
+from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS, MAX_ERROR_MESSAGE_LENGTH
 
 __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
 
@@ -254,6 +257,9 @@ class Worker:
         # Workflow tasks being run (activations, their local activities), by token.
         self._workflow_runs: dict[str, asyncio.Task[None]] = {}
         self._history_pages: dict[str, list[WireEvent]] = {}  # by token, while paging
+        # Queries waiting for the run's history, by token: the task and the events so far.
+        self._query_pages: dict[str, tuple[QueryTask, list[WireEvent]]] = {}
+        self._query_runs: set[asyncio.Task[None]] = set()  # replays answering queries
         self._conn: _Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -481,6 +487,7 @@ class Worker:
                         len(self._awaiting_history))
             self._awaiting_history.clear()
             self._history_pages.clear()
+        self._query_pages.clear()  # the engine answers their callers that the worker went
         self._progress.set()
 
     # ---- sending -----------------------------------------------------------------------
@@ -600,6 +607,9 @@ class Worker:
     def _handle_history(self, msg: History) -> None:
         if msg.id is not None:
             self._unacked.pop(msg.id, None)
+        if msg.token in self._query_pages:
+            self._query_history(msg)
+            return
         task = self._awaiting_history.get(msg.token)
         pages = self._history_pages.get(msg.token)
         if task is None or pages is None:
@@ -871,6 +881,103 @@ class Worker:
 
     def _evict(self, run_id: str) -> None:
         self._cache.pop(run_id, None)
+
+    # ---- queries (sdk._queries) ----------------------------------------------------------
+
+    def _handle_query_task(self, msg: QueryTask) -> None:
+        """Answer from the cached instance if it is current, else replay the run's history
+        (asked for page by page) in a fresh instance, off the loop."""
+        if msg.workflow_type not in self._workflows:
+            self._answer_query(msg.token, QueryAnswer(
+                error="unknown_workflow_type",
+                message=f"workflow type {msg.workflow_type!r} is not registered on this worker"))
+            return
+        cached = self._cache.get(msg.run_id)
+        if (cached is not None and msg.sticky_next_event_id
+                and cached.next_event_id == msg.sticky_next_event_id):
+            # In the cache, an instance is between activations: nothing else runs it now.
+            answer = cached.query(msg.query_name, list(msg.args))
+            if answer.changed:
+                self._evict(msg.run_id)
+            self._answer_query(msg.token, answer)
+            return
+        events = list(msg.events)
+        if len(events) < msg.history_length:
+            self._query_pages[msg.token] = (msg, events)
+            self._request_query_history(msg.token, len(events) + 1)
+            return
+        self._start_query(msg, events)
+
+    def _request_query_history(self, token: str, first_event_id: int) -> None:
+        msg_id = self._next_id()
+
+        def on_reply(reply: Ack | Error) -> None:
+            if isinstance(reply, Error) and self._query_pages.pop(token, None) is not None:
+                logger.debug("the engine refused a query's history: %s: %s", reply.code,
+                             reply.message)
+
+        frame = HistoryRequest(token=token, first_event_id=first_event_id, id=msg_id)
+        self._send_tracked(frame.encode(), msg_id, on_reply)
+
+    def _query_history(self, msg: History) -> None:
+        task, events = self._query_pages[msg.token]
+        events.extend(msg.events)
+        if msg.more and msg.events:
+            self._request_query_history(msg.token, int(msg.events[-1]["event_id"]) + 1)
+            return
+        del self._query_pages[msg.token]
+        self._start_query(task, events)
+
+    def _start_query(self, msg: QueryTask, events: list[WireEvent]) -> None:
+        task = asyncio.create_task(self._replay_query(msg, events))
+        self._query_runs.add(task)  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(self._query_runs.discard)
+
+    async def _replay_query(self, msg: QueryTask, events: list[WireEvent]) -> None:
+        """Replay in a fresh instance (in a thread, watched for deadlocks as activations
+        are), answer, and drop the instance. Never raises."""
+        try:
+            answer = await self._replayed_answer(msg, events)
+        except Exception as exc:
+            logger.exception("a query of %s failed in the worker", msg.workflow_id)
+            answer = QueryAnswer(error=QUERY_FAILED, message=f"the worker failed: {exc!r}")
+        self._answer_query(msg.token, answer)
+
+    async def _replayed_answer(self, msg: QueryTask, events: list[WireEvent]) -> QueryAnswer:
+        definition = self._workflows[msg.workflow_type]
+        inst = WorkflowInstance(definition, workflow_id=msg.workflow_id, run_id=msg.run_id,
+                                workflow_type=msg.workflow_type, task_queue=msg.task_queue,
+                                failure_exception_types=self._failure_types)
+        replay = history_for_query(events)
+        if not ran(replay):
+            return NOT_RUN_YET
+        answers: list[QueryAnswer] = []
+
+        def run() -> ActivationResult:
+            res = inst.activate(replay)
+            if res.failure is None and res.local_activities is None:
+                answers.append(inst.query(msg.query_name, list(msg.args)))
+            return res
+
+        outcome = await run_activation(run, inst, deadlock_timeout=self._deadlock_timeout)
+        if isinstance(outcome, Deadlock):
+            return QueryAnswer(error=QUERY_FAILED, message=(
+                f"replaying the run to answer the query did not yield for "
+                f"{outcome.seconds:g} s; blocked at {outcome.location}"))
+        if answers:
+            return answers[0]
+        failure = outcome.failure or {}
+        return QueryAnswer(error=QUERY_FAILED, message=(
+            f"could not replay the run to answer the query: {outcome.cause or 'error'}: "
+            f"{failure.get('type', 'Error')}: {failure.get('message', '')}"))
+
+    def _answer_query(self, token: str, answer: QueryAnswer) -> None:
+        frame = QueryResult(token=token, result=answer.result, error=answer.error,
+                            message=answer.message[:MAX_ERROR_MESSAGE_LENGTH]).encode()
+        too_large = self._too_large(frame, "the query's result")
+        if too_large is not None:
+            frame = QueryResult(token=token, error=QUERY_FAILED, message=str(too_large)).encode()
+        self._send_frame(frame)
 
     # ---- activities --------------------------------------------------------------------
 

@@ -332,6 +332,7 @@ class WorkflowRuntime(Protocol):
     def cancel_child(self, handle: ChildWorkflowHandle) -> None: ...
     def signal_child(self, handle: ChildWorkflowHandle, name: str,
                      input: Any) -> DurableFuture: ...
+    def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None: ...
 
 
 def activity_name(activity: Any) -> str:
@@ -689,6 +690,16 @@ class WorkflowContext:
             check_name(task_queue, what="task_queue")
         _check_json(input, "the continue-as-new input")
         raise ContinueAsNewError(input, workflow_type=workflow_type, task_queue=task_queue)
+
+
+    # ---- queries (sdk._queries) ----------------------------------------------------------
+
+    def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None:
+        """Answer the query ``name`` with ``fn(*args)`` (a client's ``handle.query(name,
+        *args)``), a plain function that reads the workflow's state and returns a JSON value;
+        ``None`` removes the handler. A query changes nothing: a handler that issues a command
+        (an activity, a timer, ``ctx.random()``...) fails that query, never the workflow."""
+        self._rt.set_query_handler(name, fn)
 
 
 def _patch_id(patch_id: Any) -> str:

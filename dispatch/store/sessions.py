@@ -11,7 +11,7 @@ from django.db.models import Case, DateTimeField, Value, When
 from dispatch.models import WorkerSession
 
 __all__ = ["WorkerSession", "channels", "credit", "drop", "live", "of_engines", "present",
-           "register", "silent", "touch"]
+           "register", "serving", "silent", "touch"]
 
 
 def register(worker_id: str, **fields: Any) -> WorkerSession:
@@ -51,6 +51,16 @@ def drop(worker_id: str) -> bool:
 def live(cutoff: datetime) -> list[WorkerSession]:
     """Sessions seen since ``cutoff``."""
     return list(WorkerSession.objects.filter(last_seen_at__gte=cutoff))
+
+
+def serving(task_queue: str, workflow_type: str, cutoff: datetime) -> list[tuple[str, str]]:
+    """``(worker_id, channel_name)`` of the sessions seen since ``cutoff`` that serve
+    ``workflow_type`` on ``task_queue``, oldest connection first."""
+    rows = (WorkerSession.objects.filter(task_queue=task_queue, last_seen_at__gte=cutoff)
+            .order_by("connected_at", "id")
+            .values_list("worker_id", "channel_name", "workflow_types"))
+    return [(worker_id, channel) for worker_id, channel, types in rows
+            if isinstance(types, list) and workflow_type in types]
 
 
 def silent(cutoff: datetime) -> list[str]:

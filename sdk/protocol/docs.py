@@ -37,6 +37,7 @@ _JSON_NAMES = {
     "str": "string", "int": "integer", "float": "number", "bool": "boolean",
     "list[str]": "string[]", "tuple[str, ...]": "string[]",
     "list[WireCommand]": "command[]", "list[WireEvent]": "event[]",
+    "list[JSONValue]": "JSON[]",
     "JSONObject": "object", "JSONValue": "JSON", "Failure": "failure", "WireFailure": "failure",
     "RetryPolicy": "retry policy", "ParentRef": "{`workflow_id`, `run_id`}",
 }

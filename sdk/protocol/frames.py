@@ -180,6 +180,22 @@ class HistoryRequest(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryResult(Message):
+    """The answer to the ``query_task`` of ``token``: the handler's ``result``, or (``error``
+    set) why there is none: ``query_not_found`` (the workflow set no handler of that name),
+    ``query_failed`` (the handler raised, issued a command, or the run could not be
+    replayed; ``message`` says which), ``unknown_workflow_type`` (this worker does not serve
+    the run's type)."""
+
+    type: ClassVar[str] = "query_result"
+    token: str
+    result: JSONValue = None
+    error: str | None = None
+    message: str = ""
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping(Message):
     """Sent every ``heartbeat_interval`` seconds; keeps the worker's activity leases alive."""
 
@@ -262,6 +278,30 @@ class History(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryTask(Message):
+    """Answer a query against the run: call its handler ``query_name`` with ``args`` and send
+    ``query_result`` with the same ``token``. The run's state is its history through event
+    ``history_length`` (a running run's task in flight excluded); ``events`` are its first
+    events, possibly none (when the engine expects the worker to cache the run): a worker
+    that needs the rest asks for them with ``history_request`` under this ``token``, page by
+    page. A query changes nothing: its handler must issue no command."""
+
+    type: ClassVar[str] = "query_task"
+    token: str
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    query_name: str
+    args: list[JSONValue]
+    history_length: int
+    events: list[WireEvent] = field(default_factory=list)
+    # The event after the last workflow task this worker ran for the run, as the engine
+    # knows it (0: none): a cached instance that expects this event id is current.
+    sticky_next_event_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityCancel(Message):
     """The activity was canceled; the worker raises it at the activity's next heartbeat."""
 
@@ -299,11 +339,13 @@ class Pong(Message):
 WORKER_MESSAGES: dict[str, type[Message]] = {
     m.type: m
     for m in (Hello, Credit, WorkflowTaskCompleted, WorkflowTaskFailedMsg, ActivityTaskCompleted,
-              ActivityTaskFailedMsg, ActivityTaskAsync, ActivityHeartbeat, HistoryRequest, Ping)
+              ActivityTaskFailedMsg, ActivityTaskAsync, ActivityHeartbeat, HistoryRequest,
+              QueryResult, Ping)
 }
 ENGINE_MESSAGES: dict[str, type[Message]] = {
     m.type: m
-    for m in (Welcome, WorkflowTask, ActivityTask, History, ActivityCancel, Ack, Error, Pong)
+    for m in (Welcome, WorkflowTask, ActivityTask, History, QueryTask, ActivityCancel, Ack,
+              Error, Pong)
 }
 
 # What a field's annotation accepts, by its annotation without ``| None``. A field that may
@@ -311,6 +353,7 @@ ENGINE_MESSAGES: dict[str, type[Message]] = {
 _JSON_TYPES: dict[str, tuple[type, ...] | None] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
     "list[str]": (list,), "list[WireCommand]": (list,), "list[WireEvent]": (list,),
+    "list[JSONValue]": (list,),
     "JSONObject": (dict,), "WireFailure": (dict,), "JSONValue": None,
 }
 
@@ -398,7 +441,7 @@ def decode(frame: str | bytes, registry: Mapping[str, type[Message]]) -> Message
 
 
 _PAYLOAD_TYPES = frozenset({"JSONValue", "JSONObject", "WireFailure", "list[WireCommand]",
-                            "list[WireEvent]"})
+                            "list[WireEvent]", "list[JSONValue]"})
 
 
 def payload_problem_of(message: Message) -> str | None:

@@ -24,6 +24,7 @@ OPERATIONS = {
     ("/api/activities/{task_token}/complete", "post"): "activity_complete",
     ("/api/activities/{task_token}/fail", "post"): "activity_fail",
     ("/api/activities/{task_token}/heartbeat", "post"): "activity_heartbeat",
+    ("/api/workflows/{workflow_id}/queries/{name}", "post"): "workflow_query",
     ("/healthz", "get"): "healthz",
 }
 

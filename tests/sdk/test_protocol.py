@@ -208,6 +208,7 @@ def _values(annotation: str, name: str) -> st.SearchStrategy[Any]:
             "JSONObject": st.dictionaries(text, json_values, max_size=3),
             "WireFailure": st.dictionaries(text, json_values, max_size=3),
             "JSONValue": json_values,
+            "list[JSONValue]": st.lists(json_values, max_size=3),
         }[base]
     return strategy | st.none() if base != annotation else strategy
 

@@ -16,6 +16,13 @@ application and answers these two itself when the request is the plain, valid ca
   ``POLL_INTERVAL_SECONDS`` for a commit of another engine process;
 - the answer is rendered by DRF's renderer, with the headers Django's middleware would add.
 
+A query (``POST /api/workflows/{id}/queries/{name}``) is answered here too: its request is
+validated and its run read as one unit on a database thread, then ``dispatch.queries.ask``
+awaits the worker's answer holding no thread (its reads of the worker sessions and the
+history go to the same threads). Once a worker has been asked, every outcome is answered
+here, errors included (``no_worker``, ``query_not_found``...), in the view's error body:
+falling back would ask again.
+
 Anything else, including every error (no or bad token, a body that does not validate, a
 start refused with 409, an unknown run, a body without ``Content-Length`` or over the limit),
 goes on to Django unchanged, its body replayed: the answer is then the DRF view's. A unit that
@@ -44,6 +51,7 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 
+from dispatch import queries
 from schedproject import config, tracing
 from schedproject.dbthread import DbPool
 from workflows import changes, selectors
@@ -53,12 +61,15 @@ from workflows.models import Execution
 
 from . import waiters
 from .auth import authenticate_header
+from .errors import error_body
 from .parsers import decode_json
 from .views import (
     PathSerializer,
     RunRefSerializer,
+    WorkflowQueryApi,
     WorkflowResultApi,
     WorkflowsApi,
+    query_wait_seconds,
     run_location,
     start_workflow,
 )
@@ -71,6 +82,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 START_PATH = "/api/workflows"
 RESULT_PATH = re.compile(r"^/api/workflows/(.+)/result$", re.DOTALL)
+QUERY_PATH = re.compile(r"^/api/workflows/(.+)/queries/(.+)$", re.DOTALL)
 _renderer = JSONRenderer()
 _pool: DbPool | None = None
 _pool_lock = threading.Lock()
@@ -154,6 +166,23 @@ def result_unit(headers: dict[bytes, bytes], workflow_id: str,
 
 def follow_unit(run: Execution) -> Execution:
     return selectors.follow_chain(run)
+def query_unit(headers: dict[bytes, bytes], workflow_id: str, name: str,
+               body: bytes) -> tuple[queries.Target, list[Any]]:
+    """The run a plain query asks, and its arguments; ``Fallback`` for anything else (Django
+    answers it: nothing was asked of a worker yet)."""
+    _authenticate(headers)
+    _valid(PathSerializer(data={"workflow_id": workflow_id}))
+    _valid(WorkflowQueryApi.QueryNameSerializer(data={"name": name}))
+    try:
+        data = decode_json(body)
+    except (ValueError, RecursionError) as exc:
+        raise Fallback from exc
+    query = _valid(WorkflowQueryApi.QueryInputSerializer(data=data))
+    try:
+        target = queries.query_target(workflow_id=workflow_id, run_id=query.get("run_id"))
+    except SchedError as exc:  # not found
+        raise Fallback from exc
+    return target, list(query["args"])
 
 
 def reread_unit(run: Execution) -> Execution:
@@ -186,6 +215,8 @@ class LeanApi:
             await self._start(scope, receive, send)
         elif method == "GET" and (match := RESULT_PATH.match(path)) is not None:
             await self._result(scope, receive, send, match.group(1))
+        elif method == "POST" and (match := QUERY_PATH.match(path)) is not None:
+            await self._query(scope, receive, send, match.group(1), match.group(2))
         else:
             await self.app(scope, receive, send)
 
@@ -229,6 +260,48 @@ class LeanApi:
                 await self.app(scope, receive, send)  # the view answers 503 (or, freed, waits)
                 return
         await _respond(send, result_answer(run), "workflow-result", "GET", started)
+
+
+    async def _query(self, scope: Scope, receive: Receive, send: Send, workflow_id: str,
+                     name: str) -> None:
+        """A query: validated and its run read on a database thread, then asked of a worker
+        with no thread held while it waits (``dispatch.queries.ask``)."""
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        body, complete = await _read_body(headers, receive)
+        pool = db_pool()
+        if complete and _is_json(headers):
+            try:
+                target, args = await asyncio.wrap_future(
+                    pool.submit(query_unit, headers, workflow_id, name, body))
+            except Fallback:
+                pass
+            else:
+                try:
+                    with waiters.slot(query_wait_seconds()):
+                        result = await queries.ask(target, name=name, args=args,
+                                                   run_db=_pooled(pool))
+                except waiters.TooManyWaiters:
+                    pass  # the view answers 503 (or, freed, asks)
+                except SchedError as exc:
+                    await _respond(send, Answer(exc.http_status, error_body(
+                        exc.code, exc.message, **exc.extra), QUERY_ALLOW), "workflow-query",
+                        "POST", started)
+                    return
+                else:
+                    await _respond(send, Answer(200, {"result": result}, QUERY_ALLOW),
+                                   "workflow-query", "POST", started)
+                    return
+        await self.app(scope, _replay(body, receive), send)
+
+
+QUERY_ALLOW = ((b"allow", b"POST, OPTIONS"),)
+
+
+def _pooled(pool: DbPool) -> queries.RunDb:
+    async def run_db(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.wrap_future(pool.submit(fn, *args, **kwargs))
+    return run_db
 
 
 async def _until_closed(pool: DbPool, run: Execution, wait: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from asgiref.sync import async_to_sync
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -17,7 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dispatch import lessees
+from dispatch import lessees, queries
+from schedproject import config
 from schedproject.tracing import current_traceparent
 from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH
 from workflows import selectors, services
@@ -516,6 +518,59 @@ class ActivityHeartbeatApi(ApiView):
         data = _validated(self.HeartbeatInputSerializer, request.data)
         cancel = services.activity_heartbeat_by_token(token=task_token, details=data["details"])
         return Response({"cancel_requested": cancel})
+# ---- queries (dispatch.queries) --------------------------------------------------------------
+
+QUERY_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH,
+                              description="The query's name (URL-encoded).")
+MAX_QUERY_ARGS = 100
+
+
+def query_wait_seconds() -> float:
+    """The longest a query may wait: for a worker, then for its answer."""
+    cfg = config.get()
+    return cfg.query_worker_wait_seconds + cfg.query_timeout_seconds
+
+
+class QueryOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    result = serializers.JSONField(allow_null=True, help_text="What the query handler returned.")
+
+
+class WorkflowQueryApi(RunApiView):
+    class QueryInputSerializer(InputSerializer):
+        args = serializers.ListField(
+            child=JSONValueField(), required=False, default=list, max_length=MAX_QUERY_ARGS,
+            help_text="The handler's arguments, in order.")
+        run_id = RunIdField(required=False)
+
+    class QueryNameSerializer(InputSerializer):
+        name = name_field()
+
+    @extend_schema(
+        operation_id="workflow_query", parameters=[WORKFLOW_ID, QUERY_NAME],
+        request=QueryInputSerializer,
+        responses={200: QueryOutputSerializer,
+                   404: OpenApiResponse(ErrorSerializer, description=(
+                       "No such workflow or run (`not_found`), or the workflow has no handler "
+                       "of that name (`query_not_found`, answered by the worker).")),
+                   422: OpenApiResponse(ErrorSerializer, description=(
+                       "Invalid input (`invalid_input`, `invalid_name`), or the query failed "
+                       "(`query_failed`: its handler raised or tried to change the run, or "
+                       "the run could not be replayed; the message says which).")),
+                   504: OpenApiResponse(ErrorSerializer, description=(
+                       "No connected worker serves the run's type and queue "
+                       "(`no_worker`, after `SCHED_QUERY_WORKER_WAIT_SECONDS`), or none "
+                       "answered in time (`query_timeout`).")),
+                   **_errors(400, 401, 403, 413)},
+        description="Ask the run's query handler `name` for a value: a worker serving the "
+                    "run's type answers from the run's state (an open run's, or a closed "
+                    "run's, replayed from its history). A query writes nothing.")
+    def post(self, request: Request, workflow_id: str, name: str) -> Response:
+        _validated(self.QueryNameSerializer, {"name": name})
+        data = _validated(self.QueryInputSerializer, request.data)
+        target = queries.query_target(workflow_id=workflow_id, run_id=data.get("run_id"))
+        with waiters.slot(query_wait_seconds()):  # this request's thread waits
+            result = async_to_sync(queries.ask)(target, name=name, args=list(data["args"]))
+        return Response(QueryOutputSerializer({"result": result}).data)
 
 
 # ---- health --------------------------------------------------------------------------------
