@@ -6,17 +6,77 @@ the few that run on every step of every workflow are written out by the stores. 
 helpers keep that honest: values still go through each field's own ``get_db_prep_save``, so
 JSON, datetimes and time zones are stored exactly as the ORM would store them, on SQLite and
 PostgreSQL alike.
+
+Writes whose outcome nobody reads (``insert``, ``update``, ``write``) made inside
+``deferring()`` go to PostgreSQL together: they are held, in order, and sent as one
+multi-statement round trip (Django's psycopg cursors bind parameters on the client) just
+before the next statement of any kind runs on the connection (a read, a lock, a savepoint:
+``connection.execute_wrapper``), or when the block ends. So a read sees every write made
+before it, and the statements run in the order they were made; only a failing write's
+exception surfaces later, at that flush, still inside the transaction. A transition's
+events, task rows and snapshot cost one round trip instead of four. On SQLite, which has no
+round trips to save, every write runs at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
+
+
+_local = threading.local()  # .held: the writes held by this thread's ``deferring`` block
+
+
+@contextmanager
+def deferring() -> Iterator[None]:
+    """Hold this thread's writes and send them together (see the module's docstring). The
+    writes held are sent when the block ends normally; on an exception they are dropped (the
+    transaction is rolled back anyway). Nested blocks join the outer one."""
+    if connection.vendor != "postgresql" or getattr(_local, "held", None) is not None:
+        yield
+        return
+    held: list[tuple[str, Sequence[Any]]] = []
+
+    def before_any_statement(execute: Callable[..., Any], sql: str, params: Any, many: bool,
+                             context: dict[str, Any]) -> Any:
+        if held:
+            _send(held)
+        return execute(sql, params, many, context)
+
+    _local.held = held
+    try:
+        with connection.execute_wrapper(before_any_statement):
+            yield
+            if held:
+                _send(held)
+    finally:
+        _local.held = None
+
+
+def _send(held: list[tuple[str, Sequence[Any]]]) -> None:
+    statements = list(held)
+    held.clear()  # first: the send itself passes through the wrapper
+    params = [p for _, ps in statements for p in ps]
+    with connection.cursor() as cursor:
+        cursor.execute("; ".join(statement for statement, _ in statements), params)
+
+
+def write(statement: str, params: Sequence[Any]) -> None:
+    """Run a statement whose outcome is not read (a DELETE, an UPDATE): held inside
+    ``deferring``, else at once."""
+    held: list[tuple[str, Sequence[Any]]] | None = getattr(_local, "held", None)
+    if held is not None:
+        held.append((statement, list(params)))
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
 
 
 def for_update() -> str:
@@ -88,8 +148,7 @@ def update(obj: models.Model, fields: Sequence[str]) -> None:
     statement, concrete = _update_statement(type(obj), tuple(fields))
     params = [_prep(f, getattr(obj, f.attname)) for f in concrete]
     params.append(obj.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+    write(statement, params)
 
 
 @cache
@@ -113,8 +172,7 @@ def insert(objs: Sequence[models.Model]) -> None:
     model = type(objs[0])
     fields = _insert_fields(model)
     params = [_prep(f, getattr(obj, f.attname)) for obj in objs for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_statement(model, len(objs)), params)
+    write(_insert_statement(model, len(objs)), params)
 
 
 def insert_one(obj: models.Model) -> None:

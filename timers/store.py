@@ -36,7 +36,7 @@ def insert(timers: Sequence[Timer]) -> None:
 def delete(execution_id: int, kinds: Sequence[TimerKind], seq: int | None) -> None:
     """The run's timers of these kinds for ``seq`` (a user timer's, an activity's)."""
     marks = ", ".join(["%s"] * len(kinds))
-    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
+    sql.write(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
                 f"AND kind IN ({marks}) AND seq = %s",
                 [execution_id, *(k.value for k in kinds), seq])
 
@@ -49,12 +49,12 @@ CHILD_KINDS = (TimerKind.PARENT_CLOSE_POLICY.value, TimerKind.CHILD_SIGNAL.value
 
 def delete_run(execution_id: int) -> None:
     """Every timer of a run (it has closed), but those it holds for its parent."""
-    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
+    sql.write(f"DELETE FROM {sql.table(Timer)} WHERE execution_id = %s "
                 "AND kind NOT IN (%s, %s, %s)", [execution_id, *CHILD_KINDS])
 
 
 def delete_one(timer_id: int) -> None:
-    sql.execute(f"DELETE FROM {sql.table(Timer)} WHERE id = %s", [timer_id])
+    sql.write(f"DELETE FROM {sql.table(Timer)} WHERE id = %s", [timer_id])
 
 
 def due(now: datetime, limit: int) -> list[tuple[int, int, str, datetime]]:

@@ -74,18 +74,18 @@ def insert(tasks: Sequence[Task]) -> None:
 
 
 def delete(task: Task) -> None:
-    sql.execute(f"DELETE FROM {sql.table(Task)} WHERE id = %s", [task.pk])
+    sql.write(f"DELETE FROM {sql.table(Task)} WHERE id = %s", [task.pk])
 
 
 def delete_by_schedule(execution_id: int, kind: TaskKind, scheduled_event_id: int) -> None:
-    sql.execute(f"DELETE FROM {sql.table(Task)} WHERE execution_id = %s "
+    sql.write(f"DELETE FROM {sql.table(Task)} WHERE execution_id = %s "
                 "AND kind = %s AND scheduled_event_id = %s",
                 [execution_id, kind.value, scheduled_event_id])
 
 
 def delete_run(execution_id: int) -> None:
     """Every task row of a run (it has closed)."""
-    sql.execute(f"DELETE FROM {sql.table(Task)} WHERE execution_id = %s", [execution_id])
+    sql.write(f"DELETE FROM {sql.table(Task)} WHERE execution_id = %s", [execution_id])
 
 
 # ---- leases ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 
 from dispatch.deliveries import activity_task_message, workflow_task_message
 from dispatch.store import Task, TaskKind, tasks
+from schedproject import sql
 from sdk.protocol.limits import MAX_HISTORY_BYTES, MAX_HISTORY_EVENTS
 from timers import store as timers
 from workflows import changes
@@ -77,7 +78,14 @@ def write_transition(execution: Execution, t: decide.Transition, *,
                      lessee: Lessee | None = None, task: Task | None = None) -> Outcome:
     """Append ``t``'s events, update the snapshot, execute its effects. In an atomic block,
     with the execution row locked. ``task``: the run's task row the caller holds locked (the
-    one a retry or a back-off acts on, or the workflow task the dispatcher starts)."""
+    one a retry or a back-off acts on, or the workflow task the dispatcher starts). Its
+    writes go to the database together (``schedproject.sql.deferring``)."""
+    with sql.deferring():
+        return _write_transition(execution, t, lessee=lessee, task=task)
+
+
+def _write_transition(execution: Execution, t: decide.Transition, *,
+                      lessee: Lessee | None, task: Task | None) -> Outcome:
     if any(e.event_type in (E.WORKFLOW_TASK_FAILED, E.WORKFLOW_TASK_TIMED_OUT)
            for e in t.events):
         # The cached copy ran a task that did not count: the next task replays from scratch.
