@@ -57,7 +57,8 @@ async def run_dispatcher(term: int, shard: Shard = ONLY) -> None:
             if len(deliveries) >= BATCH:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=poll)
+                async with asyncio.timeout(poll):
+                    await wake.wait()
             # Under load wake-ups come faster than ticks are worth: let a few gather.
             # An idle dispatcher (the common case for one start) is not held back.
             since = time.monotonic() - tick_started

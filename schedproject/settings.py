@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 
 import dj_database_url
 
@@ -111,13 +112,24 @@ def _database() -> dict[str, object]:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Idle seconds before the first probe, seconds between probes, probes lost before the
+# connection is dropped (Linux names; elsewhere the system's defaults apply).
+_REDIS_KEEPALIVE = {getattr(socket, name): value for name, value in
+                    (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+                    if hasattr(socket, name)}
+
 if SCHED.redis_url:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # channels-redis blocks 5 s at a time waiting for messages; redis-py's own read
-            # timeout must be longer, or an idle worker socket dies every 5 s.
-            "CONFIG": {"hosts": [{"address": SCHED.redis_url, "socket_timeout": 30}],
+            # channels-redis blocks 5 s at a time waiting for messages (BZPOPMIN, answered by
+            # a live server within that), so redis-py gets no socket timeout of its own: with
+            # one, each write goes through asyncio.wait_for, which on Python 3.11 can swallow
+            # the cancel of a consumer's receive (a disconnecting consumer then never ends).
+            # A server that went silent is found by TCP keepalive instead (about 25 s).
+            "CONFIG": {"hosts": [{"address": SCHED.redis_url, "socket_timeout": None,
+                                  "socket_keepalive": True,
+                                  "socket_keepalive_options": _REDIS_KEEPALIVE}],
                        "capacity": 10_000, "expiry": 60},
         }
     }

@@ -59,6 +59,7 @@ Design notes (what was weighed and why it is this way):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -309,10 +310,9 @@ class Worker:
                 delay = min(ceiling, RECONNECT_BASE_DELAY * 2 ** min(failures, 10))
                 delay *= random.uniform(0.5, 1.0)
                 logger.info("reconnecting in %.2f s", delay)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
         finally:
             self._stop.set()
             self._abandon_activities()
@@ -338,7 +338,8 @@ class Worker:
                     break
                 self._progress.clear()
                 try:
-                    await asyncio.wait_for(self._progress.wait(), timeout=remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._progress.wait()
                 except TimeoutError:
                     break
             if self._running:
@@ -348,10 +349,10 @@ class Worker:
         finally:
             conn = self._conn
             if conn is not None:
-                try:  # let the writer send what is queued (the credit, late answers)
-                    await asyncio.wait_for(conn.outbox.join(), timeout=FLUSH_TIMEOUT)
-                except TimeoutError:
-                    pass
+                # let the writer send what is queued (the credit, late answers)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FLUSH_TIMEOUT):
+                        await conn.outbox.join()
             self._stop.set()
             if conn is not None:
                 await conn.ws.close()
@@ -425,7 +426,8 @@ class Worker:
             resume_tokens=self._held_tokens() if self.worker_id else [],
         )
         await ws.send(hello.encode())
-        frame = await asyncio.wait_for(ws.recv(), timeout=WELCOME_TIMEOUT)
+        async with asyncio.timeout(WELCOME_TIMEOUT):
+            frame = await ws.recv()
         welcome = decode_engine_message(frame)
         if isinstance(welcome, Error):
             if welcome.code == "unauthenticated":  # it closes with 4401 right after

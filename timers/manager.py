@@ -67,6 +67,7 @@ async def run_timers(term: int, *, clock: Clock = clock_now) -> None:
                 delay = min(delay, max(0.0, (upcoming - clock()).total_seconds()))
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
     finally:
         wakeup.unregister(wakeup.TIMERS, wake)

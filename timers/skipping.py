@@ -112,7 +112,8 @@ class TimeSkipper:
         db = DbThread("time-skipper")
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=TICK_SECONDS)
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.step(db)
