@@ -213,6 +213,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self._gone_done = True
         draining.discard(self)
         lessees.unregister(self)
+        notify.stop_serving_locally(getattr(self, "channel_name", ""), self)
         keeper.discard(self)
         for item in list(getattr(self, "items", ())):
             item.cancel()  # their units run on, and are waited for below
@@ -467,6 +468,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                        services.capped(message.max_activity_tasks))
         self._apply_credit()
         lessees.register(self)
+        notify.serve_locally(self.channel_name, self)
         await self.send_message(protocol.Welcome(
             worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds,
             max_payload_bytes=config.get().max_payload_bytes))

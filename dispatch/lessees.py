@@ -5,13 +5,14 @@ connected to this process, in the start's own transaction (``workflows.services.
 workflow_start_handing_off``), instead of leaving it ready for the dispatcher's next tick.
 ``reserve`` picks a local worker serving the run's queue and type with a free workflow slot
 and holds that slot; ``Reservation.settle`` then either sends the task frame once the start
-has committed (through the channel layer to the worker's channel, as the dispatcher's
-deliveries are) or gives the slot back. The consumer gives the slot back when the frame
-reaches it (``delivered``), by which time the lease is in its own count of held tasks: so two
-starts cannot both take a worker's last slot, and a frame in transit is counted once. A frame
-can also be lost on the way (the channel layer went away with it): a reserved slot therefore
-lapses once the lease it was taken for has timed out (``SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS``;
-the task is then scheduled again), so lost frames cannot use a worker's slots up.
+has committed (to the worker's channel as the dispatcher's deliveries are, ``notify.send``:
+directly, the worker being this process's) or gives the slot back. The consumer gives the
+slot back when the frame reaches it (``delivered``), by which time the lease is in its own
+count of held tasks: so two starts cannot both take a worker's last slot, and a frame in
+transit is counted once. A frame can also be lost on the way (the channel layer went away
+with it): a reserved slot therefore lapses once the lease it was taken for has timed out
+(``SCHED_WORKFLOW_TASK_TIMEOUT_SECONDS``; the task is then scheduled again), so lost frames
+cannot use a worker's slots up.
 
 A worker's free slots are read from its consumer (its credit and the leases it holds), which
 lives on the server's event loop while starts run in request threads: the read copies the
@@ -33,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from schedproject import config
@@ -148,9 +148,7 @@ class Reservation:
                                if not done.cancelled() and done.exception() else None)
 
     async def _deliver(self, event: dict[str, Any]) -> None:
-        layer = get_channel_layer()
-        assert layer is not None
-        await layer.send(self.channel_name, event)
+        await notify.send(self.channel_name, event)
 
     def _lost(self, exc: BaseException | None) -> None:
         # The lease stands and times out (WorkflowTaskTimedOut), then the task is scheduled

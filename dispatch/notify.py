@@ -6,15 +6,27 @@ events with msgpack, which takes no integer of 2**64 or more, while a run's payl
 any number JSON can write (and PostgreSQL's jsonb gives ``1e20`` back as an integer). So no
 payload can make a delivery unsendable, and a delivery that fails anyway (a full channel, a
 lost Redis) is logged with its run's ids and counted, and takes no other delivery with it.
+
+A connection served by this very process, on the sender's event loop, is sent to directly
+(``send``): the event is handed to its consumer's ``dispatch`` as the channel layer would
+hand it, without the round trips through Redis (a send, the receiver's blocking pop, the
+clean-up of its backup queue) and their serialization. That is the common case: the
+dispatcher and the REST start hand most tasks to workers connected to their own engine.
+Sends to one connection stay in the order they are made. A consumer is served locally from
+its hello until it goes (``serve_locally``, ``stop_serving_locally``).
+
+Process state: ``_local`` (channel name -> the consumer serving it, and its loop), written and
+read on the server's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -25,6 +37,39 @@ from .store import sessions
 log = logging.getLogger("sched.dispatch")
 DELIVER = "task.deliver"
 CANCEL = "task.cancel"
+
+
+class LocalConsumer(Protocol):
+    """A consumer of this process, as ``send`` hands it an event."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None: ...
+
+
+_local: dict[str, tuple[LocalConsumer, asyncio.AbstractEventLoop]] = {}
+
+
+def serve_locally(channel_name: str, consumer: LocalConsumer) -> None:
+    """Events for ``channel_name`` sent from this process go to ``consumer`` directly. Call
+    on the consumer's event loop."""
+    _local[channel_name] = (consumer, asyncio.get_running_loop())
+
+
+def stop_serving_locally(channel_name: str, consumer: LocalConsumer) -> None:
+    served = _local.get(channel_name)
+    if served is not None and served[0] is consumer:
+        del _local[channel_name]
+
+
+async def send(channel_name: str, event: dict[str, Any]) -> None:
+    """Send ``event`` to the connection of ``channel_name``: to its consumer directly when this
+    process serves it on this loop, else over the channel layer."""
+    served = _local.get(channel_name)
+    if served is not None and served[1] is asyncio.get_running_loop():
+        await served[0].dispatch(event)
+        return
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.send(channel_name, event)
 
 
 def encode(message: dict[str, Any]) -> dict[str, str]:
@@ -52,11 +97,9 @@ async def deliver(deliveries: Iterable[tuple[str, dict[str, Any]]], *,
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for channel, message in deliveries:
         grouped[channel].append(message)
-    layer = get_channel_layer()
-    assert layer is not None
     for channel, messages in grouped.items():
         try:
-            await layer.send(channel, deliver_event(messages))
+            await send(channel, deliver_event(messages))
         except Exception:
             metrics.item_failed(loop)
             log.exception("could not deliver %d tasks to %s (runs %s); their leases will "
@@ -71,12 +114,10 @@ async def send_cancels(cancels: list[tuple[str, str]], *, loop: str = "dispatche
     if not cancels:
         return
     channels = await _channels(sorted({worker for worker, _ in cancels}))
-    layer = get_channel_layer()
-    assert layer is not None
     for worker, token in cancels:
         if worker in channels:
             try:
-                await layer.send(channels[worker], {"type": CANCEL, "token": token})
+                await send(channels[worker], {"type": CANCEL, "token": token})
             except Exception:
                 metrics.item_failed(loop)
                 log.exception("could not tell worker %s that activity %s was canceled",
