@@ -310,13 +310,16 @@ def _query_result(response: httpx.Response) -> Any:
 
 
 def _list_params(status: str | None, workflow_type: str | None,
-                 query: Mapping[str, str] | None, page_size: int) -> dict[str, Any]:
+                 query: str | Mapping[str, str] | None, page_size: int) -> dict[str, Any]:
     """The query string of the first page of ``list_workflows``."""
     params: dict[str, Any] = {"page_size": page_size}
     if status is not None:
         params["status"] = status
     if workflow_type is not None:
         params["workflow_type"] = _workflow_type_name(workflow_type)
+    if isinstance(query, str):
+        params["query"] = query
+        return params
     for key, value in (query or {}).items():
         if key not in LIST_FILTERS:
             raise ValueError(f"list_workflows cannot filter on {key!r}: query takes "
@@ -409,11 +412,14 @@ class Client:
         return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
     def list_workflows(self, status: str | None = None, workflow_type: Any = None,
-                       query: Mapping[str, str] | None = None, *,
+                       query: str | Mapping[str, str] | None = None, *,
                        page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Runs, newest first, fetched page by page as the iteration goes: exact filters on
-        ``status``, ``workflow_type`` (a name or a ``@workflow``) and the ``query`` mapping
-        (``task_queue``, ``workflow_id``). Each run is ``GET /api/workflows``' item."""
+        ``status`` and ``workflow_type`` (a name or a ``@workflow``), and ``query``: a list
+        filter in Temporal's syntax (``"WorkflowType = 'charge' AND ExecutionStatus =
+        'Running'"``, docs/sdk.md), or a mapping of exact filters (``task_queue``,
+        ``workflow_id``). A query the engine cannot parse raises ``SchedAPIError``
+        ``invalid_query``. Each run is ``GET /api/workflows``' item."""
         params = _list_params(status, workflow_type, query, page_size)
         while True:
             body = _object(self._call(_Request("GET", "/api/workflows", params=dict(params))))
@@ -601,7 +607,7 @@ class AsyncClient:
         return AsyncWorkflowHandle(self, workflow_id, run_id, result_type=result_type)
 
     async def list_workflows(self, status: str | None = None, workflow_type: Any = None,
-                             query: Mapping[str, str] | None = None, *,
+                             query: str | Mapping[str, str] | None = None, *,
                              page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """``Client.list_workflows``, iterated with ``async for``."""
         params = _list_params(status, workflow_type, query, page_size)

@@ -29,6 +29,7 @@ from django.db.models import Count, Q, QuerySet
 
 from dispatch.models import Task, TaskKind, TaskState, WorkerSession
 from workflows import changes
+from workflows.core import visibility
 from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import InvalidInput
@@ -88,11 +89,15 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def execution_list(*, filters: dict[str, str], cursor: str | None = None,
-                   page_size: int = 100) -> tuple[list[Execution], str | None]:
+                   page_size: int = 100,
+                   query: visibility.Expr | None = None) -> tuple[list[Execution], str | None]:
     """Runs newest first, filtered by exact ``status``/``workflow_type``/``task_queue``/
-    ``workflow_id``; keyset-paginated on ``(created_at, id)``. Returns the page and the
-    cursor of the next one (None on the last page)."""
+    ``workflow_id`` and by ``query`` (``workflows.core.visibility``); keyset-paginated on
+    ``(created_at, id)``. Returns the page and the cursor of the next one (None on the last
+    page)."""
     runs: QuerySet[Execution] = Execution.objects.filter(**filters)
+    if query is not None:
+        runs = runs.filter(visibility_q(query))
     if cursor:
         at, pk = _decode_cursor(cursor)
         # The redundant bound lets the planner range-scan the index instead of filtering it.
@@ -102,6 +107,37 @@ def execution_list(*, filters: dict[str, str], cursor: str | None = None,
     more = len(page) > page_size
     page = page[:page_size]
     return page, _encode_cursor(page[-1]) if more and page else None
+
+
+_LOOKUPS = {"=": "exact", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+
+
+def visibility_q(expr: visibility.Expr) -> Q:
+    """The filter ``expr`` says, over the executions table."""
+    match expr:
+        case visibility.And(terms):
+            out = Q()
+            for term in terms:
+                out &= visibility_q(term)
+            return out
+        case visibility.Or(terms):
+            out = Q()
+            for term in terms:
+                out |= visibility_q(term)
+            return out
+        case visibility.Compare(field, "!=", value):
+            # A NULL field (CloseTime of an open run) is not "different from" a value.
+            return ~Q(**{field: value}) & Q(**{f"{field}__isnull": False})
+        case visibility.Compare(field, op, value):
+            return Q(**{f"{field}__{_LOOKUPS[op]}": value})
+        case visibility.In(field, values, negated):
+            q = Q(**{f"{field}__in": values})
+            return ~q & Q(**{f"{field}__isnull": False}) if negated else q
+        case visibility.StartsWith(field, prefix):
+            return Q(**{f"{field}__startswith": prefix})
+        case visibility.IsNull(field, negated):
+            return Q(**{f"{field}__isnull": not negated})
+    raise TypeError(f"not a list filter: {expr!r}")
 
 
 # ---- one run -------------------------------------------------------------------------------

@@ -51,6 +51,45 @@ def test_filters(api_client: APIClient) -> None:
     assert ids(workflow_type="Nothing") == []
 
 
+def test_a_query_in_temporals_syntax(api_client: APIClient) -> None:
+    start(api_client, workflow_id="order-1", workflow_type="Order", task_queue="eu")
+    start(api_client, workflow_id="order-2", workflow_type="Order", task_queue="us")
+    start(api_client, workflow_id="refund-1", workflow_type="Refund", task_queue="eu")
+    api_client.post("/api/workflows/order-2/terminate", {}, format="json")
+    first = Execution.objects.get(workflow_id="order-1")
+    Execution.objects.filter(pk=first.pk).update(
+        created_at=first.created_at - timedelta(days=2))
+    cutoff = (first.created_at - timedelta(days=1)).isoformat()
+
+    def ids(query: str, **more: str) -> list[str]:
+        r = api_client.get("/api/workflows", {"query": query, **more})
+        assert r.status_code == 200, r.content
+        return sorted(item["workflow_id"] for item in r.json()["items"])
+
+    assert ids("WorkflowType = 'Order'") == ["order-1", "order-2"]
+    assert ids("WorkflowType = 'Order' AND ExecutionStatus = 'Running'") == ["order-1"]
+    assert ids("TaskQueue = 'eu' OR ExecutionStatus = 'Terminated'") == [
+        "order-1", "order-2", "refund-1"]
+    assert ids("WorkflowId STARTS_WITH 'order-' AND TaskQueue NOT IN ('us')") == ["order-1"]
+    assert ids("CloseTime IS NOT NULL") == ["order-2"]
+    assert ids("CloseTime IS NULL AND WorkflowType != 'Refund'") == ["order-1"]
+    assert ids(f"StartTime < '{cutoff}'") == ["order-1"]
+    assert ids(f"StartTime >= '{cutoff}'") == ["order-2", "refund-1"]
+    assert ids(f"RunId = '{first.run_id}'") == ["order-1"]
+    assert ids("ExecutionStatus = 'Running'", task_queue="eu") == ["order-1", "refund-1"]
+    assert ids("WorkflowId = 'it''s'") == []
+
+
+@pytest.mark.parametrize("query", ["WorkflowId =", "Owner = 'x'", "StartTime > 'soon'",
+                                   "WorkflowId = 'x' ORDER BY StartTime"])
+def test_a_query_that_does_not_parse_is_422(api_client: APIClient, query: str) -> None:
+    r = api_client.get("/api/workflows", {"query": query})
+    assert r.status_code == 422
+    body = r.json()["error"]
+    assert body["code"] == "invalid_query"
+    assert "at character" in body["message"]
+
+
 def test_cursor_pagination_walks_every_run_once_newest_first(api_client: APIClient) -> None:
     for i in range(25):
         start(api_client, workflow_id=f"w{i:02d}")

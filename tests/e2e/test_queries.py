@@ -193,6 +193,13 @@ def test_the_client_lists_describes_reads_cancels_and_terminates(
     closed = {r["workflow_id"]: r["status"] for r in qclient.list_workflows(
         workflow_type="query_counter", query={"task_queue": QUEUE}, page_size=3)}
     assert closed[ids[0]] == "canceled" and closed[ids[1]] == "terminated"
+    # The same in Temporal's list filter syntax.
+    assert sorted(r["workflow_id"] for r in qclient.list_workflows(query=(
+        f"WorkflowId STARTS_WITH 'list-{marker}-' AND (ExecutionStatus = 'Canceled' "
+        f"OR ExecutionStatus = 'Terminated') AND CloseTime IS NOT NULL"))) == ids[:2]
+    with pytest.raises(sdk.SchedAPIError) as refused:
+        list(qclient.list_workflows(query="WorkflowId = "))
+    assert refused.value.code == "invalid_query"
     for workflow_id in ids[2:]:
         qclient.get_workflow_handle(workflow_id).terminate(reason="cleanup")
 

@@ -65,6 +65,13 @@ def test_list_workflows_follows_the_cursor_lazily_with_the_same_filters() -> Non
     assert params(rec, 1) == {**params(rec, 0), "cursor": ["c1"]}
 
 
+def test_list_workflows_takes_a_query_in_temporals_syntax() -> None:
+    rec = Recorder(ok({"items": [], "next_cursor": None}))
+    query = "WorkflowType = 'cart' AND ExecutionStatus = 'Running'"
+    assert list(client(rec).list_workflows(query=query, page_size=5)) == []
+    assert params(rec, 0) == {"query": [query], "page_size": ["5"]}
+
+
 def test_list_workflows_without_filters_and_with_an_unknown_one() -> None:
     rec = Recorder(ok({"items": [], "next_cursor": None}))
     assert list(client(rec).list_workflows()) == []

@@ -23,8 +23,9 @@ from schedproject import config
 from schedproject.tracing import current_traceparent
 from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH
 from workflows import selectors, services
+from workflows.core import visibility
 from workflows.core.state import Status
-from workflows.errors import SchedError
+from workflows.errors import InvalidInput, SchedError
 from workflows.models import Execution
 
 from . import waiters
@@ -184,6 +185,13 @@ class WorkflowsApi(ApiView):
         workflow_type = name_field(required=False)
         task_queue = name_field(required=False)
         workflow_id = workflow_id_field(required=False)
+        query = StrictCharField(
+            required=False, max_length=visibility.MAX_QUERY_CHARS,
+            help_text="A list filter in Temporal's syntax, e.g. `WorkflowType = 'charge' AND "
+                      "ExecutionStatus = 'Running'` (fields WorkflowId, WorkflowType, RunId, "
+                      "TaskQueue, ExecutionStatus, StartTime, CloseTime; = != > >= < <=, IN, "
+                      "NOT IN, BETWEEN, STARTS_WITH, IS [NOT] NULL, AND, OR, parentheses). "
+                      "422 `invalid_query` says what is wrong and where.")
         cursor = StrictCharField(required=False, max_length=200,
                                  help_text="`next_cursor` of the previous page.")
         page_size = serializers.IntegerField(required=False, default=100, min_value=1,
@@ -206,8 +214,13 @@ class WorkflowsApi(ApiView):
         query = _validated(self.ListQuerySerializer, request.query_params)
         cursor = query.pop("cursor", None)
         page_size = query.pop("page_size")
+        text = query.pop("query", None)
+        try:
+            expr = visibility.parse(text) if text else None
+        except visibility.QueryError as exc:
+            raise InvalidInput(str(exc), code="invalid_query") from None
         page, next_cursor = selectors.execution_list(filters=query, cursor=cursor,
-                                                     page_size=page_size)
+                                                     page_size=page_size, query=expr)
         return Response(WorkflowListSerializer({"items": page, "next_cursor": next_cursor}).data)
 
 
