@@ -20,6 +20,8 @@ import threading
 
 from django.db import connection, transaction
 
+from schedproject import sql
+
 DISPATCH = "dispatch"  # every dispatch shard's loop
 TIMERS = "timers"
 PG_CHANNEL = "sched_wake"
@@ -65,5 +67,5 @@ def on_commit(name: str) -> None:
     """Wake the loop ``name`` once the current transaction commits."""
     transaction.on_commit(lambda: wake(name))
     if connection.vendor == "postgresql" and name not in local_leaders:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [PG_CHANNEL, name])
+        # Nothing reads its result: inside a transition it goes with the held writes.
+        sql.write("SELECT pg_notify(%s, %s)", [PG_CHANNEL, name])
