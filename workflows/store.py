@@ -201,14 +201,21 @@ def _timestamp(value: datetime | str) -> datetime:
 
 
 def request_record(request_id: str) -> tuple[str, Execution] | None:
-    """(kind, run) of the request that wrote under ``request_id``, if one did."""
-    row = RequestRecord.objects.select_related("execution").filter(
-        request_id=request_id).first()
-    return None if row is None else (row.kind, row.execution)
+    """(kind, run) of the request that wrote under ``request_id``, if one did. Every start
+    and signal with a request id asks (the SDK gives each one), so it is written out."""
+    rows = list(Execution.objects.raw(
+        f"SELECT {sql.qualified_columns(Execution, 'e')}, r.kind AS request_kind "
+        f"FROM {sql.table(RequestRecord)} r JOIN {sql.table(Execution)} e "
+        "ON e.id = r.execution_id WHERE r.request_id = %s", [request_id]))
+    if not rows:
+        return None
+    kind: str = rows[0].request_kind  # type: ignore[attr-defined]  # the raw query's column
+    return kind, rows[0]
 
 
 def record_request(request_id: str, *, kind: str, execution: Execution, now: datetime) -> None:
     """Remember that ``request_id`` wrote to ``execution``: in the transaction of its write
-    (a second one with the same id fails on the unique index)."""
-    RequestRecord.objects.create(request_id=request_id, kind=kind, execution=execution,
-                                 created_at=now)
+    (a second one with the same id fails on the unique index: at once, or inside
+    ``sql.deferring`` when the held writes are sent, before the commit either way)."""
+    sql.insert([RequestRecord(request_id=request_id, kind=kind, execution=execution,
+                              created_at=now)])
