@@ -65,12 +65,13 @@ from .errors import error_body
 from .parsers import decode_json
 from .views import (
     PathSerializer,
-    RunRefSerializer,
     WorkflowQueryApi,
     WorkflowResultApi,
     WorkflowsApi,
     query_wait_seconds,
     run_location,
+    start_answer,
+    start_status,
     start_workflow,
 )
 
@@ -132,11 +133,11 @@ def start_unit(headers: dict[bytes, bytes], body: bytes) -> Answer:
     except (ValueError, RecursionError) as exc:
         raise Fallback from exc
     try:
-        run = start_workflow(_valid(WorkflowsApi.StartInputSerializer(data=data)))
+        outcome = start_workflow(_valid(WorkflowsApi.StartInputSerializer(data=data)))
     except SchedError as exc:  # refused (409 and the like): rolled back, Django answers it
         raise Fallback from exc
-    return Answer(201, dict(RunRefSerializer(run).data),
-                  ((b"location", run_location(run).encode("latin-1")),
+    return Answer(start_status(outcome), start_answer(outcome),
+                  ((b"location", run_location(outcome.execution).encode("latin-1")),
                    (b"allow", b"GET, POST, HEAD, OPTIONS")))
 
 
