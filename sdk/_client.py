@@ -10,6 +10,10 @@ models) and, with a ``payload_codec``, encoded; a result and a failure's details
 and the result is rebuilt as ``result_type`` (given to ``result()``/``get_workflow_handle()``,
 or the return annotation of the workflow function given to ``start_workflow``).
 
+Starts: ``start_workflow(..., id_conflict_policy="use_existing")`` answers with the open run
+of its workflow id, and ``start_signal=`` makes it a signal-with-start; the handle's
+``started`` says which (the answer's ``started``: 201 started, 200 found open).
+
 Retries: a start and a signal carry a ``request_id`` (a new UUID per call), so the engine
 answers a repeat like the first and writes nothing new; those and the reads (GET) are sent
 again, up to ``retries`` times with exponential back-off, when the connection fails or the

@@ -23,9 +23,14 @@ history go to the same threads). Once a worker has been asked, every outcome is 
 here, errors included (``no_worker``, ``query_not_found``...), in the view's error body:
 falling back would ask again.
 
+A start's options (``id_conflict_policy``, signal-with-start) are the view's too: the same
+service call, answered 201 when it started the run and 200 when it found the run open (a
+signal-with-start that signalled it, in the unit's transaction).
+
 Anything else, including every error (no or bad token, a body that does not validate, a
-start refused with 409, an unknown run, a body without ``Content-Length`` or over the limit),
-goes on to Django unchanged, its body replayed: the answer is then the DRF view's. A unit that
+start refused with 409: ``workflow_already_started``, ``workflow_type_mismatch``..., an
+unknown run, a body without ``Content-Length`` or over the limit), goes on to Django
+unchanged, its body replayed: the answer is then the DRF view's. A unit that
 falls back has written nothing (a refused start rolls back). With tracing on
 (``SCHED_OTLP_ENDPOINT``), or ``SCHED_LEAN_API=0``, every request goes to Django (its spans
 and middleware are the reference). The requests answered here are counted in the same
