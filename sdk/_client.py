@@ -10,6 +10,10 @@ models) and, with a ``payload_codec``, encoded; a result and a failure's details
 and the result is rebuilt as ``result_type`` (given to ``result()``/``get_workflow_handle()``,
 or the return annotation of the workflow function given to ``start_workflow``).
 
+Starts: ``start_workflow(..., id_conflict_policy="use_existing")`` answers with the open run
+of its workflow id, and ``start_signal=`` makes it a signal-with-start; the handle's
+``started`` says which (the answer's ``started``: 201 started, 200 found open).
+
 Retries: a start and a signal carry a ``request_id`` (a new UUID per call), so the engine
 answers a repeat like the first and writes nothing new; those and the reads (GET) are sent
 again, up to ``retries`` times with exponential back-off, when the connection fails or the
@@ -122,24 +126,55 @@ def _workflow_type_name(workflow_type: Any) -> str:
     raise TypeError(f"{workflow_type!r} is not a workflow type: pass a name or a @workflow")
 
 
-def _start_request(
-    workflow_type: Any,
-    input: Any,
-    workflow_id: str | None,
-    task_queue: str,
-    execution_timeout: float | None,
-) -> _Request:
+ID_CONFLICT_POLICIES = ("fail", "use_existing")
+
+
+@dataclass(frozen=True, slots=True)
+class _StartOptions:
+    """What a start asks beside its workflow and input (``start_workflow``'s keywords)."""
+
+    workflow_id: str | None = None
+    task_queue: str = "default"
+    execution_timeout: float | None = None
+    id_conflict_policy: str | None = None
+    start_signal: str | None = None
+
+    def check(self, start_signal_input: Any) -> None:
+        policy = self.id_conflict_policy
+        if policy is not None and policy not in ID_CONFLICT_POLICIES:
+            raise ValueError(f"id_conflict_policy must be 'fail' or 'use_existing', "
+                             f"not {policy!r}")
+        if self.start_signal is None and start_signal_input is not None:
+            raise ValueError("start_signal_input needs start_signal")
+        if self.start_signal is not None and policy == "fail":
+            raise ValueError("a signal-with-start (start_signal) signals an open run: its "
+                             "id_conflict_policy is 'use_existing', not 'fail'")
+
+
+def _start_request(workflow_type: Any, input: Any, options: _StartOptions,
+                   signal_input: Any) -> _Request:
     body: dict[str, Any] = {
         "workflow_type": _workflow_type_name(workflow_type),
         "input": input,
-        "task_queue": task_queue,
+        "task_queue": options.task_queue,
     }
-    if workflow_id is not None:
-        body["workflow_id"] = workflow_id
-    if execution_timeout is not None:
-        body["execution_timeout"] = execution_timeout
+    if options.workflow_id is not None:
+        body["workflow_id"] = options.workflow_id
+    if options.execution_timeout is not None:
+        body["execution_timeout"] = options.execution_timeout
+    if options.id_conflict_policy is not None:
+        body["id_conflict_policy"] = options.id_conflict_policy
+    if options.start_signal is not None:
+        body["start_signal"] = options.start_signal
+        body["start_signal_input"] = signal_input
     body["request_id"] = _request_id()
     return _Request("POST", "/api/workflows", json=body, retry=True)
+
+
+def _started(body: Mapping[str, Any]) -> bool:
+    """A start's answer: whether it started the run (an engine from before ``started``
+    answered only starts that did)."""
+    return body.get("started", True) is not False
 
 
 def _result_hint(workflow_type: Any, result_type: Any) -> Any:
@@ -395,17 +430,58 @@ class Client:
         workflow_id: str | None = None,
         task_queue: str = "default",
         execution_timeout: float | None = None,
+        id_conflict_policy: str | None = None,
+        start_signal: str | None = None,
+        start_signal_input: Any = None,
         result_type: Any = None,
     ) -> WorkflowHandle:
         """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open.
 
+        ``id_conflict_policy="use_existing"``: if ``workflow_id`` has an open run, the
+        handle is that run's (``handle.started`` False) instead of an error; an open run of
+        another workflow type or task queue raises ``SchedAPIError`` with ``code``
+        ``workflow_type_mismatch`` or ``task_queue_mismatch``.
+
+        ``start_signal`` (signal-with-start): signal the open run with
+        ``start_signal_input``, or start the run with that signal recorded right after its
+        start, so its first workflow task sees it (the policy is ``"use_existing"``).
+
         ``result_type`` (or, when ``workflow_type`` is the workflow function, its return
         annotation) is what the handle's ``result()`` rebuilds the result as."""
+        options = _StartOptions(workflow_id, task_queue, execution_timeout,
+                                id_conflict_policy, start_signal)
+        options.check(start_signal_input)
         payload = self._converter.encode_sync(to_json(input))
-        req = _start_request(workflow_type, payload, workflow_id, task_queue, execution_timeout)
-        body = _object(self._call(req))
+        signal_payload = (None if start_signal is None
+                          else self._converter.encode_sync(to_json(start_signal_input)))
+        body = _object(self._call(_start_request(workflow_type, payload, options,
+                                                 signal_payload)))
         return WorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]),
-                              result_type=_result_hint(workflow_type, result_type))
+                              result_type=_result_hint(workflow_type, result_type),
+                              started=_started(body))
+
+    def execute_workflow(
+        self,
+        workflow_type: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+        id_conflict_policy: str | None = None,
+        start_signal: str | None = None,
+        start_signal_input: Any = None,
+        result_type: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """``start_workflow(...)`` then ``result(timeout)``: the run's result (with
+        ``use_existing`` or a signal-with-start, the open run's result)."""
+        handle = self.start_workflow(
+            workflow_type, input, workflow_id=workflow_id, task_queue=task_queue,
+            execution_timeout=execution_timeout, id_conflict_policy=id_conflict_policy,
+            start_signal=start_signal, start_signal_input=start_signal_input,
+            result_type=result_type)
+        return handle.result(timeout)
 
     def get_workflow_handle(self, workflow_id: str, run_id: str | None = None, *,
                             result_type: Any = None) -> WorkflowHandle:
@@ -467,11 +543,14 @@ class WorkflowHandle:
     """One workflow (and, if ``run_id`` is set, one of its runs)."""
 
     def __init__(self, client: Client, workflow_id: str, run_id: str | None = None, *,
-                 result_type: Any = None) -> None:
+                 result_type: Any = None, started: bool | None = None) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.result_type = result_type
+        # From ``start_workflow``: whether it started the run (False: the run was already
+        # open, ``use_existing`` or a signal-with-start); None for ``get_workflow_handle``.
+        self.started = started
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"
@@ -592,14 +671,46 @@ class AsyncClient:
         workflow_id: str | None = None,
         task_queue: str = "default",
         execution_timeout: float | None = None,
+        id_conflict_policy: str | None = None,
+        start_signal: str | None = None,
+        start_signal_input: Any = None,
         result_type: Any = None,
     ) -> AsyncWorkflowHandle:
-        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open."""
+        """Start a workflow run; raises ``WorkflowAlreadyStartedError`` if one is open.
+        ``id_conflict_policy`` and ``start_signal``: as ``Client.start_workflow``'s."""
+        options = _StartOptions(workflow_id, task_queue, execution_timeout,
+                                id_conflict_policy, start_signal)
+        options.check(start_signal_input)
         payload = await self._converter.encode(to_json(input))
-        req = _start_request(workflow_type, payload, workflow_id, task_queue, execution_timeout)
-        body = _object(await self._call(req))
+        signal_payload = (None if start_signal is None
+                          else await self._converter.encode(to_json(start_signal_input)))
+        body = _object(await self._call(_start_request(workflow_type, payload, options,
+                                                       signal_payload)))
         return AsyncWorkflowHandle(self, str(body["workflow_id"]), str(body["run_id"]),
-                                   result_type=_result_hint(workflow_type, result_type))
+                                   result_type=_result_hint(workflow_type, result_type),
+                                   started=_started(body))
+
+    async def execute_workflow(
+        self,
+        workflow_type: Any,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+        id_conflict_policy: str | None = None,
+        start_signal: str | None = None,
+        start_signal_input: Any = None,
+        result_type: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (= sync API)
+    ) -> Any:
+        """``Client.execute_workflow``, awaitable."""
+        handle = await self.start_workflow(
+            workflow_type, input, workflow_id=workflow_id, task_queue=task_queue,
+            execution_timeout=execution_timeout, id_conflict_policy=id_conflict_policy,
+            start_signal=start_signal, start_signal_input=start_signal_input,
+            result_type=result_type)
+        return await handle.result(timeout)
 
     def get_workflow_handle(
         self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
@@ -652,11 +763,12 @@ class AsyncWorkflowHandle:
     """The asynchronous twin of ``WorkflowHandle``."""
 
     def __init__(self, client: AsyncClient, workflow_id: str, run_id: str | None = None, *,
-                 result_type: Any = None) -> None:
+                 result_type: Any = None, started: bool | None = None) -> None:
         self.client = client
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.result_type = result_type
+        self.started = started  # as ``WorkflowHandle.started``
 
     def __repr__(self) -> str:
         return f"AsyncWorkflowHandle({self.workflow_id!r}, run_id={self.run_id!r})"

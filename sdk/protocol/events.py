@@ -218,7 +218,8 @@ class TimerCanceled(TypedDict):
 
 
 class WorkflowExecutionSignaled(TypedDict):
-    """A signal arrived."""
+    """A signal arrived. A signal-with-start that started the run records its signal right
+    after ``WorkflowExecutionStarted``, before the first ``WorkflowTaskScheduled``."""
 
     signal_name: str
     input: JSONValue

@@ -26,7 +26,8 @@ def test_starts_each_item_and_answers_in_order(api_client: APIClient) -> None:
     results = r.json()["results"]
     assert [item["workflow_id"] for item in results[:5]] == [f"w{n}" for n in range(5)]
     assert all(item["status"] == "running" and item["run_id"] for item in results)
-    assert set(results[0]) == {"workflow_id", "run_id", "status"}
+    assert set(results[0]) == {"workflow_id", "run_id", "status", "started"}
+    assert all(item["started"] is True for item in results)
     assert Execution.objects.count() == 6
     run = Execution.objects.get(workflow_id="w3")
     assert run.input == 3 and str(run.run_id) == results[3]["run_id"]

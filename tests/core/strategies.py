@@ -112,8 +112,11 @@ class Driver:
         self.draw = draw
         self.closing_weight = closing_weight
         self.clock = 0
+        # Some runs begin as a signal-with-start: the signal right after the start.
+        start_signal = draw(st.sampled_from([None, None, None, "go"]))
         first = decide.start(workflow_type="Order", task_queue="main", input={"id": 1},
-                             now=self.now())
+                             now=self.now(), start_signal=start_signal,
+                             start_signal_input=None if start_signal is None else [1])
         self.state = first.state
         self.events: list[Event] = list(first.events)
         self.steps: list[Step] = [Step("start", ExecutionState(), first)]

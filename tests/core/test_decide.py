@@ -204,6 +204,19 @@ def test_a_stale_workflow_task_is_rejected(driver: Driver) -> None:
         assert info.value.code == "stale_task"
 
 
+def test_a_signal_with_start_records_the_signal_before_the_first_workflow_task() -> None:
+    t = decide.start(workflow_type="W", task_queue="q", input=1, now=T0, start_signal="go",
+                     start_signal_input={"n": 2})
+    assert types(t.events) == [E.WORKFLOW_EXECUTION_STARTED, E.WORKFLOW_EXECUTION_SIGNALED,
+                               E.WORKFLOW_TASK_SCHEDULED]
+    assert t.events[1].attributes == {"signal_name": "go", "input": {"n": 2}}
+    assert t.state == fold(t.events)
+    assert t.state.workflow_task is not None and t.state.workflow_task.scheduled_event_id == 3
+    assert not t.state.workflow_task_needed
+    plain = decide.start(workflow_type="W", task_queue="q", input=1, now=T0)
+    assert [type(e) for e in t.effects] == [type(e) for e in plain.effects]  # one task, same
+
+
 def started_run(*cmds_before: list[c.Command]) -> ExecutionState:
     """A run with a started workflow task, after completing earlier tasks with ``cmds``."""
     s = decide.start(workflow_type="W", task_queue="q", input=None, now=T0).state

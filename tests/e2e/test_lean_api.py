@@ -148,6 +148,42 @@ def test_lean_and_django_answers_are_the_same(stack: Stack, engine: Engine,
     assert answers[0][1]["body"]["status"] == "running"
 
 
+def test_lean_and_django_answer_the_start_options_alike(stack: Stack, engine: Engine,
+                                                       reference: Engine) -> None:
+    """``id_conflict_policy`` and signal-with-start: the same answers from both paths,
+    whether the start finds an open run (200), refuses it (409) or starts one (201)."""
+    auth = _auth(stack.token)
+    start = {"workflow_type": "nobody_serves_this", "task_queue": "lean-parity"}
+    follow_ups: list[dict[str, Any]] = [
+        {**start, "id_conflict_policy": "use_existing"},
+        {**start, "id_conflict_policy": "use_existing", "workflow_type": "other"},
+        {**start, "id_conflict_policy": "use_existing", "task_queue": "other"},
+        {**start, "start_signal": "go", "start_signal_input": [1]},
+        {**start, "start_signal": "go", "id_conflict_policy": "fail"},
+        {**start, "start_signal_input": 1},
+        {**start, "id_conflict_policy": "nope"},
+        {**start, "id_conflict_policy": "use_existing", "request_id": "{rid}"},
+        {**start, "id_conflict_policy": "use_existing", "request_id": "{rid}"},
+    ]
+    answers = []
+    for e in (engine, reference):
+        wid = f"parity-options-{uuid.uuid4().hex[:8]}"
+        ids = {wid: "<id>"}
+        rid = uuid.uuid4().hex
+        fresh = {**start, "workflow_id": f"{wid}-sws", "start_signal": "go"}
+        got = [httpx.post(e.url + "/api/workflows", headers=auth, timeout=30, json=body)
+               for body in [{**start, "workflow_id": wid}, fresh]]
+        for body in follow_ups:
+            body = {k: (rid if v == "{rid}" else v) for k, v in body.items()}
+            got.append(httpx.post(e.url + "/api/workflows", headers=auth, timeout=30,
+                                  json={**body, "workflow_id": wid}))
+        answers.append([_answer(r, ids) for r in got])
+    assert answers[0] == answers[1]
+    assert [a["status"] for a in answers[0]] == [201, 201, 200, 409, 409, 200, 422, 422, 422,
+                                                 200, 200]
+    assert [a["body"].get("started") for a in answers[0][:3]] == [True, True, False]
+
+
 def test_result_long_poll_is_woken_by_the_close(stack: Stack, engine: Engine,
                                                 worker: Proc) -> None:
     auth = _auth(stack.token)

@@ -103,6 +103,21 @@ def _reminder() -> EngineSim:
     return sim
 
 
+def _signal_with_start() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    # Started by a signal-with-start: the signal is in the history before the first task.
+    sim = EngineSim(g.golden_approval, ["ann", "bob"], workflow_id="approval-sws",
+                    run_id="5e0a-golden-signal-with-start",
+                    start_signal=("comment", "from the start"))
+    sim.run_task()
+    sim.advance(30)
+    sim.signal("comment", "later")  # a second signal-with-start, to the open run
+    sim.signal("approve", "dana")
+    sim.drive({"notify": lambda who: f"told {who}"})
+    return sim
+
+
 def _signal_handlers() -> EngineSim:
     from fixtures import golden_workflows as g
 
@@ -226,6 +241,7 @@ SCENARIOS = {
     "checkout": ("fixtures.golden_workflows:golden_checkout", _checkout),
     "reminder": ("fixtures.golden_workflows:golden_reminder", _reminder),
     "signal_handlers": ("fixtures.golden_workflows:golden_handlers", _signal_handlers),
+    "signal_with_start": ("fixtures.golden_workflows:golden_approval", _signal_with_start),
     "patch_old": ("fixtures.golden_workflows:golden_patch", _patch_old),
     "patch_new": ("fixtures.golden_workflows:golden_patch", _patch_new),
     "refund": ("fixtures.golden_workflows:golden_refund", _refund),

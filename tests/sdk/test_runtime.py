@@ -58,7 +58,9 @@ class EngineSim:
 
     def __init__(self, fn: Any, input: Any = None, *, sticky: bool = True,
                  workflow_id: str = "wf-1", run_id: str = "run-1",
-                 failure_exception_types: tuple[type[BaseException], ...] = ()) -> None:
+                 failure_exception_types: tuple[type[BaseException], ...] = (),
+                 start_signal: tuple[str, Any] | None = None) -> None:
+        """``start_signal``: (name, input) of a signal-with-start's signal."""
         self.definition = workflow_definition(fn)
         self.failure_exception_types = failure_exception_types
         self.workflow_id = workflow_id
@@ -66,7 +68,9 @@ class EngineSim:
         self.sticky = sticky
         self.now = T0
         t = decide.start(workflow_type=self.definition.name, task_queue="q", input=input,
-                         now=self.now)
+                         now=self.now,
+                         start_signal=None if start_signal is None else start_signal[0],
+                         start_signal_input=None if start_signal is None else start_signal[1])
         self.state = t.state
         self.history: list[dict[str, Any]] = wire(t.events)
         self.instance: WorkflowInstance | None = None

@@ -23,9 +23,14 @@ history go to the same threads). Once a worker has been asked, every outcome is 
 here, errors included (``no_worker``, ``query_not_found``...), in the view's error body:
 falling back would ask again.
 
+A start's options (``id_conflict_policy``, signal-with-start) are the view's too: the same
+service call, answered 201 when it started the run and 200 when it found the run open (a
+signal-with-start that signalled it, in the unit's transaction).
+
 Anything else, including every error (no or bad token, a body that does not validate, a
-start refused with 409, an unknown run, a body without ``Content-Length`` or over the limit),
-goes on to Django unchanged, its body replayed: the answer is then the DRF view's. A unit that
+start refused with 409: ``workflow_already_started``, ``workflow_type_mismatch``..., an
+unknown run, a body without ``Content-Length`` or over the limit), goes on to Django
+unchanged, its body replayed: the answer is then the DRF view's. A unit that
 falls back has written nothing (a refused start rolls back). With tracing on
 (``SCHED_OTLP_ENDPOINT``), or ``SCHED_LEAN_API=0``, every request goes to Django (its spans
 and middleware are the reference). The requests answered here are counted in the same
@@ -65,12 +70,13 @@ from .errors import error_body
 from .parsers import decode_json
 from .views import (
     PathSerializer,
-    RunRefSerializer,
     WorkflowQueryApi,
     WorkflowResultApi,
     WorkflowsApi,
     query_wait_seconds,
     run_location,
+    start_answer,
+    start_status,
     start_workflow,
 )
 
@@ -132,11 +138,11 @@ def start_unit(headers: dict[bytes, bytes], body: bytes) -> Answer:
     except (ValueError, RecursionError) as exc:
         raise Fallback from exc
     try:
-        run = start_workflow(_valid(WorkflowsApi.StartInputSerializer(data=data)))
+        outcome = start_workflow(_valid(WorkflowsApi.StartInputSerializer(data=data)))
     except SchedError as exc:  # refused (409 and the like): rolled back, Django answers it
         raise Fallback from exc
-    return Answer(201, dict(RunRefSerializer(run).data),
-                  ((b"location", run_location(run).encode("latin-1")),
+    return Answer(start_status(outcome), start_answer(outcome),
+                  ((b"location", run_location(outcome.execution).encode("latin-1")),
                    (b"allow", b"GET, POST, HEAD, OPTIONS")))
 
 

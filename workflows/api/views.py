@@ -137,9 +137,11 @@ class WorkflowListSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # ---- /api/workflows ------------------------------------------------------------------------
 
 
-def start_workflow(data: dict[str, Any]) -> Execution:
+def start_workflow(data: dict[str, Any]) -> services.Outcome:
     """Start the run a validated start body asks for (``WorkflowsApi.StartInputSerializer``);
-    shared by the view and the lean start path (``workflows.api.fast``)."""
+    shared by the view and the lean start path (``workflows.api.fast``). The outcome's
+    ``started`` is False when the answer is a run that was already open (``use_existing``,
+    or a signal-with-start that signalled it)."""
     data = dict(data)
     timeout = data.pop("execution_timeout")
     # A worker connected to this process may take the run's first task in the start's
@@ -156,12 +158,30 @@ def start_workflow(data: dict[str, Any]) -> Execution:
     finally:
         if reservation is not None:
             reservation.settle(outcome.deliveries if outcome is not None else [])
-    return outcome.execution
+    return outcome
 
 
 def run_location(run: Execution) -> str:
     return f"{_run_path(run.workflow_id)}?run_id={run.run_id}"
 
+
+class StartOutputSerializer(RunRefSerializer):
+    started = serializers.BooleanField(
+        help_text="Whether this request started the run (201); false when the answer is a "
+                  "run that was already open (200: `id_conflict_policy` `use_existing`, or "
+                  "a signal-with-start that signalled it).")
+
+
+def start_answer(outcome: services.Outcome) -> dict[str, Any]:
+    """The body of a start's answer (``StartOutputSerializer``)."""
+    return {**RunRefSerializer(outcome.execution).data, "started": outcome.started}
+
+
+def start_status(outcome: services.Outcome) -> int:
+    return status.HTTP_201_CREATED if outcome.started else status.HTTP_200_OK
+
+
+ID_CONFLICT_POLICIES = list(services.ID_CONFLICT_POLICIES)
 
 
 class WorkflowsApi(ApiView):
@@ -179,6 +199,32 @@ class WorkflowsApi(ApiView):
             max_value=MAX_EXECUTION_TIMEOUT_SECONDS,
             help_text="Seconds the whole run may take; it times out after that.")
         request_id = request_id_field()
+        id_conflict_policy = serializers.ChoiceField(
+            choices=ID_CONFLICT_POLICIES, required=False, allow_null=True, default=None,
+            help_text="When `workflow_id` has an open run: `fail` (the default) refuses the "
+                      "start (409 `workflow_already_started`); `use_existing` answers 200 "
+                      "with that run (`started` false), or 409 `workflow_type_mismatch` / "
+                      "`task_queue_mismatch` if it has another type or queue. A "
+                      "signal-with-start is `use_existing` (`fail` is a 422).")
+        start_signal = name_field(
+            required=False, allow_null=True, default=None,
+            help_text="Signal-with-start: the signal's name. An open run of `workflow_id` is "
+                      "signalled (200, `started` false); otherwise the run is started (201) "
+                      "with the signal recorded right after its start, so its first "
+                      "workflow task sees it.")
+        start_signal_input = JSONValueField(help_text="The signal's input (any JSON value).")
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            attrs = super().validate(attrs)
+            given = self.initial_data if isinstance(self.initial_data, dict) else {}
+            if attrs.get("start_signal") is None and "start_signal_input" in given:
+                raise serializers.ValidationError(
+                    {"start_signal_input": ["needs start_signal."]})
+            if attrs.get("start_signal") is not None and attrs.get("id_conflict_policy") == (
+                    services.FAIL):
+                raise serializers.ValidationError({"id_conflict_policy": [
+                    "a signal-with-start signals an open run: use_existing, not fail."]})
+            return attrs
 
     class ListQuerySerializer(QuerySerializer):
         status = serializers.ChoiceField(choices=STATUSES, required=False)
@@ -198,13 +244,27 @@ class WorkflowsApi(ApiView):
                                              max_value=MAX_PAGE_SIZE)
 
     @extend_schema(operation_id="workflow_start", request=StartInputSerializer,
-                   responses={201: RunRefSerializer, **_errors(400, 401, 403, 409, 413, 422)},
-                   description="Start a run. A `workflow_id` with an open run is refused "
-                               "(409 `workflow_already_started`, naming its `run_id`).")
+                   responses={201: StartOutputSerializer,
+                              200: OpenApiResponse(StartOutputSerializer, description=(
+                                  "The run that was already open (`started` false): "
+                                  "`id_conflict_policy` `use_existing`, or a "
+                                  "signal-with-start, which signalled it.")),
+                              409: OpenApiResponse(ErrorSerializer, description=(
+                                  "`workflow_already_started` (the `workflow_id` has an "
+                                  "open run, named by `run_id`), `workflow_type_mismatch` "
+                                  "or `task_queue_mismatch` (`use_existing`, and the open "
+                                  "run has another type or queue: `run_id` and its "
+                                  "`workflow_type` or `task_queue`), `request_id_reused`.")),
+                              **_errors(400, 401, 403, 413, 422)},
+                   description="Start a run (201, `started` true). A `workflow_id` with an "
+                               "open run is refused (409 `workflow_already_started`, naming "
+                               "its `run_id`), unless `id_conflict_policy` is `use_existing` "
+                               "or the start is a signal-with-start (`start_signal`): the "
+                               "answer is then that run (200, `started` false).")
     def post(self, request: Request) -> Response:
-        run = start_workflow(_validated(self.StartInputSerializer, request.data))
-        return Response(RunRefSerializer(run).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": run_location(run)})
+        outcome = start_workflow(_validated(self.StartInputSerializer, request.data))
+        return Response(start_answer(outcome), status=start_status(outcome),
+                        headers={"Location": run_location(outcome.execution)})
 
     @extend_schema(operation_id="workflow_list", parameters=[ListQuerySerializer],
                    responses={200: WorkflowListSerializer, **_errors(401, 403, 422)},
@@ -242,6 +302,8 @@ class StartBatchResultItemSerializer(serializers.Serializer):  # type: ignore[ty
     workflow_id = serializers.CharField(required=False)
     run_id = serializers.UUIDField(required=False)
     status = serializers.ChoiceField(choices=STATUSES, required=False)
+    started = serializers.BooleanField(required=False, help_text=(
+        "Whether this item started the run; false when it is a run that was already open."))
     error = ErrorDetailSerializer(
         required=False, help_text="This start's error (`invalid_input`, "
                                   "`workflow_already_started`...); the others still start.")
@@ -263,10 +325,12 @@ class WorkflowsBatchApi(ApiView):
                    description=(
                        f"Start up to {MAX_BATCH_STARTS} runs in one transaction. Each item is "
                        "the body of `POST /api/workflows` and is answered in order, in "
-                       "`results`: the run (`workflow_id`, `run_id`, `status`) or an `error` "
-                       "(`invalid_input` with its `fields`, or `workflow_already_started` "
-                       "naming the open `run_id`), which fails that item only. A body that "
-                       "is not such a list is a 422."))
+                       "`results`: the run (`workflow_id`, `run_id`, `status`, `started`) "
+                       "or an `error` (`invalid_input` with its `fields`, "
+                       "`workflow_already_started` naming the open `run_id`, "
+                       "`workflow_type_mismatch`...), which fails that item only. Items "
+                       "take `id_conflict_policy` and signal-with-start as the single start "
+                       "does. A body that is not such a list is a 422."))
     def post(self, request: Request) -> Response:
         items = _validated(self.BatchInputSerializer, request.data)["workflows"]
         trace_context = current_traceparent()
@@ -289,7 +353,7 @@ class WorkflowsBatchApi(ApiView):
                 answer = next(answers)
                 results[i] = (error_body(answer.code, answer.message, **answer.extra)
                               if isinstance(answer, SchedError)
-                              else dict(RunRefSerializer(answer).data))
+                              else start_answer(answer))
         return Response({"results": results})
 
 

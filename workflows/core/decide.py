@@ -113,11 +113,17 @@ def _needs_task(t: Transition) -> None:
 
 def start(*, workflow_type: str, task_queue: str, input: Any, now: datetime,
           execution_timeout_ms: int | None = None, parent: dict[str, Any] | None = None,
-          continued_from_run_id: str | None = None) -> Transition:
+          continued_from_run_id: str | None = None, start_signal: str | None = None,
+          start_signal_input: Any = None) -> Transition:
+    """A new run. ``start_signal``: a signal-with-start's signal, recorded right after the
+    start (before the first workflow task is scheduled, as Temporal does), so the run's
+    first workflow task sees it."""
     t = Transition(ExecutionState(), now)
     t.add(E.WORKFLOW_EXECUTION_STARTED, workflow_type=workflow_type, task_queue=task_queue,
           input=input, execution_timeout_ms=execution_timeout_ms, parent=parent,
           continued_from_run_id=continued_from_run_id)
+    if start_signal is not None:
+        t.add(E.WORKFLOW_EXECUTION_SIGNALED, signal_name=start_signal, input=start_signal_input)
     t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=task_queue, attempt=1)
     return t
 

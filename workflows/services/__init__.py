@@ -22,6 +22,9 @@ from .activities import (
 )
 from .children import CHILD_TIMER_KINDS, act_on_child
 from .executions import (
+    FAIL,
+    ID_CONFLICT_POLICIES,
+    USE_EXISTING,
     StartRequest,
     get_run,
     workflow_request_cancel,
@@ -48,6 +51,9 @@ from .tasks import (
 
 __all__ = [
     "CHILD_TIMER_KINDS",
+    "FAIL",
+    "ID_CONFLICT_POLICIES",
+    "USE_EXISTING",
     "Lessee",
     "Outcome",
     "StartRequest",

@@ -72,6 +72,9 @@ class Outcome:
     successor: fx.StartSuccessor | None = None
     # The child runs to start once this run is saved (``workflows.services.children``).
     children: list[fx.StartChild] = field(default_factory=list)
+    # A start's: whether it started the run (False: the run was already open, and a start
+    # under ``id_conflict_policy="use_existing"`` or a signal-with-start answered with it).
+    started: bool = True
 
 
 def write_transition(execution: Execution, t: decide.Transition, *,
