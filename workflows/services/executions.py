@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from schedproject import sql
 from schedproject.transactions import atomic
 from workflows import store as executions
 from workflows.core import decide
@@ -146,7 +147,9 @@ def _start(block: Callable[[], AbstractContextManager[Any]], start: StartRequest
     workflow_id = start.workflow_id or str(uuid.uuid4())
     for attempt in range(START_ATTEMPTS):
         try:
-            with block():
+            # The writes nobody reads back (the run's history, snapshot and first task, the
+            # request record) go to the database together at the block's end.
+            with block(), sql.deferring():
                 return _start_once(start, workflow_id, parent=parent, lessee=lessee)
         except (IntegrityError, _Again):
             if attempt == START_ATTEMPTS - 1:
@@ -308,7 +311,7 @@ def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
 
 def _transition_run(workflow_id: str, run_id: str | None, step: Any, *,
                     request_id: str | None = None, kind: str = "") -> Execution:
-    with atomic():
+    with atomic(), sql.deferring():  # the request record goes with the transition's writes
         run = executions.lock(get_run(workflow_id, run_id).pk)
         if request_id:  # checked under the run's lock: a concurrent retry waits for us
             first = _answered(request_id, {kind}, workflow_id)
