@@ -33,7 +33,8 @@ from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
     "Execution", "append", "create", "get_many", "history", "is_open", "lock", "lock_if_free",
-    "lock_many_skip_locked", "open_run", "record_request", "request_record", "run", "runs",
+    "lock_many_skip_locked", "open_run", "record_request", "request_and_open_run",
+    "request_record", "run", "runs",
     "save", "started_attributes",
 ]
 
@@ -211,6 +212,28 @@ def request_record(request_id: str) -> tuple[str, Execution] | None:
         return None
     kind: str = rows[0].request_kind  # type: ignore[attr-defined]  # the raw query's column
     return kind, rows[0]
+
+
+def request_and_open_run(request_id: str, workflow_id: str) -> tuple[
+        tuple[str, Execution] | None, Execution | None]:
+    """``request_record(request_id)`` and ``open_run(workflow_id)`` in one round trip: what a
+    start with a request id reads before it writes."""
+    columns = sql.qualified_columns(Execution, "e")
+    rows = list(Execution.objects.raw(
+        f"SELECT {columns}, r.kind AS request_kind FROM {sql.table(RequestRecord)} r "
+        f"JOIN {sql.table(Execution)} e ON e.id = r.execution_id WHERE r.request_id = %s "
+        f"UNION ALL SELECT * FROM (SELECT {columns}, NULL AS request_kind "
+        f"FROM {sql.table(Execution)} e WHERE e.workflow_id = %s AND e.status = %s "
+        "ORDER BY e.id LIMIT 1) o", [request_id, workflow_id, Status.RUNNING.value]))
+    record: tuple[str, Execution] | None = None
+    open_run: Execution | None = None
+    for row in rows:
+        kind = row.request_kind  # type: ignore[attr-defined]  # the raw query's column
+        if kind is None:
+            open_run = row
+        else:
+            record = (str(kind), row)
+    return record, open_run
 
 
 def record_request(request_id: str, *, kind: str, execution: Execution, now: datetime) -> None:

@@ -163,11 +163,13 @@ def _start_once(start: StartRequest, workflow_id: str, *, parent: Execution | No
     answered; else the open run's (refused, used or signalled); else a new run."""
     request_id = start.request_id
     if request_id:
-        first = _answered(request_id, START_KINDS, start.workflow_id)
+        record, open_run = executions.request_and_open_run(request_id, workflow_id)
+        first = _first_answer(record, request_id, START_KINDS, start.workflow_id)
         if first is not None:
             kind, run = first
             return Outcome(run, [], started=kind == START)
-    open_run = _open_run(workflow_id)
+    else:
+        open_run = _open_run(workflow_id)
     if open_run is not None:
         outcome = _use_existing(open_run, start)
         kind = START_EXISTING
@@ -221,7 +223,12 @@ def _answered(request_id: str, kinds: Collection[str],
               workflow_id: str | None) -> tuple[str, Execution] | None:
     """(kind, run) of the request already answered under ``request_id``, if any; a Conflict
     if that request was of another kind, or named another workflow."""
-    record = executions.request_record(request_id)
+    return _first_answer(executions.request_record(request_id), request_id, kinds, workflow_id)
+
+
+def _first_answer(record: tuple[str, Execution] | None, request_id: str,
+                  kinds: Collection[str], workflow_id: str | None) -> tuple[str, Execution] | None:
+    """``_answered`` of the request ``record`` read."""
     if record is None:
         return None
     first_kind, run = record
