@@ -44,8 +44,12 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, check=check, timeout=120)
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        if check and done.returncode:  # say why: a bare CalledProcessError hides it
+            raise AssertionError(f"manage.py {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stderr[-4000:]}")
+        return done
 
     def engine(self, *, port: int | None = None, extra_env: dict[str, str] | None = None,
                log: Path | None = None) -> Engine:

@@ -146,6 +146,22 @@ class SignalForm(RunForm):
         "rows": 2, "spellcheck": "false", "placeholder": 'JSON, e.g. "Grace" or {"ok": true}'}))
 
 
+class QueryForm(RunForm):
+    """Ask a run's query handler (``dispatch.queries``): its name and arguments."""
+
+    name = _name("Query name")
+    args = JSONValueField(label="Arguments (a JSON list)", widget=forms.Textarea(attrs={
+        "rows": 2, "spellcheck": "false", "placeholder": 'a JSON list, e.g. ["tea"]; empty: none'}))
+
+    def clean_args(self) -> list[Any]:
+        args = self.cleaned_data.get("args")
+        if args is None:
+            return []
+        if not isinstance(args, list):
+            raise ValidationError('The arguments are a JSON list, e.g. ["tea"] or [].')
+        return args
+
+
 class ReasonForm(RunForm):
     reason = forms.CharField(label="Reason", required=False, max_length=MAX_REASON_LENGTH,
                              validators=[_surrogate_free])

@@ -22,6 +22,7 @@ urlpatterns: list[URLPattern] = [
     path("logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("start/", views.workflow_start, name="workflow-start"),
     path("signal/", views.workflow_signal, name="workflow-signal"),
+    path("query/", views.workflow_query, name="workflow-query"),
     path("cancel/", views.workflow_cancel, name="workflow-cancel"),
     path("terminate/", views.workflow_terminate, name="workflow-terminate"),
     path("workers/", views.worker_list, name="workers"),

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from asgiref.sync import async_to_sync
 from django.contrib import messages
 from django.contrib.staticfiles.views import serve
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -19,9 +20,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from rest_framework.fields import DateTimeField
 
+from dispatch import queries
 from schedproject import config
 from sdk.protocol.payloads import CODEC_KEY, is_encoded_payload
 from workflows import selectors, services
+from workflows.api import waiters
+from workflows.api.views import query_wait_seconds
 from workflows.core.events import EventType
 from workflows.core.state import Status
 from workflows.errors import NotFound, SchedError
@@ -190,6 +194,7 @@ def _render_run(request: HttpRequest, run: Execution, *, status: int = 200,
         "signal_form": forms.SignalForm(initial=ident),
         "cancel_form": forms.ReasonForm(initial=ident, auto_id="cancel_%s"),
         "terminate_form": forms.ReasonForm(initial=ident, auto_id="terminate_%s"),
+        "query_form": forms.QueryForm(initial=ident, auto_id="query_%s"),
         **_run_context(run), **forms_and_errors,
     }
     return render(request, "dashboard/workflow_detail.html", context, status=status)
@@ -290,6 +295,39 @@ def workflow_signal(request: HttpRequest) -> HttpResponse:
     return _action(request, form, "signal_form", lambda d: services.workflow_signal(
         workflow_id=d["workflow_id"], run_id=d["run_id"], name=d["name"], input=d["input"]),
         f"Signal {form.data.get('name', '')!r} sent.")
+
+
+QUERY_ANSWER_SHOWN_CHARS = 20_000
+
+
+@access.require("view")
+@require_POST
+def workflow_query(request: HttpRequest) -> HttpResponse:
+    """Ask the run's query handler, and show the answer on the run's page (a query writes
+    nothing, so there is nothing to redirect away from)."""
+    form = forms.QueryForm(request.POST)
+    if not form.is_valid() and ("workflow_id" in form.errors or "run_id" in form.errors):
+        return _error_page(request, "The request does not name a valid run.",
+                           status=422, errors=form.errors)
+    try:
+        run = _find_run(form.cleaned_data["workflow_id"], form.cleaned_data.get("run_id"))
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    if not form.is_valid():
+        return _render_run(request, run, status=422, query_form=form)
+    d = form.cleaned_data
+    try:
+        target = queries.query_target(workflow_id=run.workflow_id, run_id=str(run.run_id))
+        with waiters.slot(query_wait_seconds()):
+            result = async_to_sync(queries.ask)(target, name=d["name"], args=d["args"])
+    except SchedError as exc:  # no worker, no such query, its handler failed, too many waiting
+        form.add_error(None, f"{exc.message} ({exc.code})")
+        return _render_run(request, run, status=exc.http_status, query_form=form)
+    answer = json.dumps(result, indent=2, ensure_ascii=False)
+    if len(answer) > QUERY_ANSWER_SHOWN_CHARS:
+        answer = answer[:QUERY_ANSWER_SHOWN_CHARS] + "\n… (cut: the API gives it whole)"
+    return _render_run(request, run, query_form=form,
+                       query_answer={"name": d["name"], "text": answer})
 
 
 @access.require("cancel")
