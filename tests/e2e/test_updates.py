@@ -136,3 +136,34 @@ def _code_once_connected(handle: sdk.WorkflowHandle, name: str, *args: Any) -> s
     except sdk.SchedAPIError as err:
         return None if err.code == "no_worker" else err.code
     return "ok"
+
+
+def test_the_documented_example_runs_against_an_engine(stack: Stack, engine: Engine,
+                                                       logs: Path) -> None:
+    w = stack.worker("tests.e2e.docs_update_workflows", task_queue="docs-updates",
+                     engine=engine, log=logs / "docs-update-worker.log")
+    try:
+        with sdk.Client(engine.url, token=stack.token) as client:
+            handle = client.start_workflow("shop", "ann", workflow_id=f"shop-{uuid.uuid4().hex}",
+                                           task_queue="docs-updates")
+            assert wait_for(lambda: _result_once_connected(handle, "add", "tea"),
+                            timeout=30) == 1
+            with pytest.raises(sdk.SchedAPIError) as rejected:
+                handle.execute_update("add", "tea")
+            assert rejected.value.code == "update_rejected"
+            assert handle.execute_update("add", "cup", update_id="add-cup") == 2
+            assert handle.execute_update("add", "cup", update_id="add-cup") == 2
+            assert handle.execute_update("checkout") == "ann paid 6"
+            assert handle.result(timeout=30) == {"owner": "ann", "items": ["tea", "cup"],
+                                                 "paid": 6}
+    finally:
+        w.stop()
+
+
+def _result_once_connected(handle: sdk.WorkflowHandle, name: str, *args: Any) -> Any:
+    try:
+        return handle.execute_update(name, *args, update_id="first")
+    except sdk.SchedAPIError as err:
+        if err.code == "no_worker":
+            return None
+        raise

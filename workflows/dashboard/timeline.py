@@ -1,5 +1,6 @@
 """The timeline of one run: activities, timers, children and updates (from accepted to
-completed) as bars over time, signals and failures as marks. Pure: computed from the history events and the pending work, no database.
+completed) as bars over time, signals and failures as marks. Pure: computed from the
+history events and the pending work, no database.
 
 Retries of an activity write no events (the engine records only the last attempt's
 ``ActivityTaskStarted`` and the outcome, which carry ``attempt``), so a closed activity shows
