@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from workflows.core import commands as c
 from workflows.core import decide
-from workflows.core.events import EventType
+from workflows.core.events import Event, EventType
 from workflows.core.state import ExecutionState, FoldError, fold
 
 from .strategies import Driver, runs
@@ -96,7 +96,7 @@ def test_the_fold_refuses_an_update_completed_that_was_not_pending() -> None:
     t = running()
     t.extend(decide.accept_update(t.state, update_id="u1", name="add", args=[], now=t.now))
     events = list(t.events)
-    forged = decide.Event(len(events) + 1, E.WORKFLOW_EXECUTION_UPDATE_COMPLETED, t.now,
+    forged = Event(len(events) + 1, E.WORKFLOW_EXECUTION_UPDATE_COMPLETED, t.now,
                           {"update_id": "u9", "accepted_event_id": 1, "result": None,
                            "failure": None})
     with pytest.raises(FoldError, match="not pending"):

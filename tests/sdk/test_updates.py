@@ -43,7 +43,8 @@ async def account(ctx: WorkflowContext, balance: int) -> dict[str, Any]:
     ctx.set_update_handler("deposit", deposit, validator=check)
     ctx.set_update_handler("withdraw", withdraw, validator=check)
     ctx.set_update_handler("close", close)
-    ctx.set_update_handler("buggy", lambda: {}["missing"])
+    missing: dict[str, int] = {}
+    ctx.set_update_handler("buggy", lambda: missing["key"])
     ctx.set_update_handler("sneaky", lambda: None,
                            validator=lambda: ctx.start_activity("debit", 1))
     await ctx.wait_condition(lambda: state["closed"])
