@@ -538,8 +538,14 @@ class WorkflowHandle:
         ``WorkflowUpdateFailedError`` (``update_failed``) when the handler failed it."""
         req = _update_request(self.workflow_id, self.run_id, name, args, update_id,
                               self.client.timeout)
-        body = _object(self.client._call(req))
-        return from_json(self.client._converter.decode_sync(body.get("result")), result_type)
+        converter = self.client._converter
+        try:
+            body = _object(self.client._call(req))
+        except WorkflowUpdateFailedError as err:
+            if err.failure is not None and converter.codec is not None:
+                err.failure = converter.decode_failure_sync(err.failure)
+            raise
+        return from_json(converter.decode_sync(body.get("result")), result_type)
 
     def cancel(self, reason: str | None = None) -> None:
         _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
@@ -731,8 +737,14 @@ class AsyncWorkflowHandle:
         """``WorkflowHandle.execute_update``, awaitable."""
         req = _update_request(self.workflow_id, self.run_id, name, args, update_id,
                               self.client.timeout)
-        body = _object(await self.client._call(req))
-        return from_json(await self.client._converter.decode(body.get("result")), result_type)
+        converter = self.client._converter
+        try:
+            body = _object(await self.client._call(req))
+        except WorkflowUpdateFailedError as err:
+            if err.failure is not None and converter.codec is not None:
+                err.failure = await converter.decode_failure(err.failure)
+            raise
+        return from_json(await converter.decode(body.get("result")), result_type)
 
     async def cancel(self, reason: str | None = None) -> None:
         _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),

@@ -81,3 +81,21 @@ def test_the_async_client_executes_updates_alike() -> None:
 
     asyncio.run(scenario())
     assert rec.body(0) == {"args": [], "update_id": "x"}
+
+
+def test_with_a_codec_an_update_s_result_and_failure_details_are_decoded() -> None:
+    from sdk._converter import PayloadConverter
+    from tests.sdk.test_converter import XorCodec
+
+    conv = PayloadConverter(XorCodec())
+    failure = conv.encode_failure_sync({"type": "EmptyCart", "message": "empty",
+                                        "details": {"n": 0}})
+    rec = Recorder(ok({"result": conv.encode_sync({"count": 2})}),
+                   error(422, "update_failed", "failed", failure=failure))
+    with sdk.Client("http://engine", token="t", payload_codec=XorCodec(),
+                    transport=httpx.MockTransport(rec)) as c:
+        handle = c.get_workflow_handle("w")
+        assert handle.execute_update("add", result_type=Total) == Total(2)
+        with pytest.raises(sdk.WorkflowUpdateFailedError) as info:
+            handle.execute_update("checkout")
+    assert info.value.failure is not None and info.value.failure["details"] == {"n": 0}
