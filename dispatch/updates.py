@@ -139,9 +139,11 @@ def _validate(target: queries.Target, update: Update) -> None:
     try:
         async_to_sync(queries.ask)(target, name=update.name, args=update.args,
                                    update_validation=True, errors=_VALIDATION_ERRORS)
-    except queries.QueryTimeout as exc:
-        raise UpdateTimeout(exc.message.replace("query", "update's validation"),
-                            update_id=update.update_id) from None
+    except queries.QueryTimeout:
+        raise UpdateTimeout(
+            f"the worker did not validate the update {update.name!r} within "
+            f"{config.get().query_timeout_seconds:g} s (SCHED_QUERY_TIMEOUT_SECONDS); nothing "
+            "was recorded", update_id=update.update_id) from None
 
 
 def _run_closed(update: Update, target: queries.Target, *, status: str) -> Conflict:

@@ -332,3 +332,23 @@ def test_a_run_that_has_not_run_yet_is_validated_once_its_first_task_completed(
             await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_validation_not_answered_in_time_is_504_update_timeout_and_writes_nothing(
+        api_client: APIClient, settings: Any) -> None:
+    settings.SCHED = dataclasses.replace(settings.SCHED, query_worker_wait_seconds=0.3,
+                                         query_timeout_seconds=0.5)
+
+    async def scenario() -> None:
+        async with worker_with_run(api_client, "u7") as comm:
+            before = await database_sync_to_async(_row)("u7")
+            async with asking(api_client, "u7", "add", [1], "quiet") as asked:
+                query = await _next(comm, "query_task")  # never answered
+                assert query["update_validation"] is True
+                status, body = await asked
+            assert status == 504 and body["error"]["code"] == "update_timeout"
+            assert "nothing was recorded" in body["error"]["message"]
+            assert await database_sync_to_async(_row)("u7") == before
+
+    asyncio.run(scenario())
