@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -58,6 +58,8 @@ REPLY_PREFIX = "query.reply."
 # Answers a consumer gives for the worker (never sent by one): try the next worker.
 WORKER_GONE = "worker_gone"
 _RETRY_ELSEWHERE = frozenset({WORKER_GONE, "unknown_workflow_type"})
+# An update's validation asked of a run that has not run yet: ask again a little later.
+NOT_RUN_YET = "not_run_yet"
 
 
 class NoWorker(SchedError):
@@ -147,10 +149,16 @@ async def send_answer(reply: str, result: protocol.QueryResult) -> None:
 
 
 async def ask(target: Target, *, name: str, args: list[Any],
-              run_db: RunDb = in_request_thread) -> Any:
+              run_db: RunDb = in_request_thread, update_validation: bool = False,
+              errors: Mapping[str, Callable[[str], SchedError]] | None = None) -> Any:
     """The result of query ``name(*args)`` of the run, from a worker; raises ``NoWorker``,
     ``QueryTimeout``, ``QueryNotFound`` or ``QueryFailed``. Its reads of the worker sessions
-    and of the history run through ``run_db``; it holds no thread while it waits."""
+    and of the history run through ``run_db``; it holds no thread while it waits.
+
+    ``update_validation``: ask the worker to run the validator of the update handler
+    ``name`` instead (``dispatch.updates``); a run none of whose workflow tasks has
+    completed yet is asked again until one has. ``errors``: the exception to raise for an
+    answer's error code, before the query's own."""
     cfg = config.get()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -182,7 +190,8 @@ async def ask(target: Target, *, name: str, args: list[Any],
             run_id=target.run_id, workflow_type=target.workflow_type,
             task_queue=target.task_queue, query_name=name, args=args,
             history_length=target.history_length, events=events,
-            sticky_next_event_id=target.sticky_next_event_id if sticky else 0)
+            sticky_next_event_id=target.sticky_next_event_id if sticky else 0,
+            update_validation=update_validation)
         reply = f"{REPLY_PREFIX}{uuid.uuid4().hex}"
         await layer.send(channel, deliver_event(frame, reply=reply, target=target))
         try:
@@ -195,6 +204,14 @@ async def ask(target: Target, *, name: str, args: list[Any],
         result = _decode_answer(event)
         if result.error is None:
             return result.result
+        if update_validation and result.error == NOT_RUN_YET:
+            tried.discard(worker_id)  # the run's first task is on its way: ask again
+            target = await run_db(query_target, workflow_id=target.workflow_id,
+                                  run_id=target.run_id)
+            await asyncio.sleep(POLL_SECONDS)
+            continue
+        if errors is not None and result.error in errors:
+            raise errors[result.error](result.message)
         if result.error == QueryNotFound.code:
             raise QueryNotFound(result.message)
         if result.error not in _RETRY_ELSEWHERE:

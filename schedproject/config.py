@@ -141,6 +141,10 @@ class SchedConfig:
     # before it answers 504 ``query_timeout``.
     query_worker_wait_seconds: float = 3.0
     query_timeout_seconds: float = 10.0
+    # Updates (dispatch.updates): how long an accepted update's caller waits for the
+    # workflow's handler to complete it before it answers 504 ``update_timeout`` (the update
+    # stays accepted: the same ``update_id`` asked again waits on).
+    update_timeout_seconds: float = 30.0
 
     @property
     def uses_postgres(self) -> bool:
@@ -204,6 +208,7 @@ def load() -> SchedConfig:
         metrics_label_values=int(_number("SCHED_METRICS_LABEL_VALUES", 100, minimum=1)),
         query_worker_wait_seconds=_number("SCHED_QUERY_WORKER_WAIT_SECONDS", 3),
         query_timeout_seconds=_number("SCHED_QUERY_TIMEOUT_SECONDS", 10, minimum=0.1),
+        update_timeout_seconds=_number("SCHED_UPDATE_TIMEOUT_SECONDS", 30, minimum=0.1),
     )
 
 

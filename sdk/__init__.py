@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         SchedAPIError,
         WorkflowAlreadyStartedError,
         WorkflowHandle,
+        WorkflowUpdateFailedError,
     )
     from sdk._converter import PayloadCodec, PayloadConversionError
     from sdk._errors import (
@@ -77,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "WorkflowFailureError": "sdk._errors",
     "WorkflowHandle": "sdk._client",
     "WorkflowInfo": "sdk._workflow",
+    "WorkflowUpdateFailedError": "sdk._client",
     "activity": "sdk._activity",
     "workflow": "sdk._workflow",
 }
@@ -123,6 +125,7 @@ __all__ = [
     "WorkflowFailureError",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowUpdateFailedError",
     "activity",
     "workflow",
 ]

@@ -46,6 +46,7 @@ __all__ = [
     "SchedAPIError",
     "WorkflowAlreadyStartedError",
     "WorkflowHandle",
+    "WorkflowUpdateFailedError",
 ]
 
 MAX_WAIT_PER_REQUEST = 60.0
@@ -71,6 +72,16 @@ class WorkflowAlreadyStartedError(SchedAPIError):
     def __init__(self, status_code: int, code: str, message: str, run_id: str | None) -> None:
         super().__init__(status_code, code, message)
         self.run_id = run_id
+
+
+class WorkflowUpdateFailedError(SchedAPIError):
+    """The update's handler failed the update (422 ``update_failed``): ``failure`` is the
+    failure it raised (an ``ApplicationError``'s type, message, details). The run goes on."""
+
+    def __init__(self, status_code: int, code: str, message: str,
+                 failure: dict[str, Any] | None) -> None:
+        super().__init__(status_code, code, message)
+        self.failure = failure
 
 
 # ---- request building and response parsing (shared by both clients) -------------------
@@ -262,6 +273,10 @@ def _raise_for_error(response: httpx.Response) -> None:
         raise WorkflowAlreadyStartedError(
             response.status_code, code, message, run_id if isinstance(run_id, str) else None
         )
+    if code == "update_failed":
+        failure = error.get("failure") if isinstance(error, Mapping) else None
+        raise WorkflowUpdateFailedError(response.status_code, code, message,
+                                        dict(failure) if isinstance(failure, Mapping) else None)
     raise SchedAPIError(response.status_code, code, message)
 
 
@@ -338,6 +353,23 @@ def _query_request(workflow_id: str, run_id: str | None, name: str,
         raise ValueError("the query name must be a non-empty string")
     body: dict[str, Any] = {"args": list(args), **_run_params(run_id)}
     return _Request("POST", _path(workflow_id, f"/queries/{quote(name, safe='')}"), json=body)
+
+
+UPDATE_WAIT_MARGIN = 60.0  # past the client's timeout: the engine waits up to ~45 s by default
+
+
+def _update_request(workflow_id: str, run_id: str | None, name: str, args: tuple[Any, ...],
+                    update_id: str | None, timeout: float) -> _Request:
+    """``POST .../updates/{name}``: sent once; asked again under the same ``update_id`` it is
+    answered by the first update's outcome (or waits on for it)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("the update name must be a non-empty string")
+    if update_id is not None and (not isinstance(update_id, str) or not update_id):
+        raise ValueError("update_id must be a non-empty string or None")
+    body: dict[str, Any] = {"args": [to_json(a) for a in args],
+                            "update_id": update_id or _request_id(), **_run_params(run_id)}
+    return _Request("POST", _path(workflow_id, f"/updates/{quote(name, safe='')}"), json=body,
+                    timeout=timeout + UPDATE_WAIT_MARGIN)
 
 
 def _query_result(response: httpx.Response) -> Any:
@@ -581,6 +613,25 @@ class WorkflowHandle:
         return _query_result(self.client._call(
             _query_request(self.workflow_id, self.run_id, name, args)))
 
+    def execute_update(self, name: str, *args: Any, update_id: str | None = None,
+                       result_type: Any = None) -> Any:
+        """Run the workflow's update handler ``name`` with ``args`` and return its result
+        (rebuilt as ``result_type``). ``update_id`` (default: a new one) makes it idempotent:
+        the same id again returns the first outcome. Raises ``SchedAPIError`` with ``code``
+        ``update_rejected`` (the validator refused; nothing was recorded),
+        ``update_not_found``, ``run_closed``, ``no_worker`` or ``update_timeout``, and
+        ``WorkflowUpdateFailedError`` (``update_failed``) when the handler failed it."""
+        req = _update_request(self.workflow_id, self.run_id, name, args, update_id,
+                              self.client.timeout)
+        converter = self.client._converter
+        try:
+            body = _object(self.client._call(req))
+        except WorkflowUpdateFailedError as err:
+            if err.failure is not None and converter.codec is not None:
+                err.failure = converter.decode_failure_sync(err.failure)
+            raise
+        return from_json(converter.decode_sync(body.get("result")), result_type)
+
     def cancel(self, reason: str | None = None) -> None:
         _body(self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),
                                          json=_reason_body(reason))))
@@ -798,6 +849,20 @@ class AsyncWorkflowHandle:
         """``WorkflowHandle.query``, awaitable."""
         return _query_result(await self.client._call(
             _query_request(self.workflow_id, self.run_id, name, args)))
+
+    async def execute_update(self, name: str, *args: Any, update_id: str | None = None,
+                             result_type: Any = None) -> Any:
+        """``WorkflowHandle.execute_update``, awaitable."""
+        req = _update_request(self.workflow_id, self.run_id, name, args, update_id,
+                              self.client.timeout)
+        converter = self.client._converter
+        try:
+            body = _object(await self.client._call(req))
+        except WorkflowUpdateFailedError as err:
+            if err.failure is not None and converter.codec is not None:
+                err.failure = await converter.decode_failure(err.failure)
+            raise
+        return from_json(await converter.decode(body.get("result")), result_type)
 
     async def cancel(self, reason: str | None = None) -> None:
         _body(await self.client._call(_Request("POST", _path(self.workflow_id, "/cancel"),

@@ -31,11 +31,15 @@ from sdk._errors import SchedError
 from sdk.protocol import EventType, WireEvent
 from sdk.protocol.limits import MAX_NAME_LENGTH
 
-__all__ = ["NOT_RUN_YET", "QUERY_FAILED", "QUERY_NOT_FOUND", "QueryAnswer", "QueryHandlers",
-           "history_for_query", "ran"]
+__all__ = ["NOT_RUN_YET", "NOT_RUN_YET_CODE", "QUERY_FAILED", "QUERY_NOT_FOUND", "UPDATE_NOT_FOUND",
+           "UPDATE_REJECTED", "QueryAnswer", "QueryHandlers", "history_for_query", "ran"]
 
 QUERY_NOT_FOUND = "query_not_found"
 QUERY_FAILED = "query_failed"
+# An update's validation (``query_task`` with ``update_validation``) answers these.
+UPDATE_NOT_FOUND = "update_not_found"
+UPDATE_REJECTED = "update_rejected"
+NOT_RUN_YET_CODE = "not_run_yet"
 
 _TASK_OUTCOMES = frozenset({EventType.WORKFLOW_TASK_COMPLETED, EventType.WORKFLOW_TASK_FAILED,
                             EventType.WORKFLOW_TASK_TIMED_OUT})
@@ -97,6 +101,33 @@ class QueryHandlers:
             if self._violation is None:
                 self._violation = message
             raise QueryCommandError(message)
+
+    def validate(self, name: str, validator: Callable[..., Any],
+                 args: list[Any]) -> QueryAnswer:
+        """Run an update's ``validator`` on ``args`` under the same guard as a query (it
+        must not change the run): ``update_rejected`` with the exception's message if it
+        raised or tried to change the run. Never raises."""
+        self._running, self._violation = True, None
+        try:
+            value = validator(*args)
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if callable(close):
+                    close()
+                raise TypeError("the update validator returned an awaitable: validators "
+                                "must be sync functions")
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            violation = self._violation
+            message = violation or str(getattr(exc, "message", "") or exc) or type(exc).__name__
+            return QueryAnswer(error=UPDATE_REJECTED, message=message,
+                               changed=violation is not None)
+        finally:
+            self._running = False
+        if self._violation is not None:
+            return QueryAnswer(error=UPDATE_REJECTED, message=self._violation, changed=True)
+        return QueryAnswer()
 
     def answer(self, name: str, args: list[Any]) -> QueryAnswer:
         """Call the handler ``name`` with ``args``. Never raises."""

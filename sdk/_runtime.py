@@ -92,7 +92,7 @@ from sdk._errors import (
     SchedError,
     failure_from_exception,
 )
-from sdk._queries import QueryAnswer, QueryHandlers
+from sdk._queries import UPDATE_NOT_FOUND, QueryAnswer, QueryHandlers
 from sdk._workflow import (
     ActivityHandle,
     ChildWorkflowHandle,
@@ -109,6 +109,7 @@ from sdk.protocol import (
     CancelTimer,
     CancelWorkflow,
     Command,
+    CompleteUpdate,
     CompleteWorkflow,
     ContinueAsNew,
     EventType,
@@ -154,6 +155,7 @@ _COMMAND_EVENTS: dict[EventType, tuple[str, str | None]] = {
     E.WORKFLOW_EXECUTION_CANCELED: ("cancel_workflow", None),
     E.START_CHILD_WORKFLOW_EXECUTION_INITIATED: ("start_child_workflow", "workflow_type"),
     E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: ("signal_external_workflow", "signal_name"),
+    E.WORKFLOW_EXECUTION_UPDATE_COMPLETED: ("complete_update", "update_id"),
 }
 # Events a completed task's commands produce that are not matched (cancels are best effort:
 # the engine drops one whose target already finished). A continue-as-new is not matched
@@ -185,7 +187,8 @@ _JOB_EVENTS = frozenset(
     {
         E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED, E.ACTIVITY_TASK_TIMED_OUT,
         E.ACTIVITY_TASK_CANCELED, E.TIMER_FIRED, E.WORKFLOW_EXECUTION_SIGNALED,
-        E.WORKFLOW_EXECUTION_CANCEL_REQUESTED, *_CHILD_JOB_EVENTS,
+        E.WORKFLOW_EXECUTION_CANCEL_REQUESTED, E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+        *_CHILD_JOB_EVENTS,
     }
 )
 # Events with nothing for the workflow code.
@@ -486,6 +489,10 @@ class WorkflowInstance:
         # Set by ``replay_history``: every activation's commands, replayed ones included.
         self._record: list[list[Command]] | None = None
         self._queries = QueryHandlers()  # ctx.set_query_handler (sdk._queries)
+        # Update handlers by name (fn, validator), and accepted updates waiting for theirs.
+        self._update_handlers: dict[str, tuple[Callable[..., object],
+                                               Callable[..., object] | None]] = {}
+        self._waiting_updates: deque[tuple[str, str, list[Any]]] = deque()
 
     # ---- the worker's side ---------------------------------------------------------------
 
@@ -501,6 +508,20 @@ class WorkflowInstance:
         """Answer the query ``name`` from the workflow's state now; never raises, changes
         nothing (``sdk._queries``)."""
         return self._queries.answer(name, args)
+
+    def validate_update(self, name: str, args: list[Any]) -> QueryAnswer:
+        """Run the validator of the update handler ``name`` on ``args`` against the
+        workflow's state now, changing nothing: ``result`` None if it accepts, else ``error``
+        ``update_not_found`` or ``update_rejected``. Never raises."""
+        entry = self._update_handlers.get(name)
+        if entry is None:
+            known = ", ".join(repr(n) for n in sorted(self._update_handlers)) or "none"
+            return QueryAnswer(error=UPDATE_NOT_FOUND, message=(
+                f"the workflow has no update handler {name!r} (handlers: {known})"))
+        validator = entry[1]
+        if validator is None:
+            return QueryAnswer()
+        return self._queries.validate(name, validator, args)
 
     @property
     def busy_since(self) -> float | None:
@@ -779,6 +800,10 @@ class WorkflowInstance:
         if event_type in _CHILD_JOB_EVENTS:
             self._apply_child_job(event_type, attributes)
             return
+        if event_type == E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            self._accept_update(str(attributes["update_id"]), str(attributes["update_name"]),
+                                list(attributes.get("args") or []))
+            return
         seq = attributes["seq"]
         future = self._pending.pop(seq, None)
         if event_type == E.TIMER_FIRED:
@@ -982,6 +1007,56 @@ class WorkflowInstance:
 
     def _run_handler(self, fn: Callable[..., object], *args: Any) -> None:
         self._handler_tasks.append(self._loop.create_task(_call_handler(fn, args)))
+
+    # ---- updates ---------------------------------------------------------------------------
+
+    def set_update_handler(self, name: str, fn: Callable[..., object] | None,
+                           validator: Callable[..., object] | None) -> None:
+        self._queries.check("set an update handler")
+        if fn is None:
+            self._update_handlers.pop(name, None)
+            return
+        self._update_handlers[name] = (fn, validator)
+        kept: deque[tuple[str, str, list[Any]]] = deque()
+        for update in self._waiting_updates:  # accepted before their handler was set
+            if update[1] == name:
+                self._run_update(fn, *update)
+            else:
+                kept.append(update)
+        self._waiting_updates = kept
+
+    def _accept_update(self, update_id: str, name: str, args: list[Any]) -> None:
+        entry = self._update_handlers.get(name)
+        if entry is None:  # removed since its validation, or set later: it waits
+            self._waiting_updates.append((update_id, name, args))
+            return
+        self._run_update(entry[0], update_id, name, args)
+
+    def _run_update(self, fn: Callable[..., object], update_id: str, name: str,
+                    args: list[Any]) -> None:
+        self._handler_tasks.append(self._loop.create_task(self._update(fn, update_id, args)))
+
+    async def _update(self, fn: Callable[..., object], update_id: str,
+                      args: list[Any]) -> None:
+        """Run an update's handler and complete the update with what it returned, or fail
+        the update with an exception that would fail the run (an ``ApplicationError``, an
+        ``ActivityError``...). Any other exception is a bug: it escapes, and fails the
+        workflow task like the workflow function's own."""
+        key: _Key = ("complete_update", 0, update_id)
+        try:
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
+            result = to_json(value)
+            json.dumps(result)
+        except BaseException as exc:
+            if (isinstance(exc, self._run_failures)
+                    and not isinstance(exc, PayloadConversionError | ContinueAsNewError)):
+                self._issue(CompleteUpdate(update_id=update_id,
+                                           failure=failure_from_exception(exc)), key)
+                return
+            raise
+        self._issue(CompleteUpdate(update_id=update_id, result=result), key)
 
     async def wait_condition(self, fn: Callable[[], object], timeout_ms: int | None) -> None:
         if fn():

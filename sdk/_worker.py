@@ -99,7 +99,14 @@ from sdk._converter import (
     to_json,
 )
 from sdk._errors import ApplicationError, SchedError, failure_from_exception
-from sdk._queries import NOT_RUN_YET, QUERY_FAILED, QueryAnswer, history_for_query, ran
+from sdk._queries import (
+    NOT_RUN_YET,
+    NOT_RUN_YET_CODE,
+    QUERY_FAILED,
+    QueryAnswer,
+    history_for_query,
+    ran,
+)
 from sdk._runtime import (
     ActivationResult,
     LocalActivityOutcome,
@@ -898,7 +905,7 @@ class Worker:
         if (cached is not None and msg.sticky_next_event_id
                 and cached.next_event_id == msg.sticky_next_event_id):
             # In the cache, an instance is between activations: nothing else runs it now.
-            answer = cached.query(msg.query_name, list(msg.args))
+            answer = _ask(cached, msg)
             if answer.changed:
                 self._evict(msg.run_id)
             self._answer_query(msg.token, answer)
@@ -952,13 +959,14 @@ class Worker:
                                 failure_exception_types=self._failure_types)
         replay = history_for_query(events)
         if not ran(replay):
-            return NOT_RUN_YET
+            return NOT_RUN_YET if not msg.update_validation else QueryAnswer(
+                error=NOT_RUN_YET_CODE, message=NOT_RUN_YET.message)
         answers: list[QueryAnswer] = []
 
         def run() -> ActivationResult:
             res = inst.activate(replay)
             if res.failure is None and res.local_activities is None:
-                answers.append(inst.query(msg.query_name, list(msg.args)))
+                answers.append(_ask(inst, msg))
             return res
 
         outcome = await run_activation(run, inst, deadlock_timeout=self._deadlock_timeout)
@@ -1310,3 +1318,10 @@ def _warn_if_long(task: WorkflowTask, events: list[WireEvent]) -> None:
 def _run_fields(task: WorkflowTask | ActivityTask | ActivityInfo) -> dict[str, str]:
     """The ``extra`` of a log line about one run: its ids, as structured log fields."""
     return {"workflow_id": task.workflow_id, "run_id": task.run_id}
+
+
+def _ask(instance: WorkflowInstance, msg: QueryTask) -> QueryAnswer:
+    """What a ``query_task`` asks of the instance: a query, or an update's validation."""
+    if msg.update_validation:
+        return instance.validate_update(msg.query_name, list(msg.args))
+    return instance.query(msg.query_name, list(msg.args))

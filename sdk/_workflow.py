@@ -333,6 +333,8 @@ class WorkflowRuntime(Protocol):
     def signal_child(self, handle: ChildWorkflowHandle, name: str,
                      input: Any) -> DurableFuture: ...
     def set_query_handler(self, name: str, fn: Callable[..., Any] | None) -> None: ...
+    def set_update_handler(self, name: str, fn: Callable[..., object] | None,
+                           validator: Callable[..., object] | None) -> None: ...
 
 
 def activity_name(activity: Any) -> str:
@@ -700,6 +702,35 @@ class WorkflowContext:
         ``None`` removes the handler. A query changes nothing: a handler that issues a command
         (an activity, a timer, ``ctx.random()``...) fails that query, never the workflow."""
         self._rt.set_query_handler(name, fn)
+
+    def set_update_handler(self, name: str, fn: Callable[..., object] | None, *,
+                           validator: Callable[..., object] | None = None) -> None:
+        """Handle the updates named ``name`` (a client's ``handle.execute_update(name,
+        *args)``) with ``fn(*args)``, whose return value (JSON) is the update's result.
+
+        ``fn`` may be sync or ``async``: an async handler may run activities, sleep and wait
+        like any workflow coroutine; each accepted update runs it as a coroutine of its own,
+        in the order the updates were accepted. An ``ApplicationError`` (or an
+        ``ActivityError``, or another of the workflow's failure exception types) escaping it
+        fails the update, not the run; any other exception fails the workflow task, like one
+        escaping the workflow function.
+
+        ``validator``, a plain (sync) function called with the same ``args`` before the
+        update is accepted, rejects it by raising: the caller gets ``update_rejected`` with
+        the exception's message and nothing is written to the history. Like a query
+        handler, it reads the workflow's state and must not change it. ``fn=None`` removes
+        the handler. Updates accepted before their handler is set wait for it."""
+        if not isinstance(name, str):
+            raise TypeError("the update name must be a string")
+        check_name(name, what="the update name")
+        if fn is not None and not callable(fn):
+            raise TypeError(f"an update handler must be callable, not {fn!r}")
+        if validator is not None:
+            if not callable(validator):
+                raise TypeError(f"an update validator must be callable, not {validator!r}")
+            if inspect.iscoroutinefunction(validator):
+                raise TypeError("an update validator must be a plain (sync) function")
+        self._rt.set_update_handler(name, fn, validator)
 
 
 def _patch_id(patch_id: Any) -> str:

@@ -35,6 +35,7 @@ from workflows.core.state import Status
 from workflows.errors import InvalidInput
 from workflows.models import Execution, HistoryEvent
 from workflows.services import get_run
+from workflows.store import update_events
 
 # A commit of the run in this engine process wakes a waiting read at once
 # (``workflows.changes``); this is how soon one sees a change another engine process committed.
@@ -249,6 +250,24 @@ def execution_result(*, workflow_id: str, run_id: str | None = None,
         run = follow_chain(poll(run.pk, read, lambda r: r.status != Status.RUNNING.value,
                                 wait=remaining, closing_only=True))
     return run
+
+
+def update_outcome(*, execution_id: int, update_id: str,
+                   wait: float = 0) -> tuple[dict[str, Any] | None, str]:
+    """The attributes of the run's WorkflowExecutionUpdateCompleted for ``update_id`` (None
+    if not recorded) and the run's status, once the update completed or the run closed, or
+    after ``wait`` seconds."""
+    def read() -> tuple[dict[str, Any] | None, str]:
+        # The status first: a run read closed has all its events written, the update's too.
+        status = (Execution.objects.filter(pk=execution_id)
+                  .values_list("status", flat=True).first()) or Status.RUNNING.value
+        completed = update_events(execution_id, update_id).get(
+            EventType.WORKFLOW_EXECUTION_UPDATE_COMPLETED.value)
+        return completed, status
+
+    return poll(execution_id, read,
+                lambda outcome: outcome[0] is not None or outcome[1] != Status.RUNNING.value,
+                wait=wait)
 
 
 MAX_CHAIN_HOPS = 10_000  # a bound on following one request's continue-as-new chain

@@ -27,15 +27,14 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from schedproject import sql
-from workflows.core.events import Event
+from workflows.core.events import Event, EventType
 from workflows.core.state import Status
 from workflows.models import Execution, HistoryEvent, RequestRecord
 
 __all__ = [
     "Execution", "append", "create", "get_many", "history", "is_open", "lock", "lock_if_free",
     "lock_many_skip_locked", "open_run", "record_request", "request_and_open_run",
-    "request_record", "run", "runs",
-    "save", "started_attributes",
+    "request_record", "run", "runs", "save", "started_attributes", "update_events",
 ]
 
 
@@ -242,3 +241,17 @@ def record_request(request_id: str, *, kind: str, execution: Execution, now: dat
     ``sql.deferring`` when the held writes are sent, before the commit either way)."""
     sql.insert([RequestRecord(request_id=request_id, kind=kind, execution=execution,
                               created_at=now)])
+
+
+_UPDATE_EVENTS = (EventType.WORKFLOW_EXECUTION_UPDATE_ACCEPTED.value,
+                  EventType.WORKFLOW_EXECUTION_UPDATE_COMPLETED.value)
+
+
+def update_events(execution_id: int, update_id: str) -> dict[str, dict[str, Any]]:
+    """The run's UpdateAccepted and UpdateCompleted events of ``update_id`` (at most one of
+    each), as ``{event_type: attributes}``."""
+    rows = (HistoryEvent.objects
+            .filter(execution_id=execution_id, event_type__in=_UPDATE_EVENTS,
+                    attributes__update_id=update_id)
+            .values_list("event_type", "attributes"))
+    return {event_type: attributes for event_type, attributes in rows}

@@ -36,6 +36,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
          name="workflow-terminate"),
     path("api/workflows/<workflow_id:workflow_id>/queries/<workflow_id:name>",
          views.WorkflowQueryApi.as_view(), name="workflow-query"),
+    path("api/workflows/<workflow_id:workflow_id>/updates/<workflow_id:name>",
+         views.WorkflowUpdateApi.as_view(), name="workflow-update"),
     path("api/workflows/<workflow_id:workflow_id>", views.WorkflowDetailApi.as_view(),
          name="workflow-detail"),
     path("api/activities/<str:task_token>/complete", views.ActivityCompleteApi.as_view(),

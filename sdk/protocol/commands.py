@@ -26,6 +26,7 @@ from sdk.protocol.limits import (
     MAX_DURATION_MS,
     MAX_NAME_LENGTH,
     MAX_SEQ,
+    MAX_UPDATE_ID_LENGTH,
     MAX_WORKFLOW_ID_LENGTH,
     MIN_BACKOFF_COEFFICIENT,
     MIN_SEQ,
@@ -44,6 +45,7 @@ __all__ = [
     "CancelTimer",
     "CancelWorkflow",
     "Command",
+    "CompleteUpdate",
     "CompleteWorkflow",
     "ContinueAsNew",
     "FailWorkflow",
@@ -300,6 +302,18 @@ class RequestCancelExternalWorkflow:
     kind: str = "request_cancel_external_workflow"
 
 
+@dataclass(frozen=True, slots=True)
+class CompleteUpdate:
+    """The handler of the accepted update ``update_id`` is done: it returned ``result``, or
+    (``failure`` set) failed the update. The run goes on either way."""
+
+    writes: ClassVar[tuple[EventType, ...]] = (E.WORKFLOW_EXECUTION_UPDATE_COMPLETED,)
+    update_id: str
+    result: JSONValue = None
+    failure: WireFailure | None = None
+    kind: str = "complete_update"
+
+
 Command = (
     ScheduleActivity
     | RequestCancelActivity
@@ -313,12 +327,13 @@ Command = (
     | StartChildWorkflow
     | SignalExternalWorkflow
     | RequestCancelExternalWorkflow
+    | CompleteUpdate
 )
 
 COMMAND_CLASSES: tuple[type[Command], ...] = (
     ScheduleActivity, RequestCancelActivity, StartTimer, CancelTimer, RecordMarker,
     CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew, StartChildWorkflow,
-    SignalExternalWorkflow, RequestCancelExternalWorkflow,
+    SignalExternalWorkflow, RequestCancelExternalWorkflow, CompleteUpdate,
 )
 TERMINAL_COMMANDS = (CompleteWorkflow, FailWorkflow, CancelWorkflow, ContinueAsNew)
 """Commands that close the run: at most one per task, and the last."""
@@ -402,6 +417,21 @@ def _seq(raw: Mapping[str, Any]) -> int:
     return _int(raw, "seq", minimum=MIN_SEQ, maximum=MAX_SEQ)
 
 
+def _update_id(raw: Mapping[str, Any]) -> str:
+    value = raw.get("update_id")
+    if not isinstance(value, str) or not value or len(value) > MAX_UPDATE_ID_LENGTH:
+        raise InvalidCommand(
+            f"update_id must be a non-empty string of at most {MAX_UPDATE_ID_LENGTH}")
+    return value
+
+
+def _complete_update(raw: Mapping[str, Any]) -> CompleteUpdate:
+    failure = None if raw.get("failure") is None else _failure(raw)
+    return CompleteUpdate(update_id=_update_id(raw),
+                          result=None if failure is not None else raw.get("result"),
+                          failure=failure)
+
+
 def _failure(raw: Mapping[str, Any]) -> WireFailure:
     failure = raw.get("failure")
     if not isinstance(failure, Mapping):
@@ -451,6 +481,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "request_cancel_external_workflow": lambda r: RequestCancelExternalWorkflow(
         seq=_seq(r), workflow_id=_workflow_id(r), run_id=_run_id(r),
     ),
+    "complete_update": _complete_update,
 }
 
 

@@ -64,6 +64,8 @@ class EventType(StrEnum):
     EXTERNAL_WORKFLOW_EXECUTION_SIGNALED = "ExternalWorkflowExecutionSignaled"
     REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED = (
         "RequestCancelExternalWorkflowExecutionInitiated")
+    WORKFLOW_EXECUTION_UPDATE_ACCEPTED = "WorkflowExecutionUpdateAccepted"
+    WORKFLOW_EXECUTION_UPDATE_COMPLETED = "WorkflowExecutionUpdateCompleted"
 
 
 E = EventType
@@ -399,6 +401,26 @@ class RequestCancelExternalWorkflowExecutionInitiated(TypedDict):
     run_id: str | None
 
 
+class WorkflowExecutionUpdateAccepted(TypedDict):
+    """An update passed its validator on a worker and was accepted: the workflow runs its
+    handler ``update_name`` with ``args``. ``update_id`` is the caller's (or a drawn) id: an
+    update under an id already accepted is not accepted again."""
+
+    update_id: str
+    update_name: str
+    args: list[JSONValue]
+
+
+class WorkflowExecutionUpdateCompleted(TypedDict):
+    """A ``complete_update`` command: the update's handler returned ``result``, or failed
+    the update with ``failure`` (the run goes on either way)."""
+
+    update_id: str
+    accepted_event_id: int
+    result: JSONValue
+    failure: Failure | None
+
+
 ATTRIBUTE_SHAPES: dict[EventType, type] = {
     E.WORKFLOW_EXECUTION_STARTED: WorkflowExecutionStarted,
     E.WORKFLOW_TASK_SCHEDULED: WorkflowTaskScheduled,
@@ -438,6 +460,8 @@ ATTRIBUTE_SHAPES: dict[EventType, type] = {
     E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED: ExternalWorkflowExecutionSignaled,
     E.REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
         RequestCancelExternalWorkflowExecutionInitiated,
+    E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED: WorkflowExecutionUpdateAccepted,
+    E.WORKFLOW_EXECUTION_UPDATE_COMPLETED: WorkflowExecutionUpdateCompleted,
 }
 """The attributes of each event type, as a ``TypedDict`` named after it."""
 
@@ -478,6 +502,7 @@ INPUT_EVENTS = frozenset(
         *CHILD_CLOSED_EVENTS,
         E.SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_FAILED,
         E.EXTERNAL_WORKFLOW_EXECUTION_SIGNALED,
+        E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
     }
 )
 """Events that give a running workflow something new to react to: each one needs a workflow

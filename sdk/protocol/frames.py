@@ -299,6 +299,11 @@ class QueryTask(Message):
     # The event after the last workflow task this worker ran for the run, as the engine
     # knows it (0: none): a cached instance that expects this event id is current.
     sticky_next_event_id: int = 0
+    # Not a query: run the validator of the update handler ``query_name`` with ``args``
+    # (``result`` null if it accepts; ``error`` ``update_rejected`` if it raised,
+    # ``update_not_found`` if the workflow set no such handler, ``not_run_yet`` if no
+    # workflow task of the run has completed yet).
+    update_validation: bool = False
 
 
 @dataclass(frozen=True, slots=True)

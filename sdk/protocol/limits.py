@@ -21,6 +21,9 @@ MAX_REQUEST_ID_LENGTH: Final = 64
 """The ``id`` a worker puts on a frame to have it acknowledged, and the ``request_id`` of a
 REST start or signal (characters)."""
 
+MAX_UPDATE_ID_LENGTH: Final = 255
+"""An update's ``update_id``, chosen by the caller or drawn by the client (characters)."""
+
 MAX_ERROR_MESSAGE_LENGTH: Final = 65_536
 """The ``message`` of an ``error`` frame (characters)."""
 
@@ -72,6 +75,7 @@ LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (
     ("MAX_WORKFLOW_ID_LENGTH", MAX_WORKFLOW_ID_LENGTH, "characters in a workflow id"),
     ("MAX_REQUEST_ID_LENGTH", MAX_REQUEST_ID_LENGTH,
      "characters in a frame's `id` and in a REST request's `request_id`"),
+    ("MAX_UPDATE_ID_LENGTH", MAX_UPDATE_ID_LENGTH, "characters in an update's `update_id`"),
     ("MAX_ERROR_MESSAGE_LENGTH", MAX_ERROR_MESSAGE_LENGTH,
      "characters in an `error` frame's `message`"),
     ("MAX_COUNT", MAX_COUNT, "largest value of a frame's integer field (smallest: 0)"),

@@ -81,6 +81,7 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "continue_as_new": ("input",),
     "start_child_workflow": ("input",),
     "signal_external_workflow": ("input",),
+    "complete_update": ("result", "failure"),
     # frames, by type
     "activity_task": ("input", "heartbeat_details"),
     "activity_heartbeat": ("details",),
@@ -103,6 +104,7 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     "ChildWorkflowExecutionFailed": ("failure",),
     "ChildWorkflowExecutionCanceled": ("details",),
     "SignalExternalWorkflowExecutionInitiated": ("input",),
+    "WorkflowExecutionUpdateCompleted": ("result", "failure"),
 }
 """Which fields of a command, frame or event hold payloads a codec encodes. A field named
 ``failure`` holds a failure: its ``details`` are encoded, at every level of its ``cause`` chain

@@ -25,6 +25,7 @@ OPERATIONS = {
     ("/api/activities/{task_token}/fail", "post"): "activity_fail",
     ("/api/activities/{task_token}/heartbeat", "post"): "activity_heartbeat",
     ("/api/workflows/{workflow_id}/queries/{name}", "post"): "workflow_query",
+    ("/api/workflows/{workflow_id}/updates/{name}", "post"): "workflow_update",
     ("/healthz", "get"): "healthz",
 }
 

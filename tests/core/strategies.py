@@ -86,6 +86,8 @@ def any_command() -> st.SearchStrategy[c.Command]:
                   input=json_values, run_id=st.none() | st.uuids().map(str)),
         st.builds(c.RequestCancelExternalWorkflow, seq=seqs, workflow_id=names,
                   run_id=st.none() | st.uuids().map(str)),
+        st.builds(c.CompleteUpdate, update_id=names, result=json_values, failure=st.none()),
+        st.builds(c.CompleteUpdate, update_id=names, failure=failures),
     )
 
 
@@ -148,7 +150,7 @@ class Driver:
             ops += ["child_closed"] * 2
         if s.external:
             ops += ["child_signaled"]
-        ops += ["signal", "request_cancel"]
+        ops += ["signal", "request_cancel", "accept_update"]
         return ops
 
     def step(self) -> Step | None:
@@ -178,6 +180,12 @@ class Driver:
     def _signal(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
         return decide.signal(s, name=self.draw(st.sampled_from(["go", "stop"])),
                              input=self.draw(json_values), now=self.now())
+
+    def _accept_update(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
+        update_id = self.draw(st.sampled_from(["u1", "u2", "u3"]))
+        d["update_id"] = update_id
+        return decide.accept_update(s, update_id=update_id, name="add", args=[1],
+                                    now=self.now())
 
     def _request_cancel(self, s: ExecutionState, d: dict[str, Any]) -> decide.Transition:
         return decide.request_cancel(s, reason=self.draw(st.none() | st.just("user")),
@@ -294,6 +302,13 @@ class Driver:
             else:
                 target = draw(st.sampled_from(sorted(activities))) if activities else seq + 1
                 cmds.append(c.RequestCancelActivity(seq=target))
+        for update_id in sorted(s.updates):  # some pending updates complete, some fail
+            outcome = draw(st.sampled_from(["wait", "complete", "fail"]))
+            if outcome == "complete":
+                cmds.append(c.CompleteUpdate(update_id=update_id, result=update_id))
+            elif outcome == "fail":
+                cmds.append(c.CompleteUpdate(update_id=update_id, failure=c.normalize_failure(
+                    {"type": "Rejected", "message": "no"})))
         closing = draw(st.sampled_from(
             [None] * 20 + ["complete", "fail", "cancel"] * self.closing_weight))
         if closing == "complete":

@@ -95,3 +95,27 @@ def test_child_workflows_are_bars_from_their_start_to_their_end() -> None:
                     ("child", "child ship", "start_failed", False, True),
                     ("child", "child audit", "starting", True, False)]
     assert "workflow id ship-7" in tl.bars[0].title and "NoTruck" in tl.bars[0].last_failure
+
+
+def test_updates_are_bars_from_their_acceptance_to_their_completion() -> None:
+    events = [
+        Ev(1, "WorkflowExecutionStarted", at(0)),
+        Ev(5, "WorkflowExecutionUpdateAccepted", at(1),
+           {"update_id": "u1", "update_name": "add", "args": [1]}),
+        Ev(6, "WorkflowExecutionUpdateAccepted", at(2),
+           {"update_id": "u2", "update_name": "checkout", "args": []}),
+        Ev(7, "WorkflowExecutionUpdateAccepted", at(2),
+           {"update_id": "u3", "update_name": "add", "args": [2]}),
+        Ev(9, "WorkflowExecutionUpdateCompleted", at(3),
+           {"update_id": "u1", "accepted_event_id": 5, "result": 1, "failure": None}),
+        Ev(10, "WorkflowExecutionUpdateCompleted", at(4), {
+            "update_id": "u2", "accepted_event_id": 6, "result": None,
+            "failure": {"type": "EmptyCart", "message": "the cart is empty"}}),
+    ]
+    tl = timeline.build(events, now=at(10))
+    bars = [(b.kind, b.label, b.outcome, b.is_open, b.failed) for b in tl.bars]
+    assert bars == [("update", "update add", "completed", False, False),
+                    ("update", "update checkout", "failed", False, True),
+                    ("update", "update add", "accepted", True, False)]
+    assert "update id u2" in tl.bars[1].title
+    assert tl.bars[1].last_failure == "EmptyCart: the cart is empty"

@@ -23,11 +23,16 @@ pytestmark = pytest.mark.chaos
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
-# A query's 504 (``no_worker``, ``query_timeout``) is documented: no worker serves the run, or
-# none answered in time. The engine gives up on finding a worker at once here.
+# A query's and an update's 504 (``no_worker``, ``query_timeout``, ``update_timeout``) is
+# documented: no worker serves the run, or none answered in time. The engine gives up on
+# finding a worker at once here.
 CONFIG = """
 [[operations]]
 include-path = "/api/workflows/{workflow_id}/queries/{name}"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "504"]
+
+[[operations]]
+include-path = "/api/workflows/{workflow_id}/updates/{name}"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "504"]
 """
 

@@ -228,6 +228,37 @@ def _rolling() -> EngineSim:
     return sim
 
 
+def _cart() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_cart, "ann", workflow_id="cart-1", run_id="5e1f-golden-cart")
+    sim.update("u1", "add", "tea")  # before its handler is set: it waits for it
+    sim.run_task()
+    sim.advance(5)
+    sim.update("u2", "checkout", None)  # runs an activity, then sleeps
+    sim.update("u3", "add", "cup")
+    sim.run_task()  # u2's activity; u3 completed
+    sim.advance(1)
+    sim.update("u4", "checkout", "SPRING")  # a second checkout: it too runs
+    sim.drive({"golden.price_cart": lambda items: 3 * len(items),
+               "price_cart": lambda items: 3 * len(items)})
+    return sim
+
+
+def _empty_cart() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_cart, "bob", workflow_id="cart-2", run_id="8a3c-golden-cart")
+    sim.run_task()
+    sim.update("u1", "checkout", None)  # fails the update (EmptyCart), not the run
+    sim.run_task()
+    sim.update("u2", "add", "tea")
+    sim.update("u3", "checkout", None)
+    sim.drive({"golden.price_cart": lambda items: 3 * len(items),
+               "price_cart": lambda items: 3 * len(items)})
+    return sim
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -247,6 +278,8 @@ SCENARIOS = {
     "refund": ("fixtures.golden_workflows:golden_refund", _refund),
     "family": ("fixtures.golden_workflows:golden_family", _family),
     "rolling": ("fixtures.golden_workflows:golden_rolling", _rolling),
+    "cart": ("fixtures.golden_workflows:golden_cart", _cart),
+    "empty_cart": ("fixtures.golden_workflows:golden_cart", _empty_cart),
 }
 
 

@@ -198,6 +198,11 @@ class EngineSim:
     def cancel(self) -> None:
         self._apply(decide.request_cancel(self.state, reason="test", now=self.now))
 
+    def update(self, update_id: str, name: str, *args: Any) -> None:
+        """The engine accepts the update ``update_id`` (its validator passed)."""
+        self._apply(decide.accept_update(self.state, update_id=update_id, name=name,
+                                         args=list(args), now=self.now))
+
     def child_closed(self, workflow_id: str, outcome: str, **attributes: Any) -> None:
         """The child ``workflow_id`` ended with ``outcome`` (``ChildWorkflowExecution...``)."""
         self._apply(decide.child_closed(

@@ -18,10 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dispatch import lessees, queries
+from dispatch import lessees, queries, updates
 from schedproject import config
 from schedproject.tracing import current_traceparent
-from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH
+from sdk.protocol.limits import MAX_REQUEST_ID_LENGTH, MAX_UPDATE_ID_LENGTH
 from workflows import selectors, services
 from workflows.core import visibility
 from workflows.core.state import Status
@@ -648,6 +648,66 @@ class WorkflowQueryApi(RunApiView):
         with waiters.slot(query_wait_seconds()):  # this request's thread waits
             result = async_to_sync(queries.ask)(target, name=name, args=list(data["args"]))
         return Response(QueryOutputSerializer({"result": result}).data)
+
+
+# ---- updates (dispatch.updates) --------------------------------------------------------------
+
+UPDATE_NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH,
+                               description="The update's name (URL-encoded).")
+
+
+class UpdateOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    result = serializers.JSONField(allow_null=True,
+                                   help_text="What the update handler returned.")
+
+
+class WorkflowUpdateApi(RunApiView):
+    class UpdateInputSerializer(InputSerializer):
+        args = serializers.ListField(
+            child=JSONValueField(), required=False, default=list, max_length=MAX_QUERY_ARGS,
+            help_text="The handler's (and its validator's) arguments, in order.")
+        update_id = StrictCharField(
+            required=False, default=None, allow_null=True, min_length=1,
+            max_length=MAX_UPDATE_ID_LENGTH,
+            help_text="Your id for this update (default: a new one): asked again, an update "
+                      "id already accepted is not accepted twice and answers its first "
+                      "outcome.")
+        run_id = RunIdField(required=False)
+
+    @extend_schema(
+        operation_id="workflow_update", parameters=[WORKFLOW_ID, UPDATE_NAME],
+        request=UpdateInputSerializer,
+        responses={200: UpdateOutputSerializer,
+                   404: OpenApiResponse(ErrorSerializer, description=(
+                       "No such workflow or run (`not_found`), or the workflow has no update "
+                       "handler of that name (`update_not_found`, answered by the worker).")),
+                   409: OpenApiResponse(ErrorSerializer, description=(
+                       "The run is closed, or closed before the update completed "
+                       "(`run_closed`).")),
+                   422: OpenApiResponse(ErrorSerializer, description=(
+                       "Invalid input (`invalid_input`, `invalid_name`); the validator "
+                       "rejected the update (`update_rejected`, nothing written); or the "
+                       "handler failed the update (`update_failed`, with its `failure`; the "
+                       "run goes on).")),
+                   504: OpenApiResponse(ErrorSerializer, description=(
+                       "No connected worker serves the run's type and queue (`no_worker`), "
+                       "or the update was not validated or completed in time "
+                       "(`update_timeout`, after `SCHED_UPDATE_TIMEOUT_SECONDS`; asking "
+                       "again with the same `update_id` waits on).")),
+                   **_errors(400, 401, 403, 413, 503)},
+        description="Run the workflow's update handler `name` with `args` and answer its "
+                    "result: a worker runs the handler's validator first (a rejection "
+                    "writes nothing), then the update is recorded as accepted, the workflow "
+                    "runs the handler, and its completion is recorded and answered.")
+    def post(self, request: Request, workflow_id: str, name: str) -> Response:
+        _validated(WorkflowQueryApi.QueryNameSerializer, {"name": name})
+        data = _validated(self.UpdateInputSerializer, request.data)
+        update = updates.Update(workflow_id=workflow_id, run_id=data.get("run_id"), name=name,
+                                args=list(data["args"]),
+                                update_id=data["update_id"] or updates.new_update_id())
+        with waiters.slot(updates.update_wait_seconds()):  # this request's thread waits
+            result = updates.execute_update(update)
+        return Response(UpdateOutputSerializer({"result": result}).data)
 
 
 # ---- health --------------------------------------------------------------------------------

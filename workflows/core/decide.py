@@ -135,6 +135,20 @@ def signal(state: ExecutionState, *, name: str, input: Any, now: datetime) -> Tr
     return t
 
 
+def accept_update(state: ExecutionState, *, update_id: str, name: str, args: list[Any],
+                  now: datetime) -> Transition:
+    """An update passed its validator (on a worker, before this transition): record it for
+    the workflow's handler to run, like a signal. An update already pending under
+    ``update_id`` records nothing (the caller waits for the one accepted before)."""
+    t = _open(state, now)
+    if update_id in state.updates:
+        return t
+    t.add(E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED, update_id=update_id, update_name=name,
+          args=list(args))
+    _needs_task(t)
+    return t
+
+
 def request_cancel(state: ExecutionState, *, reason: str | None, now: datetime) -> Transition:
     t = _open(state, now)
     if state.cancel_requested:
@@ -487,6 +501,13 @@ def _apply_command(t: Transition, cmd: c.Command, answers: _Answers,
         if activity is not None and not activity.cancel_requested:
             t.add(E.ACTIVITY_TASK_CANCEL_REQUESTED,
                   scheduled_event_id=activity.scheduled_event_id, seq=cmd.seq)
+    elif isinstance(cmd, c.CompleteUpdate):
+        accepted = t.state.updates.get(cmd.update_id)
+        if accepted is None:
+            raise Rejected("invalid_command",
+                           f"complete_update for update {cmd.update_id!r} that is not pending")
+        t.add(E.WORKFLOW_EXECUTION_UPDATE_COMPLETED, update_id=cmd.update_id,
+              accepted_event_id=accepted, result=cmd.result, failure=cmd.failure)
     elif isinstance(cmd, c.CompleteWorkflow):
         t.add(E.WORKFLOW_EXECUTION_COMPLETED, result=cmd.result)
     elif isinstance(cmd, c.FailWorkflow):

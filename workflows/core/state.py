@@ -102,6 +102,8 @@ class ExecutionState:
     timers: Mapping[int, PendingTimer] = field(default_factory=dict)
     children: Mapping[int, PendingChild] = field(default_factory=dict)
     external: Mapping[int, PendingExternal] = field(default_factory=dict)
+    # Updates accepted and not yet completed: update id -> its UpdateAccepted event id.
+    updates: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -132,6 +134,7 @@ class ExecutionState:
                           c.run_id] for c in self.children.values()],
             "external": [[x.seq, x.initiated_event_id, x.workflow_id]
                          for x in self.external.values()],
+            "updates": [[update_id, event_id] for update_id, event_id in self.updates.items()],
         }
 
     def child(self, workflow_id: str) -> PendingChild | None:
@@ -160,6 +163,8 @@ class ExecutionState:
             children={c[0]: PendingChild(c[0], c[1], c[2], c[3], c[4])
                       for c in raw.get("children", ())},
             external={x[0]: PendingExternal(x[0], x[1], x[2]) for x in raw.get("external", ())},
+            # Snapshots written before updates existed have no such key.
+            updates={u[0]: u[1] for u in raw.get("updates", ())},
         )
 
 
@@ -235,10 +240,18 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         return _CHILD_FOLDS[t](s, event)
     if t is E.WORKFLOW_EXECUTION_CANCEL_REQUESTED:
         return replace(s, cancel_requested=True)
+    if t is E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+        if a["update_id"] in s.updates:
+            raise FoldError(f"{t} for update {a['update_id']!r} that is already pending")
+        return replace(s, updates={**s.updates, a["update_id"]: event.event_id})
+    if t is E.WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+        if a["update_id"] not in s.updates:
+            raise FoldError(f"{t} for update {a['update_id']!r} that is not pending")
+        return replace(s, updates={k: v for k, v in s.updates.items() if k != a["update_id"]})
     if t in CLOSING_EVENTS:
         return replace(
             s, status=CLOSED_STATUS[t], workflow_task=None, workflow_task_needed=False,
-            activities={}, timers={}, children={}, external={},
+            activities={}, timers={}, children={}, external={}, updates={},
         )
     # Signals change nothing beyond the flag above.
     return s

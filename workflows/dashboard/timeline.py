@@ -1,5 +1,6 @@
-"""The timeline of one run: activities and timers as bars over time, signals and failures as
-marks. Pure: computed from the history events and the pending work, no database.
+"""The timeline of one run: activities, timers, children and updates (from accepted to
+completed) as bars over time, signals and failures as marks. Pure: computed from the
+history events and the pending work, no database.
 
 Retries of an activity write no events (the engine records only the last attempt's
 ``ActivityTaskStarted`` and the outcome, which carry ``attempt``), so a closed activity shows
@@ -52,7 +53,7 @@ class EventLike(Protocol):
 
 @dataclass
 class Bar:
-    kind: str                 # "activity", "timer" or "child"
+    kind: str                 # "activity", "timer", "child" or "update"
     label: str
     start: datetime
     end: datetime | None      # None while open
@@ -117,6 +118,7 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
     activities: dict[int, Bar] = {}
     timers: dict[int, Bar] = {}
     children: dict[int, Bar] = {}
+    updates: dict[str, Bar] = {}
     marks: list[Mark] = []
     bars: list[Bar] = []
     first: datetime | None = None
@@ -168,6 +170,17 @@ def build(events: Iterable[EventLike], *, pending_activities: Sequence[Mapping[s
                 hit.end = e.timestamp
                 hit.outcome = CHILD_CLOSE[e.event_type]
                 if "failure" in a:
+                    hit.last_failure = _failure_text(a["failure"])
+        elif e.event_type == E.WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            bar = Bar("update", f"update {a.get('update_name', '?')}", e.timestamp, None,
+                      "accepted", details=[f"update id {a.get('update_id', '?')}"])
+            updates[str(a.get("update_id"))] = bar
+            bars.append(bar)
+        elif e.event_type == E.WORKFLOW_EXECUTION_UPDATE_COMPLETED:
+            if (hit := updates.get(str(a.get("update_id")))) is not None:
+                hit.end = e.timestamp
+                hit.outcome = "failed" if a.get("failure") else "completed"
+                if a.get("failure"):
                     hit.last_failure = _failure_text(a["failure"])
         elif e.event_type in MARKS:
             label = e.event_type

@@ -48,6 +48,7 @@ from .tasks import (
     workflow_task_time_out,
     write_activity_attempt,
 )
+from .updates import workflow_update_accept
 
 __all__ = [
     "CHILD_TIMER_KINDS",
@@ -83,6 +84,7 @@ __all__ = [
     "workflow_task_start",
     "workflow_task_time_out",
     "workflow_terminate",
+    "workflow_update_accept",
     "write_activity_attempt",
     "write_transition",
 ]
