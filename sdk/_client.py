@@ -515,6 +515,35 @@ class Client:
             result_type=result_type)
         return handle.result(timeout)
 
+    def execute_update_with_start(
+        self,
+        update: str,
+        *args: Any,
+        workflow_type: Any,
+        input: Any = None,
+        workflow_id: str,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+        id_conflict_policy: str = "use_existing",
+        update_id: str | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """Update-with-start: start ``workflow_type`` as ``workflow_id`` (or, by
+        ``id_conflict_policy="use_existing"``, the default, take its open run), then run its
+        update ``update`` with ``args`` and return the update's result, as
+        ``handle.execute_update`` does (its errors included). The run is there whatever the
+        update's outcome: ``get_workflow_handle(workflow_id)`` reaches it. Two requests: a
+        retry of the whole call starts nothing twice (``use_existing``) and, with the same
+        ``update_id`` (default: one drawn here), runs the update once."""
+        if not workflow_id:
+            raise ValueError("execute_update_with_start needs a workflow_id")
+        update_id = update_id or str(uuid.uuid4())
+        handle = self.start_workflow(
+            workflow_type, input, workflow_id=workflow_id, task_queue=task_queue,
+            execution_timeout=execution_timeout, id_conflict_policy=id_conflict_policy)
+        return handle.execute_update(update, *args, update_id=update_id,
+                                     result_type=result_type)
+
     def get_workflow_handle(self, workflow_id: str, run_id: str | None = None, *,
                             result_type: Any = None) -> WorkflowHandle:
         return WorkflowHandle(self, workflow_id, run_id, result_type=result_type)
@@ -762,6 +791,29 @@ class AsyncClient:
             start_signal=start_signal, start_signal_input=start_signal_input,
             result_type=result_type)
         return await handle.result(timeout)
+
+    async def execute_update_with_start(
+        self,
+        update: str,
+        *args: Any,
+        workflow_type: Any,
+        input: Any = None,
+        workflow_id: str,
+        task_queue: str = "default",
+        execution_timeout: float | None = None,
+        id_conflict_policy: str = "use_existing",
+        update_id: str | None = None,
+        result_type: Any = None,
+    ) -> Any:
+        """``Client.execute_update_with_start``, awaitable."""
+        if not workflow_id:
+            raise ValueError("execute_update_with_start needs a workflow_id")
+        update_id = update_id or str(uuid.uuid4())
+        handle = await self.start_workflow(
+            workflow_type, input, workflow_id=workflow_id, task_queue=task_queue,
+            execution_timeout=execution_timeout, id_conflict_policy=id_conflict_policy)
+        return await handle.execute_update(update, *args, update_id=update_id,
+                                           result_type=result_type)
 
     def get_workflow_handle(
         self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None

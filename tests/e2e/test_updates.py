@@ -92,6 +92,20 @@ def test_a_failed_update_fails_only_the_update(uclient: sdk.Client) -> None:
     assert "WorkflowTaskFailed" not in types(handle)
 
 
+def test_update_with_start_starts_the_run_once_and_updates_it(uclient: sdk.Client) -> None:
+    workflow_id = f"cart-{uuid.uuid4().hex}"
+    for item, count in (("tea", 1), ("cup", 2)):  # the second call finds the run open
+        assert uclient.execute_update_with_start(
+            "add", item, workflow_type="update_cart", input="dee", workflow_id=workflow_id,
+            task_queue=QUEUE) == count
+    assert [r["workflow_id"] for r in uclient.list_workflows(
+        query=f"WorkflowId = '{workflow_id}'")] == [workflow_id]
+    handle = uclient.get_workflow_handle(workflow_id)
+    assert handle.query("items") == ["tea", "cup"]
+    assert handle.execute_update("checkout") == "dee paid 6"
+    assert handle.result(timeout=30)["items"] == ["tea", "cup"]
+
+
 def test_the_async_client_executes_updates(stack: Stack, engine: Engine,
                                            update_worker: Proc) -> None:
     async def scenario() -> None:

@@ -99,3 +99,41 @@ def test_with_a_codec_an_update_s_result_and_failure_details_are_decoded() -> No
         with pytest.raises(sdk.WorkflowUpdateFailedError) as info:
             handle.execute_update("checkout")
     assert info.value.failure is not None and info.value.failure["details"] == {"n": 0}
+
+
+def test_update_with_start_starts_or_takes_the_run_then_updates_it() -> None:
+    started = {"workflow_id": "cart-1", "run_id": "r1", "started": True}
+    rec = Recorder(ok(started, 201), ok({"result": 1}),
+                   ok({**started, "started": False}, 200), ok({"result": 1}))
+    c = client(rec)
+    assert c.execute_update_with_start("add", "tea", workflow_type="cart", input="ann",
+                                       workflow_id="cart-1", task_queue="q") == 1
+    assert rec.body(0) == {"workflow_type": "cart", "input": "ann", "workflow_id": "cart-1",
+                           "task_queue": "q", "id_conflict_policy": "use_existing",
+                           **{k: v for k, v in rec.body(0).items() if k == "request_id"}}
+    assert rec.requests[1].url.raw_path.decode() == "/api/workflows/cart-1/updates/add"
+    first = rec.body(1)
+    assert first["args"] == ["tea"] and first["update_id"]
+    # A retry of the whole call with the same update id: the open run, the first outcome.
+    assert c.execute_update_with_start("add", "tea", workflow_type="cart", input="ann",
+                                       workflow_id="cart-1", task_queue="q",
+                                       update_id=first["update_id"]) == 1
+    assert rec.body(3)["update_id"] == first["update_id"]
+    with pytest.raises(ValueError, match="workflow_id"):
+        c.execute_update_with_start("add", workflow_type="cart", workflow_id="")
+
+
+def test_the_async_update_with_start_is_the_same_two_requests() -> None:
+    rec = Recorder(ok({"workflow_id": "w", "run_id": "r", "started": True}, 201),
+                   ok({"result": "done"}))
+
+    async def scenario() -> None:
+        async with sdk.AsyncClient("http://engine:8000", token="t",
+                                   transport=httpx.MockTransport(rec)) as c:
+            assert await c.execute_update_with_start(
+                "checkout", workflow_type="cart", workflow_id="w",
+                id_conflict_policy="fail") == "done"
+
+    asyncio.run(scenario())
+    assert rec.body(0)["id_conflict_policy"] == "fail"
+    assert rec.requests[1].url.raw_path.decode() == "/api/workflows/w/updates/checkout"
