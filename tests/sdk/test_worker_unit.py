@@ -682,6 +682,34 @@ def test_a_stale_task_the_engine_refuses_is_logged_at_debug_only(
                if "stale_task" in r.getMessage())
 
 
+def test_a_cancelled_activity_s_stale_completion_is_logged_at_debug_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sched.worker")
+
+    def refusals() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "sched.worker"
+                and "engine rejected" in r.getMessage() and "stale_task" in r.getMessage()]
+
+    async def scenario() -> None:
+        async with running_worker(activities=[patient, echo]) as (engine, _, _):
+            # The engine cancels the activity (its run was terminated) and has dropped its
+            # lease: the heartbeats and the cancelled completion are stale, as expected.
+            await engine.send(activity_task("patient", heartbeat_timeout=0.1))
+            await engine.expect("activity_heartbeat")
+            engine.reject = {"activity_heartbeat", "activity_task_failed"}
+            await engine.send({"type": "activity_cancel", "token": "at1"})
+            assert (await engine.expect("activity_task_failed"))["canceled"] is True
+            await eventually(lambda: any("completion" in r.getMessage() for r in refusals()))
+            assert all(r.levelno == logging.DEBUG for r in refusals())
+            # A completion refused without a cancel (its attempt timed out) still warns.
+            engine.reject = {"activity_task_completed"}
+            await engine.send(activity_task("echo", "x", token="at2"))
+            await engine.expect("activity_task_completed")
+            await eventually(lambda: any(r.levelno == logging.WARNING for r in refusals()))
+
+    run(scenario)
+
+
 BLOCKED = threading.Event()
 
 
