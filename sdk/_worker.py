@@ -1083,7 +1083,8 @@ class Worker:
             if isinstance(reply, Ack) and reply.cancel_requested:
                 self._cancel_activity(running)
             elif isinstance(reply, Error):
-                logger.warning("engine rejected a heartbeat: %s: %s", reply.code, reply.message)
+                logger.log(_refusal_level(reply, running.ctx),
+                           "engine rejected a heartbeat: %s: %s", reply.code, reply.message)
 
         self._send_tracked(frame, msg_id, on_reply)
 
@@ -1250,9 +1251,10 @@ class Worker:
 
         def on_reply(reply: Ack | Error) -> None:
             if isinstance(reply, Error):
-                logger.warning("engine rejected an activity completion (%s): %s: %s",
-                               ctx.info.activity_id, reply.code, reply.message,
-                               extra=_run_fields(ctx.info))
+                logger.log(_refusal_level(reply, ctx),
+                           "engine rejected an activity completion (%s): %s: %s",
+                           ctx.info.activity_id, reply.code, reply.message,
+                           extra=_run_fields(ctx.info))
 
         self._send_tracked(frame, msg_id, on_reply, resend=True, token=token)
 
@@ -1294,6 +1296,14 @@ def _failure_lines(failure: WireFailure, lines: int = 4) -> str:
     if frames:
         head.append(" ".join(part.strip() for part in stack[frames[-1]:frames[-1] + 2]))
     return " | ".join(head)
+
+
+def _refusal_level(reply: Error, ctx: ActivityContext) -> int:
+    """How loud the engine's refusal of an activity's frame is: after the engine cancelled
+    the activity (its run closed, or the workflow cancelled it), a ``stale_task`` answer is
+    the normal end of the attempt (DEBUG); any other refusal is worth a warning."""
+    return logging.DEBUG if reply.code == "stale_task" and ctx.is_cancelled() \
+        else logging.WARNING
 
 
 def _log_refusal(what: str, msg: WorkflowTask, reply: Error) -> None:

@@ -11,9 +11,10 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
-from dispatch import lessees
+from dispatch import lessees, notify
 from dispatch import services as dispatch
 from dispatch.models import Task, TaskKind, TaskState, WorkerSession
 
@@ -123,3 +124,28 @@ def test_a_start_slot_whose_frame_never_arrives_lapses(settings: Any) -> None:
             await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_delivery_that_cannot_be_sent_is_counted_and_the_others_go_out(
+        caplog: pytest.LogCaptureFixture) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+
+    def message(run: str) -> dict[str, Any]:
+        return {"type": "workflow_task", "token": f"{run}.1", "workflow_id": run,
+                "run_id": f"{run}-run"}
+
+    async def scenario() -> tuple[float, dict[str, Any]]:
+        good = await layer.new_channel()
+        before = REGISTRY.get_sample_value("sched_item_errors_total",
+                                           {"loop": "dispatcher"}) or 0
+        # A channel name the layer refuses: its send raises, as a broken connection's would.
+        await notify.deliver([("not a channel!", message("bad")), (good, message("good"))])
+        return before, await asyncio.wait_for(layer.receive(good), timeout=10)
+
+    before, event = asyncio.run(scenario())
+    assert [frame["workflow_id"] for frame in event["frames"]] == ["good"]
+    assert REGISTRY.get_sample_value("sched_item_errors_total",
+                                     {"loop": "dispatcher"}) == before + 1
+    [line] = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert "bad/bad-run" in line and "good" not in line

@@ -238,3 +238,35 @@ def test_a_successful_login_clears_the_count(settings: Any) -> None:
     _try(client, "target", "guess")
     _try(client, "target", "guess")
     assert _try(client, "target", "pw-target-123").status_code == 302
+
+
+# ---- behind a TLS-terminating proxy ------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("_fresh_login_counts")
+@pytest.mark.parametrize("documented", [True, False])
+def test_a_login_behind_a_tls_proxy_needs_and_works_with_the_documented_settings(
+        settings: Any, monkeypatch: pytest.MonkeyPatch, documented: bool) -> None:
+    from schedproject import config
+
+    # docs/production.env's values (or none), read as the settings module reads them.
+    monkeypatch.setenv("SCHED_PROXY_SSL_HEADER", "X-Forwarded-Proto: https" if documented else "")
+    monkeypatch.setenv("SCHED_CSRF_TRUSTED_ORIGINS",
+                       "https://sched.example.com" if documented else "")
+    loaded = config.load()
+    settings.SECURE_PROXY_SSL_HEADER = loaded.proxy_ssl_header
+    settings.CSRF_TRUSTED_ORIGINS = list(loaded.csrf_trusted_origins)
+    settings.ALLOWED_HOSTS = ["sched.example.com"]
+    user_with("target", "workflows.view_execution")
+    # The proxy speaks plain HTTP to the engine and says the browser used HTTPS.
+    client = Client(enforce_csrf_checks=True, HTTP_HOST="sched.example.com",
+                    HTTP_X_FORWARDED_PROTO="https")
+    assert client.get("/login/").status_code == 200
+    r = client.post("/login/", {"username": "target", "password": "pw-target-123",
+                                "csrfmiddlewaretoken": client.cookies["csrftoken"].value},
+                    HTTP_ORIGIN="https://sched.example.com",
+                    HTTP_REFERER="https://sched.example.com/login/")
+    if documented:
+        assert r.status_code == 302 and "_auth_user_id" in client.session
+    else:  # the engine sees http://, the browser's Origin says https://: CSRF refuses it
+        assert r.status_code == 403 and "_auth_user_id" not in client.session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -54,6 +55,14 @@ def test_two_engines_behind_one_port(compose: dict[str, Any]) -> None:
     conf = (ROOT / "docs/compose/nginx.conf").read_text()
     assert "server engine-1:8000" in conf and "server engine-2:8000" in conf
     assert "Upgrade $http_upgrade" in conf  # the worker websocket goes through
+
+
+def test_the_public_edge_serves_no_metrics_and_bounds_bodies() -> None:
+    conf = (ROOT / "docs/compose/nginx.conf").read_text()
+    # nginx matches the decoded, slash-merged path: /metrics, //metrics, /%6detrics alike.
+    assert re.search(r"location = /metrics \{\s*return 404;\s*\}", conf)
+    assert re.search(r"merge_slashes\s+off", conf) is None
+    assert "client_max_body_size 4m;" in conf  # daphne buffers a whole body before sched
 
 
 def test_migrate_runs_once_and_the_worker_serves_the_demo_workflows(

@@ -153,6 +153,46 @@ def _until_closed(ws: ClientConnection, *, timeout: float) -> list[dict[str, Any
     raise AssertionError(f"the socket stayed open: {frames[-5:]}")
 
 
+# How soon after ``revoketoken`` returns a revoked socket must be closed: the keeper checks
+# its sockets' tokens every round (0.5 s), so "within about a second", plus slack for a loaded
+# 2-core machine. Before the keeper, a revoked socket still got tasks 75 s later.
+REVOKED_CLOSE_BOUND_SECONDS = 1.0 + 4.0
+
+
+def test_revoking_a_worker_token_closes_its_sockets_on_every_engine(
+        stack: Stack, logs: Path) -> None:
+    if not _on_postgres(stack):
+        pytest.skip("two engines need a shared PostgreSQL (DATABASE_URL)")
+    worker_token = stack.manage("createtoken", "w-both", "--scope", "worker"
+                                ).stdout.strip().splitlines()[-1]
+    engines = [stack.engine(log=logs / f"engine-{n}.log") for n in (1, 2)]
+    closed: dict[int, tuple[float, int | None, list[dict[str, Any]]]] = {}
+    try:
+        with raw_worker(engines[0], worker_token, max_workflow_tasks=1) as first, \
+                raw_worker(engines[1], worker_token, max_workflow_tasks=1) as second:
+            def watch(n: int, ws: ClientConnection) -> None:
+                frames = _until_closed(ws, timeout=60)
+                closed[n] = (time.monotonic(), ws.close_code, frames)
+
+            watchers = [threading.Thread(target=watch, args=(n, ws))
+                        for n, ws in enumerate((first, second))]
+            for watcher in watchers:
+                watcher.start()
+            stack.manage("revoketoken", "w-both")
+            revoked = time.monotonic()
+            for watcher in watchers:
+                watcher.join(timeout=90)
+    finally:
+        for engine in engines:
+            engine.stop()
+    assert sorted(closed) == [0, 1], closed
+    for at, code, frames in closed.values():
+        assert code == 4401, (code, frames)
+        assert frames[-1]["type"] == "error" and frames[-1]["code"] == "token_revoked"
+        assert at - revoked <= REVOKED_CLOSE_BOUND_SECONDS, \
+            f"closed {at - revoked:.2f} s after the revocation"
+
+
 # ---- back-pressure and fair capacity ----------------------------------------------------------
 
 

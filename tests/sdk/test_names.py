@@ -40,6 +40,13 @@ def test_good_names_pass(value: str) -> None:
     ("record_marker", "marker_name", {"seq": 1}),
     ("continue_as_new", "workflow_type", {}),
     ("continue_as_new", "task_queue", {}),
+    ("start_child_workflow", "workflow_id", {"seq": 1, "workflow_type": "c"}),
+    ("start_child_workflow", "workflow_type", {"seq": 1, "workflow_id": "c-1"}),
+    ("start_child_workflow", "task_queue", {"seq": 1, "workflow_type": "c",
+                                            "workflow_id": "c-1"}),
+    ("signal_external_workflow", "workflow_id", {"seq": 1, "signal_name": "s"}),
+    ("signal_external_workflow", "signal_name", {"seq": 1, "workflow_id": "w"}),
+    ("request_cancel_external_workflow", "workflow_id", {"seq": 1}),
 ])
 def test_commands_refuse_bad_names(value: str, says: str, kind: str, key: str,
                                    extra: dict[str, object]) -> None:

@@ -51,6 +51,7 @@ class FakeEngine:
         self.auto_ack = True
         self.cancel_requested = False  # answer heartbeats with cancel_requested
         self.reject: set[str] = set()  # message types answered with an error
+        self.welcome: dict[str, Any] = {}  # more fields of the welcome frame
         self.url = ""
 
     @property
@@ -66,7 +67,8 @@ class FakeEngine:
         assert hello["type"] == "hello"
         self.hellos.append(hello)
         await ws.send(json.dumps({"type": "welcome", "worker_id": f"wk{len(self.hellos)}",
-                                  "heartbeat_interval": 0.2, "protocol_version": 1}))
+                                  "heartbeat_interval": 0.2, "protocol_version": 1,
+                                  **self.welcome}))
         self.connections.append(ws)
         self.connected.set()
         async for frame in ws:
@@ -106,9 +108,10 @@ class FakeEngine:
 @asynccontextmanager
 async def running_worker(
     *, workflows: list[Any] | None = None, activities: list[Any] | None = None,
-    token: str = TOKEN, **options: Any,
+    token: str = TOKEN, welcome: dict[str, Any] | None = None, **options: Any,
 ) -> AsyncIterator[tuple[FakeEngine, sdk.Worker, asyncio.Task[None]]]:
     engine = FakeEngine()
+    engine.welcome = welcome or {}
     async with serve(engine.handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         engine.url = f"http://127.0.0.1:{port}"
@@ -175,6 +178,17 @@ def patient(ctx: sdk.ActivityContext, input: Any) -> str:
         ctx.heartbeat()
         time.sleep(0.01)
     return "never cancelled"
+
+
+@sdk.activity
+def heartbeats_big(ctx: sdk.ActivityContext, details: Any) -> str:
+    """Heartbeats ``details`` once, then small heartbeats until the attempt is refused."""
+    ctx.heartbeat(details)
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        ctx.heartbeat()
+        time.sleep(0.01)
+    return "never refused"
 
 
 @sdk.activity
@@ -680,6 +694,66 @@ def test_a_stale_task_the_engine_refuses_is_logged_at_debug_only(
     assert ["workflow_error" in line for line in warnings_about(caplog, "run2")] == [True]
     assert all(r.levelno == logging.DEBUG for r in caplog.records
                if "stale_task" in r.getMessage())
+
+
+def test_a_cancelled_activity_s_stale_completion_is_logged_at_debug_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sched.worker")
+
+    def refusals() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "sched.worker"
+                and "engine rejected" in r.getMessage() and "stale_task" in r.getMessage()]
+
+    async def scenario() -> None:
+        async with running_worker(activities=[patient, echo]) as (engine, _, _):
+            # The engine cancels the activity (its run was terminated) and has dropped its
+            # lease: the heartbeats and the cancelled completion are stale, as expected.
+            await engine.send(activity_task("patient", heartbeat_timeout=0.1))
+            await engine.expect("activity_heartbeat")
+            engine.reject = {"activity_heartbeat", "activity_task_failed"}
+            await engine.send({"type": "activity_cancel", "token": "at1"})
+            assert (await engine.expect("activity_task_failed"))["canceled"] is True
+            await eventually(lambda: any("completion" in r.getMessage() for r in refusals()))
+            assert all(r.levelno == logging.DEBUG for r in refusals())
+            # A completion refused without a cancel (its attempt timed out) still warns.
+            engine.reject = {"activity_task_completed"}
+            await engine.send(activity_task("echo", "x", token="at2"))
+            await engine.expect("activity_task_completed")
+            await eventually(lambda: any(r.levelno == logging.WARNING for r in refusals()))
+
+    run(scenario)
+
+
+@needs_runtime
+def test_the_worker_checks_what_it_sends_against_the_limit_the_engine_announced() -> None:
+    limit = 4096
+
+    async def scenario() -> None:
+        async with running_worker(workflows=[immediate], activities=[echo, heartbeats_big],
+                                  welcome={"max_payload_bytes": limit}) as (engine, _, _):
+            await engine.send(activity_task("echo", "x" * 2 * limit))
+            failed = await engine.expect_any(("activity_task_completed", "activity_task_failed"))
+            await engine.send(activity_task("heartbeats_big", "y" * 2 * limit, token="at2"))
+            done = await engine.expect_any(("activity_task_completed", "activity_task_failed"))
+            await engine.send(workflow_task("immediate", first_events("immediate", "z" * limit)))
+            task = await engine.expect_any(("workflow_task_completed", "workflow_task_failed"))
+            await engine.send(activity_task("echo", "small", token="at3"))
+            small = await engine.expect_any(("activity_task_completed", "activity_task_failed"))
+            sent = list(engine.log)
+
+        # Nothing over the limit went out: each such item failed with payload_too_large.
+        assert (failed["type"], failed["failure"]["type"]) == (
+            "activity_task_failed", "payload_too_large")
+        assert "result" in failed["failure"]["message"]
+        assert str(limit) in failed["failure"]["message"]
+        assert (done["type"], done["failure"]["type"]) == ("activity_task_failed",
+                                                            "payload_too_large")
+        assert "heartbeat" in done["failure"]["message"]
+        assert (task["type"], task["cause"]) == ("workflow_task_failed", "payload_too_large")
+        assert (small["type"], small["result"]["echo"]) == ("activity_task_completed", "small")
+        assert all(len(json.dumps(m)) <= limit for m in sent)
+
+    run(scenario)
 
 
 BLOCKED = threading.Event()

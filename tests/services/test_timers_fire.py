@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from dispatch.models import Leadership, Task, TaskKind, TaskState
 from dispatch.store import NotLeader
 from timers.models import Timer, TimerKind
-from timers.services import timer_fire
+from timers.services import RETRY_FAILED_SECONDS, timer_fire, timers_fire
 from workflows.core.events import EventType
 from workflows.models import Execution
 from workflows.services import (
@@ -181,6 +182,32 @@ def test_a_timer_manager_with_a_stale_term_fires_nothing(worker: Worker) -> None
     assert count_events() == before and Timer.objects.filter(pk=timer.pk).exists()
     assert timer_fire(timer_id=timer.pk, now=timezone.now(), term=2) is not None
     assert_consistent(run)
+
+
+def test_one_timers_bad_data_leaves_the_batch_to_the_others(worker: Worker) -> None:
+    runs = {}
+    for name in ("good", "bad", "other"):
+        run = workflow_start(workflow_type=WORKFLOW, task_queue=QUEUE, workflow_id=name)
+        workflow_task_complete(token=workflow_task(run)["token"], worker_id=worker.worker_id,
+                               commands=[{"kind": "start_timer", "seq": 1, "duration_ms": 0}])
+        runs[name] = run
+    # A row the timer manager cannot read (a kind it does not know).
+    Timer.objects.filter(execution=runs["bad"]).update(kind="corrupt")
+    Leadership.objects.create(name="timers", term=1)
+    due = [(t.pk, t.execution_id) for t in Timer.objects.order_by("execution_id")]
+    errors = REGISTRY.get_sample_value("sched_item_errors_total", {"loop": "timers"}) or 0
+    now = timezone.now()
+    fired = timers_fire(due=due, term=1, clock=lambda: now)
+    assert REGISTRY.get_sample_value("sched_item_errors_total", {"loop": "timers"}) == errors + 1
+    # The others fired in the same batch; the bad one is kept and tried again a little later.
+    assert sorted(timer_id for timer_id, _, _ in fired) == sorted(
+        pk for pk, execution in due if execution != runs["bad"].pk)
+    for name in ("good", "other"):
+        assert E.TIMER_FIRED in event_types(runs[name])
+        assert_consistent(runs[name])
+    [kept] = Timer.objects.filter(execution=runs["bad"])
+    assert kept.fire_at == now + timedelta(seconds=RETRY_FAILED_SECONDS)
+    assert E.TIMER_FIRED not in event_types(runs["bad"])
 
 
 def test_workflow_timeout_ends_a_run_with_work_in_flight(worker: Worker) -> None:
