@@ -6,13 +6,19 @@ lease of a task calls ``on_commit_lease(...)``. Once the transaction commits:
 - requests long-polling that run in this process (its result, its new history events) are
   woken: a waiter registers on one execution id (``watch``) and only a commit of that run
   sets it (for a result, only the commit that closes the run), so a waiting request
-  re-reads its run when the run changed as it waits for, not on every commit here; changes
-  committed by another engine process are seen at the waiter's next poll;
+  re-reads its run when the run changed as it waits for, not on every commit here;
+- changes committed by another engine process are seen by one poller per process
+  (``_poll_remote``), not by each waiter: while anyone waits, it reads the status and the
+  next event id of every watched run in one statement each ``REMOTE_POLL_SECONDS``, and
+  wakes the waiters of the runs that changed since its last read (and, once, each waiter
+  new since then, which may have read the run before the poller's first look at it). So
+  300 waiters cost the database one small read per interval, not 300;
 - observers registered with ``subscribe`` / ``subscribe_leases`` (metrics, say) are called
   with what was committed. An observer's failure is logged and never reaches the caller.
 
 Process state: the waiters by execution id (``_watches``, added and removed by the long
-polls, set by commits here, under ``_watch_lock``) and the observer lists, subscribed once
+polls, set by commits here and by the poller, under ``_watch_lock``), the poller's thread and
+what it last read (``_seen``, its own), and the observer lists, subscribed once
 at start (``schedproject.metrics.install``, from ``WorkflowsConfig.ready``) and only read
 afterwards.
 """
@@ -22,18 +28,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 
 from workflows.core.events import Event
 from workflows.core.state import Status
-
-if TYPE_CHECKING:
-    from workflows.models import Execution
+from workflows.models import Execution
 
 log = logging.getLogger("sched.changes")
 
@@ -65,14 +70,15 @@ def subscribe_leases(observer: LeaseObserver) -> None:
 
 
 class Watch:
-    """One waiter on one run: set by a commit of that run in this process (with
-    ``closing_only``, only by the commit that closes it)."""
+    """One waiter on one run: set by a commit of that run in this process, or by the poller
+    seeing another process's (with ``closing_only``, only by the commit that closes it)."""
 
-    __slots__ = ("_event", "closing_only", "execution_id")
+    __slots__ = ("_event", "closing_only", "execution_id", "polled")
 
     def __init__(self, execution_id: int, *, closing_only: bool = False) -> None:
         self.execution_id = execution_id
         self.closing_only = closing_only
+        self.polled = False  # the poller has looked at the run since this watch began
         self._event = threading.Event()
 
     def clear(self) -> None:
@@ -141,6 +147,7 @@ def _watching(w: W) -> Iterator[W]:
     execution_id = w.execution_id
     with _watch_lock:
         _watches.setdefault(execution_id, set()).add(w)
+        _start_poller()
     try:
         yield w
     finally:
@@ -173,6 +180,79 @@ def _notify(execution_id: int, *, closed: bool) -> None:
         woken = [w for w in waiters if closed or not w.closing_only]
     for w in woken:
         w._set()
+
+
+# ---- another process's commits: one poller for all the waiters ------------------------------
+
+REMOTE_POLL_SECONDS = 0.25
+remote_polling = True  # off: only this process's commits wake waiters (tests of those)
+_poller: threading.Thread | None = None
+_poller_wake = threading.Condition(_watch_lock)
+_seen: dict[int, tuple[str, int]] = {}  # execution id -> (status, next_event_id) last read
+polls = 0  # rounds that read the database (for tests)
+
+
+def _start_poller() -> None:
+    """Start the poller if it is not running (under ``_watch_lock``)."""
+    global _poller
+    if _poller is None or not _poller.is_alive():
+        _poller = threading.Thread(target=_poll_remote, name="sched-watch-poller", daemon=True)
+        _poller.start()
+    else:
+        _poller_wake.notify()
+
+
+def _poll_remote() -> None:
+    global polls
+    failing = False
+    while True:
+        with _watch_lock:
+            while not _watches or not remote_polling:
+                _seen.clear()
+                _poller_wake.wait(timeout=None if remote_polling else REMOTE_POLL_SECONDS)
+            ids = list(_watches)
+        try:
+            rows = _read_versions(ids)
+        except Exception:  # the database is away: waiters still wake on local commits
+            if not failing:
+                log.warning("watch poller: a round failed; retrying", exc_info=True)
+            failing = True
+            time.sleep(REMOTE_POLL_SECONDS)
+            continue
+        failing = False
+        polls += 1
+        woken: list[Watch] = []
+        with _watch_lock:
+            for execution_id in ids:
+                version = rows.get(execution_id)
+                before = _seen.get(execution_id)
+                changed = version is not None and before is not None and version != before
+                closed = version is not None and version[0] != Status.RUNNING.value
+                if version is not None:
+                    _seen[execution_id] = version
+                for w in _watches.get(execution_id, ()):
+                    if not w.polled or (changed and (closed or not w.closing_only)):
+                        woken.append(w)
+                    w.polled = True
+            for execution_id in [k for k in _seen if k not in _watches]:
+                del _seen[execution_id]
+        for w in woken:
+            w._set()
+        time.sleep(REMOTE_POLL_SECONDS)
+
+
+def _read_versions(ids: list[int]) -> dict[int, tuple[str, int]]:
+    """(status, next_event_id) of each run, as last committed; in one statement, on this
+    thread's connection, given back to the pool before the next round."""
+    try:
+        return {pk: (status, next_event_id) for pk, status, next_event_id in
+                Execution.objects.filter(pk__in=ids).values_list(
+                    "pk", "status", "next_event_id")}
+    finally:
+        if connection.vendor != "sqlite":
+            connection.close()
+        else:
+            close_old_connections()
 
 
 def on_commit(execution: Execution, events: Sequence[Event]) -> None:

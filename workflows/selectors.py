@@ -1,9 +1,9 @@
 """Reads of executions and their history, for the API, the admin and the dashboard.
 
 Writes live in ``workflows.services``; nothing here writes. The long-poll reads (``wait``)
-re-read their run when a commit of that run in this process wakes them
-(``workflows.changes.watch``) or, for changes another engine process committed, every
-``POLL_INTERVAL_SECONDS``: a sync view under ASGI runs in its own thread, so a waiting request
+re-read their run when a commit of that run wakes them (``workflows.changes.watch``: a commit
+in this process at once; another engine process's within ``POLL_INTERVAL_SECONDS``, seen by
+the one poller of this process): a sync view under ASGI runs in its own thread, so a waiting request
 costs a thread, and between reads it gives its database connection back (on PostgreSQL, to
 psycopg's pool) so that waiting requests do not hold the pool's few connections. A result
 waits for the commit that closes its run; a history page for any commit of its run.
@@ -39,7 +39,7 @@ from workflows.store import update_events
 
 # A commit of the run in this engine process wakes a waiting read at once
 # (``workflows.changes``); this is how soon one sees a change another engine process committed.
-POLL_INTERVAL_SECONDS = 0.25
+POLL_INTERVAL_SECONDS = changes.REMOTE_POLL_SECONDS
 T = TypeVar("T")
 
 # Task.state -> the state a user sees for a pending activity (Temporal's words).
@@ -48,13 +48,13 @@ ACTIVITY_STATES = {TaskState.READY: "scheduled", TaskState.LEASED: "started",
 
 
 def poll(execution_id: int, read: Callable[[], T], done: Callable[[T], bool], *, wait: float,
-         interval: float | None = None, closing_only: bool = False) -> T:
+         closing_only: bool = False) -> T:
     """``read()`` until ``done`` or ``wait`` seconds have passed; the last value read. Between
-    reads, waits for a commit of run ``execution_id`` in this process (``closing_only``: the
-    commit that closes it), or ``interval``."""
+    reads, waits for a commit of run ``execution_id`` (``closing_only``: the commit that
+    closes it), in this process or, seen by ``workflows.changes``' poller, in another: no
+    read while the run does not change."""
     if wait <= 0:
         return read()
-    interval = POLL_INTERVAL_SECONDS if interval is None else interval
     deadline = time.monotonic() + wait
     with changes.watch(execution_id, closing_only=closing_only) as watch:
         while True:
@@ -65,7 +65,7 @@ def poll(execution_id: int, read: Callable[[], T], done: Callable[[T], bool], *,
                 return value
             if not connection.in_atomic_block and connection.vendor != "sqlite":
                 connection.close()  # back to the pool while we wait (SQLite has none)
-            watch.wait(min(interval, remaining))
+            watch.wait(remaining)
 
 
 # ---- listing -------------------------------------------------------------------------------

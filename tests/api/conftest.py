@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from dispatch.models import Task, TaskKind
 from dispatch.store.tasks import lease
-from workflows import selectors, services
+from workflows import changes, services
 from workflows.core import decide
 from workflows.models import Execution
 from workflows.services import Lessee, lock_execution, write_transition
@@ -82,8 +82,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def run_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The execution ids a long poll re-reads, in order (``Execution.refresh_from_db``), with
-    the fallback poll pushed out of reach, so only a commit's wake-up can cause a read."""
-    monkeypatch.setattr(selectors, "POLL_INTERVAL_SECONDS", 30.0)
+    the poller of other processes' commits off, so only a commit's wake-up can cause a read."""
+    monkeypatch.setattr(changes, "remote_polling", False)  # no other process here
     reads: list[int] = []
     refresh = Execution.refresh_from_db
 

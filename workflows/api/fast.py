@@ -12,8 +12,8 @@ application and answers these two itself when the request is the plain, valid ca
   services and selectors as the DRF views; nothing of the validation or of the service is
   written twice;
 - a result's wait holds no thread: it awaits the commit that closes the run
-  (``workflows.changes.watch_async``), re-reading the run then, or every
-  ``POLL_INTERVAL_SECONDS`` for a commit of another engine process;
+  (``workflows.changes.watch_async``, which also sees other engine processes' commits),
+  re-reading the run then;
 - the answer is rendered by DRF's renderer, with the headers Django's middleware would add.
 
 A query (``POST /api/workflows/{id}/queries/{name}``) is answered here too: its request is
@@ -322,7 +322,8 @@ async def _until_closed(pool: DbPool, run: Execution, wait: float,
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return run
-                await watch.wait_async(min(selectors.POLL_INTERVAL_SECONDS, remaining))
+                # Woken by the run's closing commit, here or (the poller) in another process.
+                await watch.wait_async(remaining)
                 if disconnected.done():
                     return None
                 watch.clear()  # before the read: a commit after it wakes the next wait
