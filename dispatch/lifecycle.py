@@ -71,6 +71,7 @@ from schedproject.asgi import application
 from schedproject.dbthread import DbPool
 
 from . import draining, loops, services
+from .httpdoor import GuardedHTTPFactory
 
 log = logging.getLogger("sched.engine")
 POLL_SECONDS = 0.05
@@ -180,11 +181,23 @@ class Engine:
 
 
 class _EngineServer(Server):  # type: ignore[misc]
-    """Daphne's server, telling the engine each port it listens on (to stop listening)."""
+    """Daphne's server, telling the engine each port it listens on (to stop listening), with
+    the HTTP door of ``dispatch.httpdoor`` in front of its requests."""
 
     def __init__(self, engine: Engine, **kwargs: Any) -> None:
         self.engine = engine
+        self._http_factory: GuardedHTTPFactory | None = None
         super().__init__(**kwargs)
+
+    # ``Server.run`` makes daphne's HTTP factory; this one is made in its place.
+    @property
+    def http_factory(self) -> GuardedHTTPFactory | None:
+        return self._http_factory
+
+    @http_factory.setter
+    def http_factory(self, factory: Any) -> None:
+        self._http_factory = (factory if isinstance(factory, GuardedHTTPFactory)
+                              else GuardedHTTPFactory(self))
 
     def listen_success(self, port: Any) -> None:
         self.engine.ports.append(port)

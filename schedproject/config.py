@@ -145,6 +145,9 @@ class SchedConfig:
     # workflow's handler to complete it before it answers 504 ``update_timeout`` (the update
     # stays accepted: the same ``update_id`` asked again waits on).
     update_timeout_seconds: float = 30.0
+    # The HTTP door (dispatch.httpdoor): a request's headers and body must arrive within
+    # this, or it is answered 408 and its connection closed.
+    http_receive_timeout_seconds: float = 30.0
 
     @property
     def uses_postgres(self) -> bool:
@@ -209,6 +212,8 @@ def load() -> SchedConfig:
         query_worker_wait_seconds=_number("SCHED_QUERY_WORKER_WAIT_SECONDS", 3),
         query_timeout_seconds=_number("SCHED_QUERY_TIMEOUT_SECONDS", 10, minimum=0.1),
         update_timeout_seconds=_number("SCHED_UPDATE_TIMEOUT_SECONDS", 30, minimum=0.1),
+        http_receive_timeout_seconds=_number("SCHED_HTTP_RECEIVE_TIMEOUT_SECONDS", 30,
+                                             minimum=0.1),
     )
 
 

@@ -78,7 +78,8 @@ async def _answer(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": payload})
 
 
-def _too_large(limit: int, size: int | None) -> dict[str, Any]:
+def too_large_body(limit: int, size: int | None) -> dict[str, Any]:
+    """The API's 413 body: ``payload_too_large``, with the body's size (if known) and the limit."""
     exc = PayloadTooLarge(limit=limit, size=size)
     return error_body("payload_too_large", str(exc.detail), **exc.extra)
 
@@ -99,7 +100,7 @@ class BodyGuard:
                     "bad_request", "Content-Length must be a number of bytes"))
                 return
             if int(declared) > limit:
-                await _answer(send, 413, _too_large(limit, int(declared)))
+                await _answer(send, 413, too_large_body(limit, int(declared)))
                 return
         path: str = scope.get("path", "")
         if (scope.get("method") in BODY_METHODS and path.startswith("/api/")
@@ -126,4 +127,4 @@ class BodyGuard:
 
         await self.app(scope, counted, send)
         if overflow:
-            await _answer(send, 413, _too_large(limit, None))
+            await _answer(send, 413, too_large_body(limit, None))
