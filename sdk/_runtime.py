@@ -479,7 +479,6 @@ class WorkflowInstance:
         self._nondeterminism: NonDeterminismError | None = None  # found inside workflow code
         self._placeholders: list[_Placeholder] = []
         self._now = _EPOCH
-        self._attempt = 1
         self._replaying = False
         self._cancel_requested = False
         self._finished = False
@@ -724,7 +723,6 @@ class WorkflowInstance:
         self._replaying = replaying
         self._now = _parse_time(event["timestamp"])
         self._loop._time = self._now.timestamp()
-        self._attempt = int(event["attributes"].get("attempt") or 1)
         self._commands = []
         jobs, self._jobs = self._jobs, []
         for job in jobs:
@@ -886,8 +884,10 @@ class WorkflowInstance:
     @property
     def info(self) -> WorkflowInfo:
         parent = self._started.get("parent") or {}
+        # ``attempt``: the run's attempt under a child's retry policy (1 unless retried), as
+        # Temporal's; the same on every replay.
         return WorkflowInfo(self.workflow_id, self.run_id, self.workflow_type, self.task_queue,
-                            self._attempt,
+                            int(self._started.get("attempt") or 1),
                             history_length=max(self.history_length, self.next_event_id - 1),
                             history_size_bytes=self.history_size_bytes,
                             continued_from_run_id=self._started.get("continued_from_run_id"),

@@ -628,8 +628,11 @@ class WorkflowContext:
         one drawn from this run (the same on replay). ``parent_close_policy`` says what the
         engine does to the child if it is still running when this run closes, however it
         closes (continue-as-new included): ``terminate`` it, ``abandon`` it (it runs on) or
-        ``request_cancel`` it. ``retry_policy`` must be None: child workflows are not
-        retried by the engine (retry the activities inside them)."""
+        ``request_cancel`` it. ``retry_policy`` (an ``sdk.RetryPolicy``): when a run of the
+        child fails, the engine starts a new run of the same workflow id with the same input
+        after the policy's back-off (``ctx.info().attempt`` counts up), honouring
+        ``maximum_attempts`` and ``non_retryable_error_types``; this run hears only of the
+        last run (its result, or its failure once no attempt is left). None: no retry."""
         workflow_type = _workflow_type_name(workflow)
         if workflow_id is not None:
             if not isinstance(workflow_id, str):
@@ -639,9 +642,8 @@ class WorkflowContext:
             if not isinstance(task_queue, str):
                 raise TypeError("task_queue must be a string")
             check_name(task_queue, what="task_queue")
-        if retry_policy is not None:
-            raise ValueError("child workflows take no retry_policy: the engine does not "
-                             "retry a failed child (retry the activities inside it)")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise TypeError("retry_policy must be an sdk.RetryPolicy")
         if parent_close_policy not in PARENT_CLOSE_POLICIES:
             raise ValueError(f"parent_close_policy must be one of "
                              f"{', '.join(PARENT_CLOSE_POLICIES)}")
@@ -655,6 +657,7 @@ class WorkflowContext:
             workflow_id=workflow_id or f"{info.workflow_id[:200]}-{info.run_id[:8]}-child-{seq}",
             input=input, task_queue=task_queue, execution_timeout_ms=timeout_ms,
             parent_close_policy=parent_close_policy,
+            retry_policy=None if retry_policy is None else retry_policy.to_wire(),
         ), cancellation_type)
         await handle.started
         return handle

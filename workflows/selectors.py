@@ -274,13 +274,17 @@ MAX_CHAIN_HOPS = 10_000  # a bound on following one request's continue-as-new ch
 
 
 def follow_chain(run: Execution) -> Execution:
-    """``run``, or if it continued as new, the run its chain has reached."""
+    """``run``, or if it continued as new (or failed and was retried), the run its chain has
+    reached."""
     for _ in range(MAX_CHAIN_HOPS):
-        if run.status != Status.CONTINUED_AS_NEW.value:
+        if run.status == Status.CONTINUED_AS_NEW.value:
+            event_type, key = EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, "new_run_id"
+        elif run.status == Status.FAILED.value:
+            event_type, key = EventType.WORKFLOW_EXECUTION_FAILED, "new_execution_run_id"
+        else:
             break
-        new_run_id = (HistoryEvent.objects.filter(
-            execution=run, event_type=EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW.value)
-            .values_list("attributes", flat=True).first() or {}).get("new_run_id")
+        new_run_id = (HistoryEvent.objects.filter(execution=run, event_type=event_type.value)
+                      .values_list("attributes", flat=True).first() or {}).get(key)
         if not isinstance(new_run_id, str):
             break
         successor = Execution.objects.filter(workflow_id=run.workflow_id,

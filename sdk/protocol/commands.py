@@ -273,6 +273,9 @@ class StartChildWorkflow:
     task_queue: str | None = None
     execution_timeout_ms: int | None = None
     parent_close_policy: str = "terminate"
+    # None: a failed child is not retried; else the engine starts a new run of it after the
+    # policy's back-off (the parent hears only of the last run).
+    retry_policy: RetryPolicy | None = None
     kind: str = "start_child_workflow"
 
 
@@ -473,6 +476,8 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
         task_queue=_name(r, "task_queue", required=False),
         execution_timeout_ms=_optional_ms(r, "execution_timeout_ms"),
         parent_close_policy=_parent_close_policy(r),
+        retry_policy=(None if r.get("retry_policy") is None
+                      else RetryPolicy.from_dict(r.get("retry_policy"))),
     ),
     "signal_external_workflow": lambda r: SignalExternalWorkflow(
         seq=_seq(r), workflow_id=_workflow_id(r),
@@ -506,8 +511,9 @@ def parse_commands(raw: Any) -> list[Command]:
 # ---- encoding ----------------------------------------------------------------------------
 
 
-def _retry_policy_to_wire(policy: RetryPolicy) -> JSONObject | None:
-    return None if policy is DEFAULT_RETRY_POLICY else policy.to_dict()
+def _retry_policy_to_wire(policy: RetryPolicy, *, default_is_null: bool = True
+                          ) -> JSONObject | None:
+    return None if default_is_null and policy is DEFAULT_RETRY_POLICY else policy.to_dict()
 
 
 def encode_command(command: Command) -> WireCommand:
@@ -520,7 +526,10 @@ def encode_command(command: Command) -> WireCommand:
         if f.name == "kind":
             continue
         value = getattr(command, f.name)
-        out[f.name] = _retry_policy_to_wire(value) if isinstance(value, RetryPolicy) else value
+        # A child's policy is optional (null: no retries), so even the default one is sent.
+        out[f.name] = (_retry_policy_to_wire(value, default_is_null=f.name != "retry_policy"
+                                             or command.kind != "start_child_workflow")
+                       if isinstance(value, RetryPolicy) else value)
     return out
 
 

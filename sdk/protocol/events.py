@@ -14,7 +14,7 @@ The stored event (its id, timestamp and wire form) belongs to the engine:
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from sdk.protocol.failures import Failure
 from sdk.protocol.payloads import JSONObject, JSONValue
@@ -90,6 +90,11 @@ class WorkflowExecutionStarted(TypedDict):
     execution_timeout_ms: int | None
     parent: ParentRef | None
     continued_from_run_id: str | None
+    # Only on a child started with a retry policy: the policy, this run's attempt (1 for
+    # the first) and, on a retry, the back-off waited before its first workflow task.
+    retry_policy: NotRequired[JSONObject]
+    attempt: NotRequired[int]
+    first_workflow_task_backoff_ms: NotRequired[int]
 
 
 class WorkflowTaskScheduled(TypedDict):
@@ -248,9 +253,11 @@ class WorkflowExecutionCompleted(TypedDict):
 
 
 class WorkflowExecutionFailed(TypedDict):
-    """A ``fail_workflow`` command."""
+    """A ``fail_workflow`` command. ``new_execution_run_id``: the run's retry policy starts
+    that run of the same workflow id (after its back-off)."""
 
     failure: Failure
+    new_execution_run_id: NotRequired[str]
 
 
 class WorkflowExecutionCanceled(TypedDict):
@@ -294,6 +301,7 @@ class StartChildWorkflowExecutionInitiated(TypedDict):
     input: JSONValue
     execution_timeout_ms: int | None
     parent_close_policy: str
+    retry_policy: NotRequired[JSONObject]
 
 
 class StartChildWorkflowExecutionFailed(TypedDict):

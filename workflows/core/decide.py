@@ -48,7 +48,7 @@ from .state import ExecutionState, apply
 
 __all__ = [
     "WORKFLOW_TASK_RETRY_INITIAL_MS", "WORKFLOW_TASK_RETRY_MAX_MS", "Rejected", "Transition",
-    "workflow_task_retry_delay_ms",
+    "retry_delay", "workflow_task_retry_delay_ms",
 ]
 
 E = EventType
@@ -114,17 +114,28 @@ def _needs_task(t: Transition) -> None:
 def start(*, workflow_type: str, task_queue: str, input: Any, now: datetime,
           execution_timeout_ms: int | None = None, parent: dict[str, Any] | None = None,
           continued_from_run_id: str | None = None, start_signal: str | None = None,
-          start_signal_input: Any = None) -> Transition:
+          start_signal_input: Any = None, retry_policy: c.RetryPolicy | None = None,
+          attempt: int = 1, first_workflow_task_backoff_ms: int | None = None) -> Transition:
     """A new run. ``start_signal``: a signal-with-start's signal, recorded right after the
     start (before the first workflow task is scheduled, as Temporal does), so the run's
-    first workflow task sees it."""
+    first workflow task sees it.
+
+    ``retry_policy``: a failed run of it is started again (``attempt`` counts the runs);
+    ``first_workflow_task_backoff_ms``: a retry's back-off, waited (a workflow task retry
+    timer) before the first workflow task is scheduled."""
     t = Transition(ExecutionState(), now)
+    retry_attributes: dict[str, Any] = {}
+    if retry_policy is not None:
+        retry_attributes = {"retry_policy": retry_policy.to_dict(), "attempt": attempt}
+        if first_workflow_task_backoff_ms:
+            retry_attributes["first_workflow_task_backoff_ms"] = first_workflow_task_backoff_ms
     t.add(E.WORKFLOW_EXECUTION_STARTED, workflow_type=workflow_type, task_queue=task_queue,
           input=input, execution_timeout_ms=execution_timeout_ms, parent=parent,
-          continued_from_run_id=continued_from_run_id)
+          continued_from_run_id=continued_from_run_id, **retry_attributes)
     if start_signal is not None:
         t.add(E.WORKFLOW_EXECUTION_SIGNALED, signal_name=start_signal, input=start_signal_input)
-    t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=task_queue, attempt=1)
+    if not first_workflow_task_backoff_ms:
+        t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=task_queue, attempt=1)
     return t
 
 
@@ -246,8 +257,8 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
                            leased_activities: Collection[int] | None = None,
                            successor_run_id: str | None = None,
                            execution_timeout_ms: int | None = None,
-                           child_run_ids: Mapping[int, str | None] | None = None
-                           ) -> Transition:
+                           child_run_ids: Mapping[int, str | None] | None = None,
+                           started: Mapping[str, Any] | None = None) -> Transition:
     """Record a completed workflow task and its commands.
 
     ``leased_activities``: the seqs of the activities whose task a worker holds now. An
@@ -263,6 +274,12 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
     ``child_run_ids``: for each ``start_child_workflow`` command (by seq), the run id the
     service drew for the child, or None when its ``workflow_id`` already has an open run
     (the start fails: StartChildWorkflowExecutionFailed).
+
+    A closing ``FailWorkflow`` of a run started with a retry policy (``started``: its
+    WorkflowExecutionStarted attributes) retries the run when the policy allows: the failed
+    event names ``successor_run_id`` (which the service then draws) as its
+    ``new_execution_run_id`` and a ``StartSuccessor`` starts it with ``attempt`` + 1 and the
+    back-off before its first workflow task (``retry_delay``).
     """
     t = _open(state, now)
     _current_task(state, scheduled_event_id, started=True)
@@ -288,6 +305,9 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
           started_event_id=wt.started_event_id, worker=worker)
     answers = _Answers()
     for cmd in commands:
+        if isinstance(cmd, c.FailWorkflow) and started is not None:
+            _fail_workflow(t, cmd, started, successor_run_id, execution_timeout_ms)
+            continue
         _apply_command(t, cmd, answers, child_run_ids or {})
     t.schedule_workflow_task_if_needed()
     _cancel_activities(t, leased_activities)
@@ -298,6 +318,31 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
         _continue_as_new(t, successor, successor_run_id, execution_timeout_ms)
     _answer(t, answers, closing=closing)
     return t
+
+
+def retry_delay(started: Mapping[str, Any], failure: Mapping[str, Any], *,
+                now: datetime) -> int | None:
+    """The back-off before a run that failed with ``failure`` is started again under its
+    retry policy (``started``: its WorkflowExecutionStarted attributes), or None: no retry
+    (no policy, a non-retryable failure, or its last attempt)."""
+    if started.get("retry_policy") is None:
+        return None
+    policy = c.RetryPolicy.from_dict(started["retry_policy"])
+    return retry.retry_delay_ms(policy, attempt=int(started.get("attempt") or 1),
+                                failure=failure, now=now, deadline=None)
+
+
+def _fail_workflow(t: Transition, cmd: c.FailWorkflow, started: Mapping[str, Any],
+                   run_id: str | None, execution_timeout_ms: int | None) -> None:
+    delay = retry_delay(started, cmd.failure, now=t.now)
+    if delay is None or run_id is None:
+        t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure)
+        return
+    t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure, new_execution_run_id=run_id)
+    t.effects.append(StartSuccessor(
+        run_id, t.state.workflow_type, t.state.task_queue, started.get("input"),
+        execution_timeout_ms, retry_policy=started["retry_policy"],
+        attempt=int(started.get("attempt") or 1) + 1, first_workflow_task_backoff_ms=delay))
 
 
 def _cancel_activities(t: Transition, leased: Collection[int] | None) -> None:
@@ -359,7 +404,9 @@ def _start_child(t: Transition, cmd: c.StartChildWorkflow, answers: _Answers,
                       workflow_type=cmd.workflow_type, workflow_id=cmd.workflow_id,
                       task_queue=cmd.task_queue or t.state.task_queue, input=cmd.input,
                       execution_timeout_ms=cmd.execution_timeout_ms,
-                      parent_close_policy=cmd.parent_close_policy)
+                      parent_close_policy=cmd.parent_close_policy,
+                      **({} if cmd.retry_policy is None
+                         else {"retry_policy": cmd.retry_policy.to_dict()}))
     run_id = child_run_ids[cmd.seq]
     ref = {"seq": cmd.seq, "initiated_event_id": initiated.event_id,
            "workflow_id": cmd.workflow_id}
@@ -412,7 +459,8 @@ def _answer(t: Transition, answers: _Answers, *, closing: bool) -> None:
         t.effects.append(StartChild(
             run_id, cmd.workflow_id, cmd.workflow_type, cmd.task_queue or t.state.task_queue,
             cmd.input, cmd.execution_timeout_ms, cmd.parent_close_policy,
-            parent_closed=closing))
+            parent_closed=closing,
+            retry_policy=None if cmd.retry_policy is None else cmd.retry_policy.to_dict()))
 
 
 _CHILD_OUTCOMES = {

@@ -139,14 +139,19 @@ class CloseRun:
 
 @dataclass(frozen=True, slots=True)
 class StartSuccessor:
-    """The run continued as new: start ``run_id`` of the same workflow id (once the closed
-    run is saved, so at most one run of the id is open)."""
+    """The run continued as new, or failed and is retried: start ``run_id`` of the same
+    workflow id (once the closed run is saved, so at most one run of the id is open). A
+    retry carries its policy, its ``attempt`` and the back-off before its first workflow
+    task."""
 
     run_id: str
     workflow_type: str
     task_queue: str
     input: Any
     execution_timeout_ms: int | None
+    retry_policy: Mapping[str, Any] | None = None
+    attempt: int = 1
+    first_workflow_task_backoff_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,7 @@ class StartChild:
     execution_timeout_ms: int | None
     parent_close_policy: str
     parent_closed: bool = False
+    retry_policy: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,13 @@ def imply(effects: list[Effect], event: Event, state: ExecutionState) -> None:
     a = event.attributes
     typ = event.event_type
     now = event.timestamp
-    if typ is E.WORKFLOW_EXECUTION_STARTED and a.get("execution_timeout_ms"):
-        effects.append(StartTimer(TimerKind.WORKFLOW_TIMEOUT,
-                                  now + timedelta(milliseconds=a["execution_timeout_ms"])))
+    if typ is E.WORKFLOW_EXECUTION_STARTED:
+        if a.get("execution_timeout_ms"):
+            effects.append(StartTimer(TimerKind.WORKFLOW_TIMEOUT,
+                                      now + timedelta(milliseconds=a["execution_timeout_ms"])))
+        if a.get("first_workflow_task_backoff_ms"):  # a retried run waits out its back-off
+            effects.append(StartTimer(TimerKind.WORKFLOW_TASK_RETRY, now + timedelta(
+                milliseconds=a["first_workflow_task_backoff_ms"])))
     elif typ is E.WORKFLOW_TASK_SCHEDULED:
         effects.append(CreateTask(TaskKind.WORKFLOW, a["task_queue"], state.workflow_type,
                                   event.event_id, attempt=a["attempt"]))

@@ -187,8 +187,9 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
     if t in INPUT_EVENTS and s.workflow_task is not None and s.workflow_task.started_event_id:
         s = replace(s, workflow_task_needed=True)
 
-    if t is E.WORKFLOW_EXECUTION_STARTED:
-        return replace(s, workflow_type=a["workflow_type"], task_queue=a["task_queue"])
+    if t is E.WORKFLOW_EXECUTION_STARTED:  # a retry's first task waits out its back-off
+        return replace(s, workflow_type=a["workflow_type"], task_queue=a["task_queue"],
+                       workflow_task_needed=bool(a.get("first_workflow_task_backoff_ms")))
     if t is E.WORKFLOW_TASK_SCHEDULED:
         return replace(
             s,

@@ -166,9 +166,12 @@ CHILD_OUTCOMES = {
 
 def _tell_parent(child: Execution, closing: Event) -> None:
     """The child run closed: record how in its parent, in the same transaction if the
-    parent's row is free (``tell_parent``). A continue-as-new is not an end for the parent,
-    which waits for the chain's last run; a parent that closed meanwhile hears nothing."""
+    parent's row is free (``tell_parent``). A continue-as-new or a failed run that its retry
+    policy starts again is not an end for the parent, which waits for the chain's last run;
+    a parent that closed meanwhile hears nothing."""
     outcome = CHILD_OUTCOMES.get(closing.event_type)
+    if closing.attributes.get("new_execution_run_id"):
+        return  # the run failed and is retried: its retry ends the child
     if outcome is None or child.parent_id is None or not executions.is_open(child.parent_id):
         return
     payload = {"workflow_id": child.workflow_id, "run_id": str(child.run_id),

@@ -52,7 +52,10 @@ def start_children(parent: Execution, children: Sequence[fx.StartChild]) -> None
         run = _create_run(workflow_id=child.workflow_id, workflow_type=child.workflow_type,
                           input=child.input, task_queue=child.task_queue,
                           execution_timeout_ms=child.execution_timeout_ms, parent=parent,
-                          run_id=uuid.UUID(child.run_id)).execution
+                          run_id=uuid.UUID(child.run_id),
+                          retry_policy=(None if child.retry_policy is None
+                                        else c.RetryPolicy.from_dict(child.retry_policy))
+                          ).execution
         if child.parent_closed and child.parent_close_policy != "abandon":
             timers.insert([timers.build(run.pk, fx.StartTimer(
                 fx.TimerKind.PARENT_CLOSE_POLICY, now, payload={

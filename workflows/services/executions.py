@@ -14,6 +14,7 @@ from django.utils import timezone
 from schedproject import sql
 from schedproject.transactions import atomic
 from workflows import store as executions
+from workflows.core import commands as c
 from workflows.core import decide
 from workflows.core.effects import StartSuccessor
 from workflows.core.state import Status
@@ -274,7 +275,9 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
                 run_id: uuid.UUID | None = None,
                 trace_context: str | None = None,
                 lessee: Lessee | None = None, start_signal: str | None = None,
-                start_signal_input: Any = None) -> Outcome:
+                start_signal_input: Any = None, retry_policy: c.RetryPolicy | None = None,
+                attempt: int = 1, first_workflow_task_backoff_ms: int | None = None
+                ) -> Outcome:
     now = timezone.now()
     t = decide.start(
         workflow_type=workflow_type, task_queue=task_queue, input=input, now=now,
@@ -283,6 +286,8 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
                                             "run_id": str(parent.run_id)},
         continued_from_run_id=None if continued_from is None else str(continued_from.run_id),
         start_signal=start_signal, start_signal_input=start_signal_input,
+        retry_policy=retry_policy, attempt=attempt,
+        first_workflow_task_backoff_ms=first_workflow_task_backoff_ms,
     )
     execution = executions.create(
         workflow_id=workflow_id, workflow_type=workflow_type, task_queue=task_queue,
@@ -293,13 +298,19 @@ def _create_run(*, workflow_id: str, workflow_type: str, input: Any, task_queue:
 
 
 def start_successor(execution: Execution, successor: StartSuccessor) -> Execution:
-    """Start the run ``execution`` continued as (after the closed run is saved, so the
-    one-open-run constraint holds). In the caller's transaction."""
+    """Start the run ``execution`` continued as, or its retry (after the closed run is
+    saved, so the one-open-run constraint holds). In the caller's transaction."""
     return _create_run(workflow_id=execution.workflow_id, workflow_type=successor.workflow_type,
                        input=successor.input, task_queue=successor.task_queue,
                        execution_timeout_ms=successor.execution_timeout_ms,
-                       parent=execution.parent, continued_from=execution,
-                       run_id=uuid.UUID(successor.run_id)).execution
+                       parent=execution.parent,
+                       continued_from=None if successor.retry_policy else execution,
+                       run_id=uuid.UUID(successor.run_id),
+                       retry_policy=(None if successor.retry_policy is None
+                                     else c.RetryPolicy.from_dict(successor.retry_policy)),
+                       attempt=successor.attempt,
+                       first_workflow_task_backoff_ms=successor.first_workflow_task_backoff_ms
+                       ).execution
 
 
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:

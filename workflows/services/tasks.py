@@ -73,15 +73,20 @@ def workflow_task_complete(*, token: str, commands: list[Any], worker_id: str | 
         if cancels:
             leased = tasks.lock_leased_activities(execution.pk, cancels)
         timeout_ms = None
-        if continues:  # each run of the chain gets the execution timeout of the first
-            timeout_ms = executions.started_attributes(execution).get("execution_timeout_ms")
+        started = None
+        fails = bool(parsed) and isinstance(parsed[-1], c.FailWorkflow)
+        if continues or fails:  # each run of the chain gets the execution timeout of the first
+            started = executions.started_attributes(execution)
+            timeout_ms = started.get("execution_timeout_ms")
+        retries = fails and started is not None and started.get("retry_policy") is not None
         try:
             t = decide.complete_workflow_task(
                 execution.core_state(), scheduled_event_id=task.scheduled_event_id,
                 commands=parsed, worker=task.lease_owner, now=timezone.now(),
                 leased_activities=leased,
-                successor_run_id=str(uuid.uuid4()) if continues else None,
-                execution_timeout_ms=timeout_ms, child_run_ids=child_run_ids(parsed))
+                successor_run_id=str(uuid.uuid4()) if continues or retries else None,
+                execution_timeout_ms=timeout_ms, child_run_ids=child_run_ids(parsed),
+                started=started if retries else None)
         except decide.Rejected as exc:
             raise rejected(exc) from None
         execution.last_task_failure = None
