@@ -67,3 +67,29 @@ async def rolling_slowly(ctx: sdk.WorkflowContext, n: int) -> Any:
     if n < 2:
         ctx.continue_as_new(n + 1)
     return {"n": n}
+
+
+@sdk.workflow
+async def flaky_kid(ctx: sdk.WorkflowContext, n: int) -> dict[str, Any]:
+    """Fails its first two runs; the engine retries it under the parent's retry policy."""
+    if ctx.info.attempt <= 2:
+        raise sdk.ApplicationError(f"run {ctx.info.attempt} fails", type="Flaky")
+    return {"tripled": n * 3, "attempt": ctx.info.attempt}
+
+
+@sdk.workflow
+async def parent_of_flaky(ctx: sdk.WorkflowContext, n: int) -> Any:
+    return await ctx.execute_child_workflow(
+        flaky_kid, n, workflow_id=f"{ctx.info.workflow_id}-flaky",
+        retry_policy=sdk.RetryPolicy(initial_interval=0.1, maximum_attempts=5))
+
+
+@sdk.workflow
+async def parent_of_too_flaky(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    try:
+        await ctx.execute_child_workflow(
+            flaky_kid, 1, workflow_id=f"{ctx.info.workflow_id}-flaky",
+            retry_policy=sdk.RetryPolicy(initial_interval=0.1, maximum_attempts=2))
+    except sdk.ChildWorkflowError as err:
+        return {"status": err.status, "message": err.cause["message"]}
+    return "unexpected success"

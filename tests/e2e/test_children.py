@@ -100,3 +100,28 @@ def test_a_result_request_waiting_on_the_first_run_answers_for_the_last(
     body = answer.json()
     assert (body["status"], body["result"]) == ("completed", {"n": 2})
     assert body["run_id"] != handle.run_id
+
+
+def test_a_child_with_a_retry_policy_fails_twice_and_the_parent_gets_its_third_runs_result(
+        client: sdk.Client) -> None:
+    handle = start(client, "parent_of_flaky", 7)
+    assert handle.result(timeout=60) == {"tripled": 21, "attempt": 3}
+    parent_events = types(handle)
+    assert parent_events.count("ChildWorkflowExecutionCompleted") == 1
+    assert "ChildWorkflowExecutionFailed" not in parent_events
+    child_id = f"{handle.workflow_id}-flaky"
+    runs = list(client.list_workflows(query={"workflow_id": child_id}))
+    assert sorted(run["status"] for run in runs) == ["completed", "failed", "failed"]
+    [started] = [e for e in handle.history()
+                 if e["event_type"] == "ChildWorkflowExecutionStarted"]
+    first_run = client.get_workflow_handle(child_id, run_id=started["attributes"]["run_id"])
+    assert first_run.describe()["status"] == "failed"
+    # Like a continue-as-new chain, the first run's result is the last retry's.
+    assert first_run.result(timeout=60) == {"tripled": 21, "attempt": 3}
+
+
+def test_a_child_that_fails_its_last_attempt_fails_the_parents_call(
+        client: sdk.Client) -> None:
+    handle = start(client, "parent_of_too_flaky")
+    assert handle.result(timeout=60) == {"status": "failed", "message": "run 2 fails"}
+    assert types(handle).count("ChildWorkflowExecutionFailed") == 1
