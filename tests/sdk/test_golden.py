@@ -259,6 +259,34 @@ def _empty_cart() -> EngineSim:
     return sim
 
 
+def _flaky_parent() -> EngineSim:
+    from fixtures import golden_workflows as g
+
+    sim = EngineSim(g.golden_flaky_parent, 5, workflow_id="flaky-parent-1",
+                    run_id="3c9d-golden-flaky-parent")
+    sim.drive()  # starts flaky-1 with its retry policy; its first run fails, the second ends
+    sim.child_closed("flaky-1", "Completed", result={"n": 5, "attempt": 2})
+    sim.drive()
+    return sim
+
+
+def _flaky_kid() -> EngineSim:
+    from fixtures import golden_workflows as g
+    from workflows.core import commands as c
+
+    policy = c.RetryPolicy(initial_interval_ms=1000, maximum_attempts=3,
+                           non_retryable_error_types=("Fatal",))
+    sim = EngineSim(g.golden_flaky_kid, 5, workflow_id="flaky-1", run_id="9e2a-golden-flaky-2",
+                    start_options={"parent": {"workflow_id": "flaky-parent-1",
+                                              "run_id": "3c9d-golden-flaky-parent"},
+                                   "retry_policy": policy, "attempt": 2,
+                                   "first_workflow_task_backoff_ms": 1000})
+    sim.advance(1)
+    sim.end_backoff()  # the second run's first workflow task waits out the back-off
+    sim.drive()
+    return sim
+
+
 def _raise(type_: str, message: str) -> Any:
     from sdk._errors import ApplicationError
 
@@ -280,6 +308,8 @@ SCENARIOS = {
     "rolling": ("fixtures.golden_workflows:golden_rolling", _rolling),
     "cart": ("fixtures.golden_workflows:golden_cart", _cart),
     "empty_cart": ("fixtures.golden_workflows:golden_cart", _empty_cart),
+    "flaky_parent": ("fixtures.golden_workflows:golden_flaky_parent", _flaky_parent),
+    "flaky_kid": ("fixtures.golden_workflows:golden_flaky_kid", _flaky_kid),
 }
 
 

@@ -19,7 +19,8 @@ from sdk.testing import Replayer, ReplayFailureError
 HISTORIES = Path(__file__).resolve().parents[2] / "fixtures" / "histories"
 GOLDEN = [g.golden_order, g.golden_approval, g.golden_cancel, g.golden_checkout,
           g.golden_reminder, g.golden_handlers, g.golden_patch, g.golden_refund,
-          g.golden_family, g.golden_rolling, g.golden_cart]
+          g.golden_family, g.golden_rolling, g.golden_cart, g.golden_flaky_parent,
+          g.golden_flaky_kid]
 MakeReplayer = Callable[[Iterable[Any]], Replayer]
 
 

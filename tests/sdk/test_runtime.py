@@ -59,8 +59,10 @@ class EngineSim:
     def __init__(self, fn: Any, input: Any = None, *, sticky: bool = True,
                  workflow_id: str = "wf-1", run_id: str = "run-1",
                  failure_exception_types: tuple[type[BaseException], ...] = (),
-                 start_signal: tuple[str, Any] | None = None) -> None:
-        """``start_signal``: (name, input) of a signal-with-start's signal."""
+                 start_signal: tuple[str, Any] | None = None,
+                 start_options: dict[str, Any] | None = None) -> None:
+        """``start_signal``: (name, input) of a signal-with-start's signal;
+        ``start_options``: more of ``decide.start``'s arguments (a retried run's)."""
         self.definition = workflow_definition(fn)
         self.failure_exception_types = failure_exception_types
         self.workflow_id = workflow_id
@@ -70,7 +72,8 @@ class EngineSim:
         t = decide.start(workflow_type=self.definition.name, task_queue="q", input=input,
                          now=self.now,
                          start_signal=None if start_signal is None else start_signal[0],
-                         start_signal_input=None if start_signal is None else start_signal[1])
+                         start_signal_input=None if start_signal is None else start_signal[1],
+                         **(start_options or {}))
         self.state = t.state
         self.history: list[dict[str, Any]] = wire(t.events)
         self.instance: WorkflowInstance | None = None
@@ -95,6 +98,10 @@ class EngineSim:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+    def end_backoff(self) -> None:
+        """A retried run's first workflow task back-off is over (its retry timer fired)."""
+        self._apply(decide.retry_workflow_task(self.state, now=self.now))
 
     def start_task(self) -> int:
         wt = self.state.workflow_task
