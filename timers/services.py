@@ -28,6 +28,7 @@ from workflows.services import (
     act_on_child,
     hear_from_child,
     rejected,
+    time_out_run,
     write_activity_attempt,
     write_transition,
 )
@@ -110,7 +111,7 @@ def _user(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
 
 
 def _workflow_timeout(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:
-    return write_transition(execution, decide.time_out_workflow(execution.core_state(), now=now))
+    return time_out_run(execution, now)
 
 
 def _workflow_task_retry(execution: Execution, timer: Timer, now: datetime) -> Outcome | None:

@@ -281,6 +281,8 @@ def follow_chain(run: Execution) -> Execution:
             event_type, key = EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW, "new_run_id"
         elif run.status == Status.FAILED.value:
             event_type, key = EventType.WORKFLOW_EXECUTION_FAILED, "new_execution_run_id"
+        elif run.status == Status.TIMED_OUT.value:
+            event_type, key = EventType.WORKFLOW_EXECUTION_TIMED_OUT, "new_execution_run_id"
         else:
             break
         new_run_id = (HistoryEvent.objects.filter(execution=run, event_type=event_type.value)

@@ -273,7 +273,10 @@ class WorkflowExecutionTerminated(TypedDict):
 
 
 class WorkflowExecutionTimedOut(TypedDict):
-    """The run's execution timeout expired."""
+    """The run's execution timeout expired. ``new_execution_run_id``: the run's retry
+    policy starts that run of the same workflow id (after its back-off)."""
+
+    new_execution_run_id: NotRequired[str]
 
 
 class WorkflowExecutionContinuedAsNew(TypedDict):

@@ -100,3 +100,21 @@ def test_start_child_workflow_carries_its_policy_on_the_wire_and_into_the_child(
     assert initiated.attributes["retry_policy"] == POLICY.to_dict()
     [start] = [e for e in step.effects if isinstance(e, fx.StartChild)]
     assert start.retry_policy == POLICY.to_dict()
+
+
+def test_a_run_that_times_out_is_retried_like_a_failed_one() -> None:
+    t = decide.start(workflow_type="Kid", task_queue="q", input=1, now=T0,
+                     execution_timeout_ms=5000, retry_policy=POLICY)
+    started = t.events[0].attributes
+    step = decide.time_out_workflow(t.state, now=T0, started=started, successor_run_id="r2")
+    assert step.events[-1].event_type is E.WORKFLOW_EXECUTION_TIMED_OUT
+    assert step.events[-1].attributes == {"new_execution_run_id": "r2"}
+    assert [e for e in step.effects if isinstance(e, fx.StartSuccessor)] == [
+        fx.StartSuccessor("r2", "Kid", "q", 1, 5000, retry_policy=POLICY.to_dict(), attempt=2,
+                          first_workflow_task_backoff_ms=1000)]
+    last = decide.start(workflow_type="Kid", task_queue="q", input=1, now=T0,
+                        execution_timeout_ms=5000, retry_policy=POLICY, attempt=3)
+    final = decide.time_out_workflow(last.state, now=T0, started=last.events[0].attributes,
+                                     successor_run_id="r4")
+    assert final.events[-1].attributes == {}
+    assert not any(isinstance(e, fx.StartSuccessor) for e in final.effects)

@@ -93,3 +93,18 @@ async def parent_of_too_flaky(ctx: sdk.WorkflowContext, _: Any) -> Any:
     except sdk.ChildWorkflowError as err:
         return {"status": err.status, "message": err.cause["message"]}
     return "unexpected success"
+
+
+@sdk.workflow
+async def slow_kid(ctx: sdk.WorkflowContext, _: Any) -> dict[str, Any]:
+    """Its first run outlasts its execution timeout; the retry returns at once."""
+    if ctx.info.attempt == 1:
+        await ctx.sleep(3600)
+    return {"attempt": ctx.info.attempt}
+
+
+@sdk.workflow
+async def parent_of_slow(ctx: sdk.WorkflowContext, _: Any) -> Any:
+    return await ctx.execute_child_workflow(
+        slow_kid, workflow_id=f"{ctx.info.workflow_id}-slow", execution_timeout=8,
+        retry_policy=sdk.RetryPolicy(initial_interval=0.1, maximum_attempts=2))

@@ -125,3 +125,10 @@ def test_a_child_that_fails_its_last_attempt_fails_the_parents_call(
     handle = start(client, "parent_of_too_flaky")
     assert handle.result(timeout=60) == {"status": "failed", "message": "run 2 fails"}
     assert types(handle).count("ChildWorkflowExecutionFailed") == 1
+
+
+def test_a_child_run_that_times_out_is_retried(client: sdk.Client) -> None:
+    handle = start(client, "parent_of_slow")
+    assert handle.result(timeout=90) == {"attempt": 2}
+    runs = list(client.list_workflows(query={"workflow_id": f"{handle.workflow_id}-slow"}))
+    assert sorted(run["status"] for run in runs) == ["completed", "timed_out"]

@@ -190,9 +190,23 @@ def fail_history_too_large(state: ExecutionState, *, events: int, size_bytes: in
     return t
 
 
-def time_out_workflow(state: ExecutionState, *, now: datetime) -> Transition:
+WORKFLOW_TIMEOUT_FAILURE = {"type": "TimeoutError", "message": "workflow execution timeout"}
+
+
+def time_out_workflow(state: ExecutionState, *, now: datetime,
+                      started: Mapping[str, Any] | None = None,
+                      successor_run_id: str | None = None) -> Transition:
+    """The run's execution timeout expired. A run started with a retry policy (``started``:
+    its WorkflowExecutionStarted attributes) is retried as after a failure, as Temporal
+    retries a run that timed out: the event names ``successor_run_id``."""
     t = _open(state, now)
-    t.add(E.WORKFLOW_EXECUTION_TIMED_OUT)
+    delay = (None if started is None or successor_run_id is None
+             else retry_delay(started, WORKFLOW_TIMEOUT_FAILURE, now=now))
+    if delay is None or started is None or successor_run_id is None:
+        t.add(E.WORKFLOW_EXECUTION_TIMED_OUT)
+        return t
+    t.add(E.WORKFLOW_EXECUTION_TIMED_OUT, new_execution_run_id=successor_run_id)
+    _retry_run(t, started, successor_run_id, started.get("execution_timeout_ms"), delay)
     return t
 
 
@@ -339,6 +353,11 @@ def _fail_workflow(t: Transition, cmd: c.FailWorkflow, started: Mapping[str, Any
         t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure)
         return
     t.add(E.WORKFLOW_EXECUTION_FAILED, failure=cmd.failure, new_execution_run_id=run_id)
+    _retry_run(t, started, run_id, execution_timeout_ms, delay)
+
+
+def _retry_run(t: Transition, started: Mapping[str, Any], run_id: str,
+               execution_timeout_ms: int | None, delay: int) -> None:
     t.effects.append(StartSuccessor(
         run_id, t.state.workflow_type, t.state.task_queue, started.get("input"),
         execution_timeout_ms, retry_policy=started["retry_policy"],

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -311,6 +312,20 @@ def start_successor(execution: Execution, successor: StartSuccessor) -> Executio
                        attempt=successor.attempt,
                        first_workflow_task_backoff_ms=successor.first_workflow_task_backoff_ms
                        ).execution
+
+
+def time_out_run(execution: Execution, now: datetime) -> Outcome:
+    """The run's execution timeout expired (``execution`` locked): it times out, and if it
+    was started with a retry policy that allows it, its retry starts."""
+    started = executions.started_attributes(execution)
+    retries = started.get("retry_policy") is not None
+    t = decide.time_out_workflow(execution.core_state(), now=now,
+                                 started=started if retries else None,
+                                 successor_run_id=str(uuid.uuid4()) if retries else None)
+    outcome = write_transition(execution, t)
+    if outcome.successor is not None:
+        start_successor(execution, outcome.successor)
+    return outcome
 
 
 def get_run(workflow_id: str, run_id: str | None = None) -> Execution:
