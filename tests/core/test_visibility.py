@@ -83,6 +83,9 @@ def test_sizes_are_bounded() -> None:
         v.parse("WorkflowId = '" + "x" * 2000 + "'")
     with pytest.raises(QueryError, match="at most 64 conditions"):
         v.parse(" OR ".join(["WorkflowId = 'x'"] * 65))
+    with pytest.raises(QueryError, match="nest at most 16 deep"):
+        v.parse("(" * 900 + "WorkflowId = 'x'" + ")" * 900)
+    assert v.parse("(" * 16 + "WorkflowId = 'x'" + ")" * 16) == Compare("workflow_id", "=", "x")
 
 
 # ---- property: a query means what its terms mean, evaluated on plain rows ------------------

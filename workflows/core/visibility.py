@@ -30,6 +30,7 @@ from .state import Status
 
 MAX_QUERY_CHARS = 2000
 MAX_TERMS = 64
+MAX_DEPTH = 16  # nested parentheses
 
 
 class QueryError(ValueError):
@@ -152,6 +153,7 @@ class _Parser:
         self.toks = toks
         self.i = 0
         self.terms = 0
+        self.depth = 0
 
     def peek(self) -> _Tok | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -185,9 +187,13 @@ class _Parser:
     def primary(self) -> Expr:
         tok = self.peek()
         if tok is not None and tok.text == "(":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(f"parentheses nest at most {MAX_DEPTH} deep", tok.at)
             self.i += 1
             expr = self.or_expr()
             self.expect(")")
+            self.depth -= 1
             return expr
         self.terms += 1
         if self.terms > MAX_TERMS:
