@@ -148,6 +148,9 @@ class SchedConfig:
     # The HTTP door (dispatch.httpdoor): a request's headers and body must arrive within
     # this, or it is answered 408 and its connection closed.
     http_receive_timeout_seconds: float = 30.0
+    # The longest a long poll (``wait=``) waits; longer waits asked for are clamped to it
+    # (below a proxy's idle timeout, say).
+    max_wait_seconds: float = 60.0
 
     @property
     def uses_postgres(self) -> bool:
@@ -214,6 +217,7 @@ def load() -> SchedConfig:
         update_timeout_seconds=_number("SCHED_UPDATE_TIMEOUT_SECONDS", 30, minimum=0.1),
         http_receive_timeout_seconds=_number("SCHED_HTTP_RECEIVE_TIMEOUT_SECONDS", 30,
                                              minimum=0.1),
+        max_wait_seconds=_number("SCHED_MAX_WAIT_SECONDS", 60, minimum=0),
     )
 
 

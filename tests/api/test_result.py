@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -120,3 +121,13 @@ def test_a_wait_is_woken_by_its_own_run_closing_only(api_client: APIClient, engi
     # woke nothing, nor did run a's commits that left it open (a signal, its task started).
     assert run_reads == [a, a]
     assert changes.watched() == {}
+
+
+@pytest.mark.django_db
+def test_a_wait_is_clamped_to_the_configured_cap(api_client: APIClient, settings: Any) -> None:
+    settings.SCHED = dataclasses.replace(settings.SCHED, max_wait_seconds=0.3)
+    start(api_client)
+    began = time.monotonic()
+    r = api_client.get("/api/workflows/w/result", {"wait": 60})
+    assert r.status_code == 200 and r.json()["status"] == "running"
+    assert time.monotonic() - began < 30  # the cap's 0.3 s, not the 60 asked for

@@ -15,12 +15,13 @@ from typing import Any
 
 from rest_framework import serializers
 
+from schedproject import config
 from sdk.protocol.limits import MAX_NAME_LENGTH, MAX_WORKFLOW_ID_LENGTH
 from sdk.protocol.names import INVALID_NAME, name_problem
 from sdk.protocol.payloads import payload_problem, text_problem
 
 MAX_REASON_LENGTH = 4096
-MAX_WAIT_SECONDS = 60.0
+MAX_WAIT_SECONDS = 60.0  # the default of SCHED_MAX_WAIT_SECONDS
 
 
 def check_json_value(value: Any) -> None:
@@ -139,7 +140,8 @@ class QuerySerializer(InputSerializer):
 
 
 class WaitField(serializers.FloatField):
-    """``wait``: seconds to long-poll, 0 to answer at once; above the cap it is clamped."""
+    """``wait``: seconds to long-poll, 0 to answer at once; above the cap
+    (``SCHED_MAX_WAIT_SECONDS``, 60 by default) it is clamped."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
@@ -151,7 +153,7 @@ class WaitField(serializers.FloatField):
         value = super().to_internal_value(data)
         if not math.isfinite(value):
             self.fail("invalid")
-        return min(value, MAX_WAIT_SECONDS)
+        return min(value, config.get().max_wait_seconds)
 
 
 class ErrorDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
