@@ -263,22 +263,31 @@ def history_filename(run: Execution) -> str:
 # ---- actions -------------------------------------------------------------------------------
 
 
+def _valid_form_run(request: HttpRequest, form: forms.RunForm,
+                    form_key: str) -> Execution | HttpResponse:
+    """The run a posted ``form`` names, once the form is valid; else the page to answer
+    with: an error page if the run cannot be found (or is not named validly), the run's page
+    with the form's errors if the rest of the form is not valid."""
+    if not form.is_valid() and ("workflow_id" in form.errors or "run_id" in form.errors):
+        return _error_page(request, "The request does not name a valid run.",
+                           status=422, errors=form.errors)
+    try:
+        run = _find_run(form.cleaned_data["workflow_id"], form.cleaned_data.get("run_id"))
+    except SchedError as exc:
+        return _error_page(request, exc.message, status=exc.http_status)
+    if not form.is_valid():
+        return _render_run(request, run, status=422, **{form_key: form})
+    return run
+
+
 def _action(request: HttpRequest, form: forms.RunForm, form_key: str,
             call: Callable[[dict[str, Any]], Execution], done: str) -> HttpResponse:
     """Validate ``form``, apply ``call`` to the run it names, and go back to the run's page
     (Post/Redirect/Get); on bad input or a refused transition, the run's page with the form's
     errors, or an error page if the run itself cannot be found."""
-    if not form.is_valid() and ("workflow_id" in form.errors or "run_id" in form.errors):
-        return _error_page(request, "The request does not name a valid run.",
-                           status=422, errors=form.errors)
-    workflow_id = form.cleaned_data["workflow_id"]
-    run_id = form.cleaned_data.get("run_id")
-    try:
-        run = _find_run(workflow_id, run_id)
-    except SchedError as exc:
-        return _error_page(request, exc.message, status=exc.http_status)
-    if not form.is_valid():
-        return _render_run(request, run, status=422, **{form_key: form})
+    run = _valid_form_run(request, form, form_key)
+    if isinstance(run, HttpResponse):
+        return run
     try:
         run = call(form.cleaned_data)
     except SchedError as exc:
@@ -306,15 +315,9 @@ def workflow_query(request: HttpRequest) -> HttpResponse:
     """Ask the run's query handler, and show the answer on the run's page (a query writes
     nothing, so there is nothing to redirect away from)."""
     form = forms.QueryForm(request.POST)
-    if not form.is_valid() and ("workflow_id" in form.errors or "run_id" in form.errors):
-        return _error_page(request, "The request does not name a valid run.",
-                           status=422, errors=form.errors)
-    try:
-        run = _find_run(form.cleaned_data["workflow_id"], form.cleaned_data.get("run_id"))
-    except SchedError as exc:
-        return _error_page(request, exc.message, status=exc.http_status)
-    if not form.is_valid():
-        return _render_run(request, run, status=422, query_form=form)
+    run = _valid_form_run(request, form, "query_form")
+    if isinstance(run, HttpResponse):
+        return run
     d = form.cleaned_data
     try:
         target = queries.query_target(workflow_id=run.workflow_id, run_id=str(run.run_id))
