@@ -89,6 +89,10 @@ def _database() -> dict[str, object]:
             # A process paused inside a transaction (SIGSTOP, a debugger) must not hold its row
             # locks, and so every other engine, forever.
             options.setdefault("options", "-c idle_in_transaction_session_timeout=5000")
+            # Lets psycopg prepare statements: the hot statements of ``schedproject.sql`` bind
+            # on the server and ask for it (Django's own cursors bind on the client and never
+            # do). Behind a pooler that cannot keep prepared statements, set it to None.
+            options.setdefault("prepare_threshold", 5)
             db["OPTIONS"] = options
         return db
     SCHED.data_dir.mkdir(parents=True, exist_ok=True)

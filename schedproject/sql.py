@@ -16,6 +16,18 @@ before it, and the statements run in the order they were made; only a failing wr
 exception surfaces later, at that flush, still inside the transaction. A transition's
 events, task rows and snapshot cost one round trip instead of four. On SQLite, which has no
 round trips to save, every write runs at once.
+
+On PostgreSQL these helpers run their statements on a cursor of their own over Django's
+connection (``_cursor``): it binds parameters on the server, so psycopg does not quote each
+value into the text in Python, and the server does not parse and plan a new text each time:
+a statement is prepared on each connection the first time it runs there (the settings'
+``prepare_threshold`` lets psycopg prepare; None turns it off, for a pooler that cannot keep
+prepared statements), and every later run sends only its values. The helpers' statements are
+a few dozen shapes; psycopg keeps the last ``prepared_max`` of them per connection. The held
+writes go as one pipeline (psycopg's pipeline mode: every statement sent, one round trip for
+all). Errors are Django's (``wrap_database_errors``), as from Django's own cursors. While
+Django records the statements run (``DEBUG``, or a test's ``CaptureQueriesContext``), they go
+through Django's cursors instead, so the record is whole.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import connection, models
 
 M = TypeVar("M", bound=models.Model)
@@ -63,9 +76,50 @@ def deferring() -> Iterator[None]:
 def _send(held: list[tuple[str, Sequence[Any]]]) -> None:
     statements = list(held)
     held.clear()  # first: the send itself passes through the wrapper
+    if _bound_on_server():
+        with _cursor() as cursor:
+            if len(statements) == 1:
+                cursor.execute(*statements[0], prepare=True)
+                return
+            with cursor.connection.pipeline():
+                for statement, params in statements:
+                    cursor.execute(statement, params, prepare=True)
+        return
     params = [p for _, ps in statements for p in ps]
     with connection.cursor() as cursor:
         cursor.execute("; ".join(statement for statement, _ in statements), params)
+
+
+def _run(cursor: Any, statement: str, params: Sequence[Any]) -> None:
+    if isinstance(cursor, psycopg.Cursor):
+        cursor.execute(statement, params, prepare=True)
+    else:
+        cursor.execute(statement, params)
+
+
+def _bound_on_server() -> bool:
+    """Whether ``_cursor`` is a cursor of the helpers' own (see the module's docstring)."""
+    return connection.vendor == "postgresql" and not connection.queries_logged
+
+
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """A cursor for one of the helpers' statements: on PostgreSQL (unless Django records the
+    statements) a psycopg cursor over Django's connection that binds on the server, its
+    errors turned into Django's; else Django's cursor. Writes held by ``deferring`` are sent
+    first, as Django's cursors do through the block's wrapper."""
+    if not _bound_on_server():
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    held = getattr(_local, "held", None)
+    if held:
+        _send(held)
+    connection.validate_no_broken_transaction()
+    if connection.connection is None or connection.connection.closed:
+        connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor
 
 
 def write(statement: str, params: Sequence[Any]) -> None:
@@ -75,8 +129,8 @@ def write(statement: str, params: Sequence[Any]) -> None:
     if held is not None:
         held.append((statement, list(params)))
         return
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+    with _cursor() as cursor:
+        _run(cursor, statement, params)
 
 
 def for_update() -> str:
@@ -93,6 +147,16 @@ def for_no_key_update(*, skip_locked: bool = False) -> str:
     if not connection.features.has_select_for_no_key_update:
         return for_update() + (" SKIP LOCKED" if skip_locked else "")
     return " FOR NO KEY UPDATE" + (" SKIP LOCKED" if skip_locked else "")
+
+
+def marks(count: int) -> str:
+    """``%s, %s, ...``: the placeholders of an ``IN (...)`` list of ``count`` values."""
+    return ", ".join(["%s"] * count)
+
+
+def skip_locked() -> str:
+    """`` SKIP LOCKED`` where the database has it (after a ``FOR UPDATE``)."""
+    return " SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
 
 
 def table(model: type[models.Model]) -> str:
@@ -184,9 +248,9 @@ def insert_one(obj: models.Model) -> None:
     fields = _insert_fields(model)
     params = [_prep(f, getattr(obj, f.attname)) for f in fields]
     statement = _insert_statement(model, 1)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
-            cursor.execute(statement + " RETURNING id", params)
+            _run(cursor, statement + " RETURNING id", params)
             obj.pk = cursor.fetchone()[0]
         else:
             cursor.execute(statement, params)
@@ -237,14 +301,20 @@ def _converters(model: type[models.Model], vendor: str) -> tuple[
     return tuple(out)
 
 
+def objects(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
+    """The instances of the rows a ``SELECT {columns(model)} ...`` reads (``Model.objects.raw``
+    without its per-query setup)."""
+    return [instance(model, row) for row in fetch(sql, params)]
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run one statement; how many rows it touched."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor() as cursor:
+        _run(cursor, sql, params)
         return int(cursor.rowcount)
 
 
 def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with _cursor() as cursor:
+        _run(cursor, sql, params)
         return list(cursor.fetchall())

@@ -172,9 +172,9 @@ class ApiToken(models.Model):
         if not raw or len(raw) > 200:
             return None
         # Every API request runs this: written out, not built by the ORM's query compiler.
-        rows = list(cls.objects.raw(
-            f"SELECT {sql.columns(cls)} FROM {sql.table(cls)} "
-            "WHERE digest = %s AND revoked_at IS NULL ORDER BY id LIMIT 1", [hash_token(raw)]))
+        rows = sql.objects(
+            cls, f"SELECT {sql.columns(cls)} FROM {sql.table(cls)} "
+            "WHERE digest = %s AND revoked_at IS NULL ORDER BY id LIMIT 1", [hash_token(raw)])
         token = rows[0] if rows else None
         if token is None or token.scope not in (TokenScope.ADMIN, scope):
             return None

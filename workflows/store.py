@@ -45,9 +45,9 @@ def lock(execution_id: int) -> Execution:
     ``FOR NO KEY UPDATE``: a parent's transaction inserts timer rows on its child's row (see
     ``workflows.core.effects.ActOnChild``) while the child may be locked by a transition of
     its own; the insert's foreign key check must not wait for that lock."""
-    rows = list(Execution.objects.raw(
-        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-        f"WHERE id = %s{sql.for_no_key_update()}", [execution_id]))
+    rows = sql.objects(
+        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id = %s{sql.for_no_key_update()}", [execution_id])
     if not rows:
         raise Execution.DoesNotExist(execution_id)
     return rows[0]
@@ -58,28 +58,37 @@ def lock_if_free(execution_id: int) -> Execution | None:
     then, at once. For a lock taken while holding another run's (a child's close telling
     its parent), which must never wait: two runs locked in turn by two transactions could
     wait for each other."""
-    rows = list(Execution.objects.raw(
-        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-        f"WHERE id = %s{sql.for_no_key_update(skip_locked=True)}", [execution_id]))
+    rows = sql.objects(
+        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id = %s{sql.for_no_key_update(skip_locked=True)}", [execution_id])
     return rows[0] if rows else None
 
 
 def lock_many_skip_locked(ids: Iterable[int]) -> dict[int, Execution]:
     """The executions of ``ids`` no other transaction holds, locked."""
-    return {e.pk: e for e in Execution.objects.select_for_update(skip_locked=True, no_key=True)
-            .filter(pk__in=list(ids))}
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {e.pk: e for e in sql.objects(
+        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id IN ({sql.marks(len(ids))}){sql.for_no_key_update(skip_locked=True)}", ids)}
 
 
 def get_many(ids: Iterable[int]) -> dict[int, Execution]:
-    return Execution.objects.in_bulk(set(ids))
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {e.pk: e for e in sql.objects(
+        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        f"WHERE id IN ({sql.marks(len(ids))})", ids)}
 
 
 def open_run(workflow_id: str) -> Execution | None:
     """The run of ``workflow_id`` that is open (at most one is), or None."""
-    rows = list(Execution.objects.raw(
-        f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+    rows = sql.objects(
+        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
         "WHERE workflow_id = %s AND status = %s ORDER BY id LIMIT 1",
-        [workflow_id, Status.RUNNING.value]))
+        [workflow_id, Status.RUNNING.value])
     return rows[0] if rows else None
 
 
@@ -96,14 +105,14 @@ def run(workflow_id: str, run_id: uuid.UUID | None = None) -> Execution | None:
     """The run ``run_id`` of ``workflow_id``, or (``run_id`` None) its latest run: the one
     created last. Every request about one workflow starts here, so it is written out."""
     if run_id is None:
-        rows = list(Execution.objects.raw(
-            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-            "WHERE workflow_id = %s ORDER BY created_at DESC, id DESC LIMIT 1", [workflow_id]))
+        rows = sql.objects(
+            Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+            "WHERE workflow_id = %s ORDER BY created_at DESC, id DESC LIMIT 1", [workflow_id])
     else:
-        rows = list(Execution.objects.raw(
-            f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
+        rows = sql.objects(
+            Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
             "WHERE workflow_id = %s AND run_id = %s LIMIT 1",
-            [workflow_id, _run_id_param(run_id)]))
+            [workflow_id, _run_id_param(run_id)])
     return rows[0] if rows else None
 
 
@@ -203,14 +212,13 @@ def _timestamp(value: datetime | str) -> datetime:
 def request_record(request_id: str) -> tuple[str, Execution] | None:
     """(kind, run) of the request that wrote under ``request_id``, if one did. Every start
     and signal with a request id asks (the SDK gives each one), so it is written out."""
-    rows = list(Execution.objects.raw(
+    rows = sql.fetch(
         f"SELECT {sql.qualified_columns(Execution, 'e')}, r.kind AS request_kind "
         f"FROM {sql.table(RequestRecord)} r JOIN {sql.table(Execution)} e "
-        "ON e.id = r.execution_id WHERE r.request_id = %s", [request_id]))
+        "ON e.id = r.execution_id WHERE r.request_id = %s", [request_id])
     if not rows:
         return None
-    kind: str = rows[0].request_kind  # type: ignore[attr-defined]  # the raw query's column
-    return kind, rows[0]
+    return str(rows[0][-1]), sql.instance(Execution, rows[0][:-1])
 
 
 def request_and_open_run(request_id: str, workflow_id: str) -> tuple[
@@ -218,20 +226,20 @@ def request_and_open_run(request_id: str, workflow_id: str) -> tuple[
     """``request_record(request_id)`` and ``open_run(workflow_id)`` in one round trip: what a
     start with a request id reads before it writes."""
     columns = sql.qualified_columns(Execution, "e")
-    rows = list(Execution.objects.raw(
+    rows = sql.fetch(
         f"SELECT {columns}, r.kind AS request_kind FROM {sql.table(RequestRecord)} r "
         f"JOIN {sql.table(Execution)} e ON e.id = r.execution_id WHERE r.request_id = %s "
         f"UNION ALL SELECT * FROM (SELECT {columns}, NULL AS request_kind "
         f"FROM {sql.table(Execution)} e WHERE e.workflow_id = %s AND e.status = %s "
-        "ORDER BY e.id LIMIT 1) o", [request_id, workflow_id, Status.RUNNING.value]))
+        "ORDER BY e.id LIMIT 1) o", [request_id, workflow_id, Status.RUNNING.value])
     record: tuple[str, Execution] | None = None
     open_run: Execution | None = None
     for row in rows:
-        kind = row.request_kind  # type: ignore[attr-defined]  # the raw query's column
+        kind, run = row[-1], sql.instance(Execution, row[:-1])
         if kind is None:
-            open_run = row
+            open_run = run
         else:
-            record = (str(kind), row)
+            record = (str(kind), run)
     return record, open_run
 
 

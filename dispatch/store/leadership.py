@@ -15,7 +15,7 @@ from datetime import datetime
 from django.db import connection
 
 from dispatch.models import Leadership
-from schedproject import config
+from schedproject import config, sql
 from schedproject.transactions import atomic
 
 __all__ = ["ONLY", "Leadership", "NotLeader", "Shard", "check_term", "lock_dispatch", "shards",
@@ -55,8 +55,8 @@ class NotLeader(Exception):
 def check_term(name: str, term: int) -> None:
     """Inside a transaction: hold the leadership row (a new leader's term bump waits for us)
     and check that ``term`` is still current."""
-    if not Leadership.objects.select_for_update(no_key=True).filter(name=name,
-                                                                   term=term).exists():
+    if not sql.fetch(f"SELECT 1 FROM {sql.table(Leadership)} WHERE name = %s AND term = %s"
+                     f"{sql.for_no_key_update()}", [name, term]):
         raise NotLeader(f"{name}: term {term} is over")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Case, DateTimeField, Value, When
 
 from dispatch.models import WorkerSession
+from schedproject import sql
 
 __all__ = ["WorkerSession", "channels", "credit", "drop", "live", "of_engines", "present",
            "register", "serving", "silent", "touch"]
@@ -49,8 +50,9 @@ def drop(worker_id: str) -> bool:
 
 
 def live(cutoff: datetime) -> list[WorkerSession]:
-    """Sessions seen since ``cutoff``."""
-    return list(WorkerSession.objects.filter(last_seen_at__gte=cutoff))
+    """Sessions seen since ``cutoff`` (every dispatch tick asks: written out)."""
+    return sql.objects(WorkerSession, f"SELECT {sql.columns(WorkerSession)} FROM "
+                       f"{sql.table(WorkerSession)} WHERE last_seen_at >= %s", [cutoff])
 
 
 def serving(task_queue: str, workflow_type: str, cutoff: datetime) -> list[tuple[str, str]]:

@@ -22,8 +22,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, DateTimeField, Q, Value, When
-from django.db.models.functions import Mod
+from django.db.models import Case, DateTimeField, Q, Value, When
 
 from dispatch import wakeup
 from dispatch.models import Task
@@ -109,16 +108,19 @@ def save_lease(task: Task) -> None:
 
 
 def save_leases(tasks: Sequence[Task]) -> None:
-    Task.objects.bulk_update(tasks, list(LEASE_FIELDS))
+    """Save the leases of ``tasks``: one prepared ``UPDATE`` each, sent together."""
+    with sql.deferring():
+        for task in tasks:
+            sql.update(task, LEASE_FIELDS)
 
 
 def lock_leased(token: str, *, kind: TaskKind, owner: str | None) -> Task | None:
     """The task of ``kind`` leased under ``token`` (to ``owner``, if given), locked; None if
     ``token`` is not such a live lease. The one lease check of completions and heartbeats.
     Lock the execution first."""
-    rows = list(Task.objects.raw(
-        f"SELECT {sql.columns(Task)} FROM {sql.table(Task)} "
-        f"WHERE token = %s AND state = %s{sql.for_update()}", [token, TaskState.LEASED.value]))
+    rows = sql.objects(
+        Task, f"SELECT {sql.columns(Task)} FROM {sql.table(Task)} "
+        f"WHERE token = %s AND state = %s{sql.for_update()}", [token, TaskState.LEASED.value])
     task = rows[0] if rows else None
     if (task is None or task.token != token or task.state != TaskState.LEASED
             or task.kind != kind or (owner is not None and task.lease_owner != owner)):
@@ -322,23 +324,34 @@ def ready(wanted: Iterable[Wanted], limit: int, *, shard: tuple[int, int] = (0, 
     """Up to ``limit`` ready tasks of these queues, kinds and types, oldest first, locked
     (those another transaction holds are skipped); with ``shard`` (index, count), only those
     of runs whose id is ``index`` modulo ``count``."""
-    q: Q | None = None
+    terms: list[str] = []
+    params: list[Any] = [TaskState.READY.value]
     for task_queue, kind, types in wanted:
-        one = Q(task_queue=task_queue, kind=kind, type_name__in=types)
-        q = one if q is None else q | one
-    if q is None:
+        types = list(types)
+        terms.append(f"(task_queue = %s AND kind = %s AND type_name IN ({sql.marks(len(types))}))")
+        params += [task_queue, str(kind), *types]
+    if not terms:
         return []
-    rows = Task.objects.select_for_update(skip_locked=True).filter(q, state=TaskState.READY)
     index, count = shard
+    in_shard = ""
     if count > 1:
-        rows = rows.annotate(shard=Mod("execution_id", count)).filter(shard=index)
-    return list(rows.order_by("id")[:limit])
+        in_shard = " AND execution_id %% %s = %s"
+        params += [count, index]
+    params.append(limit)
+    return sql.objects(
+        Task, f"SELECT {sql.columns(Task)} FROM {sql.table(Task)} WHERE state = %s "
+        f"AND ({' OR '.join(terms)}){in_shard} ORDER BY id LIMIT %s"
+        f"{sql.for_update()}{sql.skip_locked() if sql.for_update() else ''}", params)
 
 
 def held_counts(worker_ids: Sequence[str]) -> dict[tuple[str, str], int]:
     """How many tasks of each kind each of these workers holds: {(worker, kind): n}."""
     held: dict[tuple[str, str], int] = defaultdict(int)
-    for row in (Task.objects.filter(state=TaskState.LEASED, lease_owner__in=worker_ids)
-                .values("lease_owner", "kind").annotate(n=Count("id"))):
-        held[(row["lease_owner"], row["kind"])] = row["n"]
+    if not worker_ids:
+        return held
+    for owner, kind, n in sql.fetch(
+            f"SELECT lease_owner, kind, count(*) FROM {sql.table(Task)} WHERE state = %s "
+            f"AND lease_owner IN ({sql.marks(len(worker_ids))}) GROUP BY lease_owner, kind",
+            [TaskState.LEASED.value, *worker_ids]):
+        held[(str(owner), str(kind))] = int(n)
     return held

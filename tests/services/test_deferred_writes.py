@@ -84,3 +84,53 @@ def test_on_sqlite_writes_run_at_once() -> None:
         sql.insert([_task(run, 1)])
         assert [q for q in _statements(captured.captured_queries) if "INSERT" in q]
     assert Task.objects.filter(execution=run, seq=1).exists()
+
+
+# ---- the helpers' own cursor: bound on the server, prepared, errors as Django's -----------
+
+
+@on_postgres
+def test_the_helpers_bind_on_the_server_and_prepare_what_repeats() -> None:
+    run = workflow_start(workflow_type=WORKFLOW, task_queue=QUEUE, workflow_id="prepared")
+    statement = f"SELECT workflow_id FROM {sql.table(Execution)} WHERE id = %s"
+    with transaction.atomic():  # one connection throughout
+        for _ in range(8):
+            assert sql.fetch(statement, [run.pk]) == [("prepared",)]
+        prepared = [row[0] for row in sql.fetch(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%WHERE id = $1"])]
+    assert prepared == [statement.replace("%s", "$1")]
+
+
+@on_postgres
+def test_held_writes_go_as_one_pipeline_in_order_and_reads_see_them() -> None:
+    run = workflow_start(workflow_type=WORKFLOW, task_queue=QUEUE, workflow_id="pipelined")
+    seqs = f"SELECT seq FROM {sql.table(Task)} WHERE execution_id = %s AND kind = %s"
+    with transaction.atomic():
+        with sql.deferring():
+            sql.insert([_task(run, 1), _task(run, 2)])
+            sql.write(f"DELETE FROM {sql.table(Task)} WHERE execution_id = %s AND seq = %s",
+                      [run.pk, 1])
+            # The helpers' own read first sends what is held, in order (not only the ORM's).
+            assert sql.fetch(seqs, [run.pk, TaskKind.ACTIVITY.value]) == [(2,)]
+            sql.write(f"UPDATE {sql.table(Task)} SET state = %s WHERE execution_id = %s "
+                      "AND seq = %s", [TaskState.BACKOFF.value, run.pk, 2])
+            sql.write(f"UPDATE {sql.table(Task)} SET attempt = %s WHERE execution_id = %s "
+                      "AND seq = %s", [7, run.pk, 2])
+    task = Task.objects.get(execution=run, seq=2)
+    assert (task.state, task.attempt) == (TaskState.BACKOFF, 7)
+
+
+@on_postgres
+def test_a_duplicate_row_is_djangos_integrity_error() -> None:
+    """The start path tells a lost race by Django's ``IntegrityError``: the helpers' cursor
+    raises Django's errors, as Django's cursors do."""
+    from django.db import IntegrityError
+
+    run = workflow_start(workflow_type=WORKFLOW, task_queue=QUEUE, workflow_id="duplicate")
+    twin = Execution(workflow_id="duplicate", run_id=run.run_id, workflow_type=WORKFLOW,
+                     task_queue=QUEUE, status="running", created_at=timezone.now())
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql.insert_one(twin)
+    with pytest.raises(IntegrityError), transaction.atomic(), sql.deferring():
+        sql.insert([twin])
