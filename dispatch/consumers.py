@@ -395,6 +395,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         now = time.monotonic()
         for frame in frames:
             self.held[frame["token"]] = frame["type"]
+            self.sent_at.pop(frame["token"], None)  # kept in the order sent: oldest first
             self.sent_at[frame["token"]] = now
             await self.send(text_data=frame["text"])
 
@@ -421,8 +422,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def after_completion(self, token: str, outcome: Any, request_id: str | None,
                                *, was_full: bool) -> None:
-        self.held.pop(token, None)
+        self.release(token)
         self.progress_at = time.monotonic()
+        if (request_id is not None and outcome is not None and outcome.deliveries
+                and self.hello is not None and self.hello.acks_on_tasks):
+            # The run's next task carries the ack: one frame instead of two.
+            outcome.deliveries[0]["ack"] = request_id
+            request_id = None
         await self.ack(request_id)
         if outcome is not None:
             if outcome.deliveries:
@@ -499,7 +505,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 outcome = await self.run_unit(fn, token=token, worker_id=self.worker_id,
                                               **kwargs)
             finally:
-                self.held.pop(token, None)
+                self.release(token)
             await self.after_completion(token, outcome, request_id, was_full=was_full)
         finally:
             self.lent -= lent
@@ -526,7 +532,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.db.run(activity_task_hand_off, token=message.token,
                               worker_id=self.worker_id)
         finally:
-            self.held.pop(message.token, None)
+            self.release(message.token)
         await self.after_completion(message.token, None, message.id, was_full=was_full)
 
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
@@ -650,14 +656,27 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                         exc_info=done.exception())
 
     def _stalled(self, now: float) -> bool:
-        """Sent tasks, and no progress within a lease timeout of the oldest it holds."""
-        for token in [t for t in self.sent_at if t not in self.held]:
-            del self.sent_at[token]
-        if not self.sent_at:
+        """Sent tasks, and no progress within a lease timeout of the oldest it holds.
+
+        Runs at every send: ``sent_at`` is in the order sent, so the oldest task still held
+        is found by dropping those no longer held from its front (each token once), not by a
+        pass over all of them; and ``release`` drops a token as it stops being held."""
+        sent = self.sent_at
+        while sent:
+            token = next(iter(sent))
+            if token in self.held:
+                break
+            del sent[token]
+        if not sent:
             return False
-        oldest = min(self.sent_at.values())
+        oldest = sent[token]
         return (now - oldest >= config.get().lease_timeout_seconds
                 and self.progress_at <= oldest)
+
+    def release(self, token: str) -> None:
+        """The worker no longer holds the task of ``token``."""
+        self.held.pop(token, None)
+        self.sent_at.pop(token, None)
 
     def _effective_credit(self) -> tuple[int, int]:
         return (0, 0) if self.paused or draining.active else self.credit

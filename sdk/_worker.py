@@ -431,6 +431,7 @@ class Worker:
             identity=self.identity,
             resume_worker_id=self.worker_id or "",
             resume_tokens=self._held_tokens() if self.worker_id else [],
+            acks_on_tasks=True,
         )
         await ws.send(hello.encode())
         async with asyncio.timeout(WELCOME_TIMEOUT):
@@ -542,6 +543,9 @@ class Worker:
         if handler is None:
             logger.warning("ignoring unexpected %r message", msg.type)
             return
+        acked = getattr(msg, "ack", None)
+        if acked is not None:  # a task frame that also acknowledges a completion
+            self._handle_ack(Ack(id=acked))
         try:
             handler(msg)
         except Exception:

@@ -63,6 +63,8 @@ class Message:
         out["type"] = self.type
         if out.get("id") is None:
             out.pop("id", None)
+        if "ack" in out and out["ack"] is None:
+            out.pop("ack")
         return out
 
     def encode(self) -> str:
@@ -90,6 +92,9 @@ class Hello(Message):
     identity: str = ""
     resume_worker_id: str = ""
     resume_tokens: list[str] = field(default_factory=list)
+    # The worker takes the ``ack`` of a completion on the task frame sent with it (the
+    # run's next task), instead of a frame of its own.
+    acks_on_tasks: bool = False
     id: str | None = None
 
 
@@ -240,6 +245,9 @@ class WorkflowTask(Message):
     # The run's whole history through this task: its events, and about its bytes.
     history_length: int = 0
     history_size_bytes: int = 0
+    # The ``id`` of the worker's frame this one also answers with ``ack`` (a worker that said
+    # ``acks_on_tasks``: the completion that handed it this task).
+    ack: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +270,8 @@ class ActivityTask(Message):
     heartbeat_timeout: float | None = None
     start_to_close_timeout: float | None = None
     traceparent: str | None = None
+    # As ``workflow_task``'s ``ack``.
+    ack: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

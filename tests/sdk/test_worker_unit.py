@@ -464,6 +464,26 @@ def test_unacked_completions_are_sent_again_after_a_reconnect() -> None:
     run(scenario)
 
 
+def test_a_task_frame_s_ack_acknowledges_the_completion_it_names() -> None:
+    """The worker says ``acks_on_tasks``; the engine then acknowledges a completion on the
+    next task frame it sends (``ack``), and the worker treats that as the ``ack``."""
+    async def scenario() -> None:
+        async with running_worker() as (engine, worker, _):
+            assert engine.hellos[0]["acks_on_tasks"] is True
+            engine.auto_ack = False
+            await engine.send(activity_task("echo", "first"))
+            first = await engine.expect("activity_task_completed")
+            assert first["id"] in worker._unacked
+            await engine.send({**activity_task("echo", "second", token="at2"), "ack": first["id"]})
+            second = await engine.expect("activity_task_completed")
+            assert first["id"] not in worker._unacked  # acknowledged by the task frame
+            assert second["id"] in worker._unacked  # and this one waits for its own
+            await engine.send({"type": "ack", "id": second["id"]})
+            await eventually(lambda: not worker._unacked)
+
+    run(scenario)
+
+
 def test_shutdown_sends_zero_credit_and_lets_activities_finish() -> None:
     async def scenario() -> None:
         async with running_worker(activities=[slow]) as (engine, worker, task):
