@@ -74,6 +74,7 @@ from workflows.services import (
 
 from . import draining, keeper, lessees, metrics, notify, queries, services, wakeup
 from .engine import ENGINE_ID
+from .store import execution_id_from_token
 
 log = logging.getLogger("sched.worker_socket")
 # Close codes: daphne (autobahn) sends only 1000 and 3000-4999, and refuses any other code
@@ -329,13 +330,20 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         while self.items:
             await asyncio.wait(list(self.items))
 
-    async def run_unit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    async def run_unit(self, fn: Callable[..., T], /, *args: Any, group: str = "",
+                       **kwargs: Any) -> T:
         """Run a task frame's database work: on the socket's lane when its frames are applied
         one at a time, else on the pool directly (the unit runs to its end even if this
-        coroutine is canceled, and ``_gone`` waits for it)."""
+        coroutine is canceled, and ``_gone`` waits for it). ``group``: the token of the task
+        a transition service acts on; the pool may then commit it together with the units of
+        other frames (``schedproject.dbthread``'s group commit)."""
         if self.concurrency <= 1:
             return await self.db.run(fn, *args, **kwargs)
-        unit = db_pool().submit(fn, *args, **kwargs)
+        key = execution_id_from_token(group) if group else None
+        if key is not None:
+            unit = db_pool().submit_grouped(key, fn, *args, **kwargs)
+        else:
+            unit = db_pool().submit(fn, *args, **kwargs)
         self.units.add(unit)
         unit.add_done_callback(self.units.discard)
         waited = asyncio.wrap_future(unit)
@@ -503,7 +511,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 kwargs["lessee"] = lessee
             try:
                 outcome = await self.run_unit(fn, token=token, worker_id=self.worker_id,
-                                              **kwargs)
+                                              group=token, **kwargs)
             finally:
                 self.release(token)
             await self.after_completion(token, outcome, request_id, was_full=was_full)
@@ -538,7 +546,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def handle_activity_heartbeat(self, message: protocol.ActivityHeartbeat) -> None:
         cancel = await self.run_unit(
             activity_task_heartbeat, token=message.token, details=message.details,
-            worker_id=self.worker_id)
+            worker_id=self.worker_id, group=message.token)
         self.progress_at = time.monotonic()
         await self.ack(message.id, cancel_requested=cancel)
 

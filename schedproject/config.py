@@ -191,7 +191,7 @@ def load() -> SchedConfig:
         db_threads=(threads := int(_number("SCHED_DB_THREADS", 4 if on_postgres else 2,
                                            minimum=1))),
         socket_concurrency=int(_number("SCHED_SOCKET_CONCURRENCY",
-                                       threads if on_postgres else 1, minimum=1)),
+                                       8 * threads if on_postgres else 1, minimum=1)),
         lean_api=_bool("SCHED_LEAN_API", True),
         dispatch_shards=int(_number("SCHED_DISPATCH_SHARDS", 1, minimum=1))
         if on_postgres else 1,

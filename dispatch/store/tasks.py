@@ -204,15 +204,20 @@ def extend_leases(held: Mapping[str, tuple[datetime, Collection[str]]]) -> None:
     """Push out the expiry of activity leases whose worker is alive: for each worker id,
     until when, and the tokens of the leases that reached its socket (a lease whose task
     frame never arrived is not extended, so it runs out and the task goes back). An expiry
-    is never brought forward."""
+    is never brought forward. A lease whose row another transaction holds is skipped, not
+    waited for (its completion is being written, or the next round extends it): this runs
+    in one transaction for all of an engine's workers, and waiting on rows that a group of
+    completions holds while they wait on rows it holds would be a deadlock."""
     owners = [w for w, (_, tokens) in held.items() if tokens]
     if not owners:
         return
     tokens = [t for w in owners for t in held[w][1]]
     until = Case(*(When(lease_owner=w, then=Value(held[w][0])) for w in owners),
                  output_field=DateTimeField())
-    (Task.objects.filter(state=TaskState.LEASED, kind=TaskKind.ACTIVITY, lease_owner__in=owners,
-                         token__in=tokens)
+    free = (Task.objects.select_for_update(skip_locked=True)
+            .filter(state=TaskState.LEASED, kind=TaskKind.ACTIVITY, lease_owner__in=owners,
+                    token__in=tokens).values("pk"))
+    (Task.objects.filter(pk__in=free)
      .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=until))
      .update(lease_expires_at=until))
 
