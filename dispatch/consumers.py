@@ -352,12 +352,13 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     def lend(self) -> tuple[Lessee, int]:
         """The lessee a task frame's transition may hand new tasks to, and the activity slots
-        lent to it: with frames side by side each takes a share of the free slots, so
-        together they never hand the worker more than its credit."""
+        lent to it: with frames side by side each takes its share of the free slots (the
+        free slots over the frames in flight: all of them when it is alone), so together
+        they never hand the worker more than its credit."""
         lessee = self.lessee()
         free = max(lessee.activity_slots, 0)
         lent = free if self.concurrency <= 1 else min(
-            free, max(1, -(-self.max_activity // self.concurrency)))
+            free, max(1, -(-free // max(1, len(self.items)))))
         lessee.activity_slots = lent
         self.lent += lent
         return lessee, lent
