@@ -66,21 +66,21 @@ def lock_if_free(execution_id: int) -> Execution | None:
 
 def lock_many_skip_locked(ids: Iterable[int]) -> dict[int, Execution]:
     """The executions of ``ids`` no other transaction holds, locked."""
-    ids = sorted(set(ids))
-    if not ids:
-        return {}
-    return {e.pk: e for e in sql.objects(
-        Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-        f"WHERE id IN ({sql.marks(len(ids))}){sql.for_no_key_update(skip_locked=True)}", ids)}
+    return _by_id(ids, sql.for_no_key_update(skip_locked=True))
 
 
 def get_many(ids: Iterable[int]) -> dict[int, Execution]:
-    ids = sorted(set(ids))
-    if not ids:
+    return _by_id(ids, "")
+
+
+def _by_id(ids: Iterable[int], lock: str) -> dict[int, Execution]:
+    """The executions of ``ids`` by id, read with ``lock`` (a ``FOR ...`` clause, or none)."""
+    wanted = sorted(set(ids))
+    if not wanted:
         return {}
     return {e.pk: e for e in sql.objects(
         Execution, f"SELECT {sql.columns(Execution)} FROM {sql.table(Execution)} "
-        f"WHERE id IN ({sql.marks(len(ids))})", ids)}
+        f"WHERE id IN ({sql.marks(len(wanted))}){lock}", wanted)}
 
 
 def open_run(workflow_id: str) -> Execution | None:
