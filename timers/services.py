@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 
 from dispatch.metrics import item_failed
-from dispatch.store import TaskState, check_term, tasks
+from dispatch.store import NotLeader, TaskState, check_term, tasks
 from schedproject.transactions import atomic
 from workflows import store as executions
 from workflows.core import decide
@@ -52,16 +52,31 @@ def timer_fire(*, timer_id: int, now: datetime, term: int | None = None) -> Outc
 
 def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
                 clock: Callable[[], datetime]) -> list[tuple[int, datetime, Outcome | None]]:
-    """Fire a batch of due ``(timer id, execution id)`` in one transaction, each in a savepoint
-    of its own: one commit for the batch, and a timer that fails to fire (it is logged and
-    tried again a little later, and counted in ``sched_item_errors_total{loop="timers"}``) takes
-    no other with it. Returns (timer id, when fired, outcome)
-    of each that fired."""
+    """Fire a batch of due ``(timer id, execution id)`` in one transaction: one commit for
+    the batch. If a timer fails to fire, the batch is rolled back and fired again with each
+    timer in a savepoint of its own, so that one (logged, tried again a little later, and
+    counted in ``sched_item_errors_total{loop="timers"}``) takes no other with it. Returns
+    (timer id, when fired, outcome) of each that fired."""
+    try:
+        return _fire_batch(due, term, clock, isolate=False)
+    except NotLeader:
+        raise
+    except Exception as exc:
+        log.warning("firing %d timers failed (%r); firing them one at a time", len(due), exc)
+        return _fire_batch(due, term, clock, isolate=True)
+
+
+def _fire_batch(due: Sequence[tuple[int, int]], term: int, clock: Callable[[], datetime], *,
+                isolate: bool) -> list[tuple[int, datetime, Outcome | None]]:
     fired: list[tuple[int, datetime, Outcome | None]] = []
     with atomic():
         check_term("timers", term)
         for timer_id, execution_id in due:
             now = clock()
+            if not isolate:
+                fired.append((timer_id, now, fire_locked(
+                    timer_id=timer_id, execution_id=execution_id, now=now)))
+                continue
             try:
                 with transaction.atomic():
                     outcome = fire_locked(timer_id=timer_id, execution_id=execution_id, now=now)

@@ -59,13 +59,16 @@ def delete_one(timer_id: int) -> None:
 
 def due(now: datetime, limit: int) -> list[tuple[int, int, str, datetime]]:
     """(id, execution id, kind, fire_at) of up to ``limit`` timers due by ``now``, earliest
-    first."""
-    return list(Timer.objects.filter(fire_at__lte=now).order_by("fire_at", "id")
-                .values_list("pk", "execution_id", "kind", "fire_at")[:limit])
+    first. The timer manager asks at every wake-up: written out."""
+    return [(t.pk, t.execution_id, t.kind, t.fire_at) for t in sql.objects(
+        Timer, f"SELECT {sql.columns(Timer)} FROM {sql.table(Timer)} WHERE fire_at <= %s "
+        "ORDER BY fire_at, id LIMIT %s", [now, limit])]
 
 
 def next_due() -> datetime | None:
-    return Timer.objects.order_by("fire_at").values_list("fire_at", flat=True).first()
+    rows = sql.objects(Timer, f"SELECT {sql.columns(Timer)} FROM {sql.table(Timer)} "
+                       "ORDER BY fire_at LIMIT %s", [1])
+    return rows[0].fire_at if rows else None
 
 
 def execution_of(timer_id: int) -> int | None:
@@ -75,7 +78,10 @@ def execution_of(timer_id: int) -> int | None:
 
 def lock(timer_id: int) -> Timer | None:
     """The timer, locked; None if it is gone or another transaction is firing it."""
-    return Timer.objects.select_for_update(skip_locked=True).filter(pk=timer_id).first()
+    rows = sql.objects(Timer, f"SELECT {sql.columns(Timer)} FROM {sql.table(Timer)} "
+                       f"WHERE id = %s{sql.for_update()}"
+                       f"{sql.skip_locked() if sql.for_update() else ''}", [timer_id])
+    return rows[0] if rows else None
 
 
 def reschedule(timer_id: int, fire_at: datetime) -> None:
