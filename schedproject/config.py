@@ -98,7 +98,8 @@ class SchedConfig:
     # connection; SCHED_DB_THREADS, by default 4 on PostgreSQL and 2 on SQLite.
     db_threads: int
     # Task frames of one worker socket applied side by side (SCHED_SOCKET_CONCURRENCY; by
-    # default SCHED_DB_THREADS on PostgreSQL, 1 on SQLite, whose writers queue on one lock).
+    # default 8 x SCHED_DB_THREADS on PostgreSQL, so that frames queue for group commit, and
+    # 1 on SQLite, whose writers queue on one lock).
     socket_concurrency: int
     # The lean path of the start and result calls (workflows.api.fast); SCHED_LEAN_API=0
     # sends every request through Django's full request cycle.
