@@ -51,6 +51,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.utils import load_backend
 
@@ -217,6 +218,10 @@ def _run_group(items: list[_Item]) -> None:
                 # Arguments the unit may change (a lessee's slots) are copies: if the group
                 # fails, the unit runs again alone on the originals.
                 results.append(context.run(fn, *args, **{k: _copy(v) for k, v in kwargs.items()}))
+                if _spoiled():
+                    # The unit caught a database error and went on: the group's COMMIT would
+                    # end in a rollback of every unit's work. Each runs alone instead.
+                    raise _Spoiled
                 in_unit = False
     except BaseException as exc:
         if not in_unit:  # the commit failed: each unit's outcome is that
@@ -230,6 +235,21 @@ def _run_group(items: list[_Item]) -> None:
         close_old_connections()
     for item, result in zip(live, results, strict=True):
         item[0].set_result(result)
+
+
+class _Spoiled(Exception):
+    """A unit left the group's transaction to be rolled back."""
+
+
+def _spoiled() -> bool:
+    """Whether this thread's transaction can no longer commit (Django marked it for rollback,
+    or PostgreSQL aborted it after an error)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.needs_rollback:
+        return True
+    raw = connection.connection
+    return (connection.vendor == "postgresql" and raw is not None
+            and raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR)
 
 
 def _copy(value: Any) -> Any:

@@ -545,7 +545,10 @@ class Worker:
             return
         acked = getattr(msg, "ack", None)
         if acked is not None:  # a task frame that also acknowledges a completion
-            self._handle_ack(Ack(id=acked))
+            try:
+                self._handle_ack(Ack(id=acked))
+            except Exception:
+                logger.exception("error handling the ack a %r message carried", msg.type)
         try:
             handler(msg)
         except Exception:

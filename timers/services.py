@@ -56,7 +56,12 @@ def timers_fire(*, due: Sequence[tuple[int, int]], term: int,
     the batch. If a timer fails to fire, the batch is rolled back and fired again with each
     timer in a savepoint of its own, so that one (logged, tried again a little later, and
     counted in ``sched_item_errors_total{loop="timers"}``) takes no other with it. Returns
-    (timer id, when fired, outcome) of each that fired."""
+    (timer id, when fired, outcome) of each that fired.
+
+    The runs are locked in the order of their ids, as a group of completions locks them
+    (``schedproject.dbthread``): two transactions that each lock several runs, in one order,
+    never wait for each other."""
+    due = sorted(due, key=lambda item: item[1])
     try:
         return _fire_batch(due, term, clock, isolate=False)
     except NotLeader:

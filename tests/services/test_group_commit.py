@@ -131,3 +131,40 @@ def test_a_unit_that_is_not_grouped_runs_alone_beside_a_group() -> None:
     assert _types([a, b]) == ["a2", "b1"]
     if connection.vendor == "postgresql":
         assert txids[0] == txids[1] != last
+
+
+def _swallow(run_id: int, seen: list[tuple[int, str]]) -> str:
+    """A unit that runs a failing statement and goes on (its own transaction, alone, would
+    end in a rollback of its own work only)."""
+    from django.db import DatabaseError
+
+    with atomic():
+        seen.append((run_id, "swallow"))
+        try:
+            sql.fetch("SELECT no_such_column FROM no_such_table", [])
+        except DatabaseError:
+            pass
+        return "went on"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="SQLite has no aborted transaction to commit")
+def test_a_unit_that_swallows_a_database_error_does_not_take_the_group_with_it() -> None:
+    a, b, c = _runs(3)
+    pool = DbPool("test-group-spoiled", 1)
+    seen: list[tuple[int, str]] = []
+    try:
+        go, blocker = _held(pool)
+        ok_a = pool.submit_grouped(a, _rename, a, "a1", seen)
+        ok_b = pool.submit_grouped(b, _rename, b, "b1", seen)
+        odd = pool.submit_grouped(c, _swallow, c, seen)  # the group's last unit
+        go.set()
+        blocker.result(10)
+        assert odd.result(10) == "went on"
+        ok_a.result(10)
+        ok_b.result(10)
+    finally:
+        pool.stop()
+    # The group saw c's transaction aborted and ran each alone: a's and b's work committed
+    # (a COMMIT of the aborted transaction would have rolled it back without a word).
+    assert _types([a, b, c]) == ["a1", "b1", WORKFLOW]
