@@ -47,6 +47,18 @@ def _status(workflow_id: str) -> str:
 SCHEDULE = {"kind": "schedule_activity", "seq": 1, "activity_type": "act", "input": 1}
 
 
+async def _next_task(comm: WebsocketCommunicator, kind: str,
+                     frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """The next frame, a task of ``kind``; it and an ``ack`` frame before it go to ``frames``."""
+    frame: dict[str, Any] = await comm.receive_json_from(timeout=10)
+    if frame["type"] == "ack":
+        frames.append(frame)
+        frame = await comm.receive_json_from(timeout=10)
+    frames.append(frame)
+    assert frame["type"] == kind, frame
+    return frame
+
+
 async def _one_step(comm: WebsocketCommunicator, client: APIClient,
                     workflow_id: str) -> list[dict[str, Any]]:
     """Start a run, complete its first workflow task with an activity, the activity, then
@@ -54,23 +66,13 @@ async def _one_step(comm: WebsocketCommunicator, client: APIClient,
     await database_sync_to_async(_start)(client, workflow_id)
     first = await comm.receive_json_from(timeout=10)
     assert first["type"] == "workflow_task"
-    frames = []
+    frames: list[dict[str, Any]] = []
     await comm.send_json_to({"type": "workflow_task_completed", "id": "wt1",
                              "token": first["token"], "commands": [SCHEDULE]})
-    activity = await comm.receive_json_from(timeout=10)
-    if activity["type"] == "ack":
-        frames.append(activity)
-        activity = await comm.receive_json_from(timeout=10)
-    frames.append(activity)
-    assert activity["type"] == "activity_task", activity
+    activity = await _next_task(comm, "activity_task", frames)
     await comm.send_json_to({"type": "activity_task_completed", "id": "act1",
                              "token": activity["token"], "result": 2})
-    second = await comm.receive_json_from(timeout=10)
-    if second["type"] == "ack":
-        frames.append(second)
-        second = await comm.receive_json_from(timeout=10)
-    frames.append(second)
-    assert second["type"] == "workflow_task", second
+    second = await _next_task(comm, "workflow_task", frames)
     await comm.send_json_to({"type": "workflow_task_completed", "id": "wt2",
                              "token": second["token"],
                              "commands": [{"kind": "complete_workflow", "result": 2}]})
@@ -80,34 +82,25 @@ async def _one_step(comm: WebsocketCommunicator, client: APIClient,
     return frames
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_next_task_carries_the_ack(api_client: APIClient) -> None:
-    async def scenario() -> None:
-        comm = await _connect(acks_on_tasks=True)
-        try:
-            frames = await _one_step(comm, api_client, "carried")
-        finally:
-            await comm.disconnect()
-        assert [(f["type"], f.get("ack"), f.get("id")) for f in frames] == [
-            ("activity_task", "wt1", None),
-            ("workflow_task", "act1", None),
-            ("ack", None, "wt2"),  # the run closed: nothing to carry it
-        ]
-
-    asyncio.run(scenario())
+# (type, ack, id) of the frames the engine sends after each completion of ``_one_step``.
+CARRIED = [("activity_task", "wt1", None), ("workflow_task", "act1", None),
+           ("ack", None, "wt2")]  # the run closed: nothing to carry the last one
+SEPARATE = [("ack", None, "wt1"), ("activity_task", None, None), ("ack", None, "act1"),
+            ("workflow_task", None, None), ("ack", None, "wt2")]
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_that_did_not_say_so_gets_ack_frames(api_client: APIClient) -> None:
+@pytest.mark.parametrize(("acks_on_tasks", "expected"), [(True, CARRIED), (False, SEPARATE)],
+                         ids=["the next task carries the ack", "a worker that did not say so"])
+def test_acks_go_on_the_next_task_for_a_worker_that_said_so(
+        api_client: APIClient, acks_on_tasks: bool,
+        expected: list[tuple[str, str | None, str | None]]) -> None:
     async def scenario() -> None:
-        comm = await _connect(acks_on_tasks=False)
+        comm = await _connect(acks_on_tasks=acks_on_tasks)
         try:
-            frames = await _one_step(comm, api_client, "separate")
+            frames = await _one_step(comm, api_client, f"acks-{acks_on_tasks}")
         finally:
             await comm.disconnect()
-        assert [(f["type"], f.get("id")) for f in frames] == [
-            ("ack", "wt1"), ("activity_task", None), ("ack", "act1"), ("workflow_task", None),
-            ("ack", "wt2")]
-        assert not any("ack" in f for f in frames if f["type"] != "ack")
+        assert [(f["type"], f.get("ack"), f.get("id")) for f in frames] == expected
 
     asyncio.run(scenario())

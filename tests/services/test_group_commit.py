@@ -6,10 +6,11 @@ and nothing of its own work is committed."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from schedproject import sql
 from schedproject.dbthread import DbPool
@@ -25,18 +26,26 @@ TXID = ("SELECT txid_current()" if connection.vendor == "postgresql"
         else "SELECT 0")  # SQLite: one writer, no ids to tell transactions apart
 
 
-def _held(pool: DbPool) -> tuple[threading.Event, Any]:
-    """Occupy the pool's one thread until the event is set, so units queue behind it."""
-    go = threading.Event()
-    started = threading.Event()
+@contextmanager
+def _queued(name: str) -> Iterator[DbPool]:
+    """A pool of one thread, held busy while the block submits: what it submits queues up,
+    and is taken (as a group, where it may be) once the block ends. The pool stops after."""
+    pool = DbPool(name, 1)
+    go, started = threading.Event(), threading.Event()
 
     def block() -> None:
         started.set()
         go.wait(10)
 
-    blocker = pool.submit(block)
-    assert started.wait(10)
-    return go, blocker
+    try:
+        blocker = pool.submit(block)
+        assert started.wait(10)
+        yield pool
+        go.set()
+        blocker.result(10)
+    finally:
+        go.set()
+        pool.stop()
 
 
 def _rename(run_id: int, name: str, seen: list[tuple[int, str]]) -> int:
@@ -68,19 +77,13 @@ def _types(ids: list[int]) -> list[str]:
 
 def test_grouped_units_share_one_transaction_in_key_order() -> None:
     a, b, c = _runs(3)
-    pool = DbPool("test-group", 1)
     seen: list[tuple[int, str]] = []
-    try:
-        go, blocker = _held(pool)
+    with _queued("test-group") as pool:
         futures = [pool.submit_grouped(c, _rename, c, "c1", seen),
                    pool.submit_grouped(a, _rename, a, "a1", seen),
                    pool.submit_grouped(c, _rename, c, "c2", seen),
                    pool.submit_grouped(b, _rename, b, "b1", seen)]
-        go.set()
-        blocker.result(10)
-        txids = [f.result(10) for f in futures]
-    finally:
-        pool.stop()
+    txids = [f.result(10) for f in futures]
     # By key (run id), and one key's units in the order they came.
     assert seen == [(a, "a1"), (b, "b1"), (c, "c1"), (c, "c2")]
     assert _types([a, b, c]) == ["a1", "b1", "c2"]
@@ -90,20 +93,14 @@ def test_grouped_units_share_one_transaction_in_key_order() -> None:
 
 def test_a_failing_unit_fails_alone_and_the_others_commit() -> None:
     a, b, c = _runs(3)
-    pool = DbPool("test-group-fail", 1)
     seen: list[tuple[int, str]] = []
-    try:
-        go, blocker = _held(pool)
+    with _queued("test-group-fail") as pool:
         ok_a = pool.submit_grouped(a, _rename, a, "a1", seen)
         bad = pool.submit_grouped(b, _fail, b, seen)
         ok_c = pool.submit_grouped(c, _rename, c, "c1", seen)
-        go.set()
-        blocker.result(10)
-        with pytest.raises(Conflict):
-            bad.result(10)
-        txids = [ok_a.result(10), ok_c.result(10)]
-    finally:
-        pool.stop()
+    with pytest.raises(Conflict):
+        bad.result(10)
+    txids = [ok_a.result(10), ok_c.result(10)]
     # The group ran a, then b failed: it was rolled back and each unit ran again alone.
     assert seen[:2] == [(a, "a1"), (b, "fail")]
     assert sorted(seen[2:]) == sorted([(a, "a1"), (b, "fail"), (c, "c1")])
@@ -114,19 +111,13 @@ def test_a_failing_unit_fails_alone_and_the_others_commit() -> None:
 
 def test_a_unit_that_is_not_grouped_runs_alone_beside_a_group() -> None:
     a, b = _runs(2)
-    pool = DbPool("test-group-mixed", 1)
     seen: list[tuple[int, str]] = []
-    try:
-        go, blocker = _held(pool)
+    with _queued("test-group-mixed") as pool:
         grouped = [pool.submit_grouped(a, _rename, a, "a1", seen),
                    pool.submit_grouped(b, _rename, b, "b1", seen)]
         alone = pool.submit(_rename, a, "a2", seen)
-        go.set()
-        blocker.result(10)
-        txids = [f.result(10) for f in grouped]
-        last = alone.result(10)
-    finally:
-        pool.stop()
+    txids = [f.result(10) for f in grouped]
+    last = alone.result(10)
     assert seen == [(a, "a1"), (b, "b1"), (a, "a2")]
     assert _types([a, b]) == ["a2", "b1"]
     if connection.vendor == "postgresql":
@@ -136,8 +127,6 @@ def test_a_unit_that_is_not_grouped_runs_alone_beside_a_group() -> None:
 def _swallow(run_id: int, seen: list[tuple[int, str]]) -> str:
     """A unit that runs a failing statement and goes on (its own transaction, alone, would
     end in a rollback of its own work only)."""
-    from django.db import DatabaseError
-
     with atomic():
         seen.append((run_id, "swallow"))
         try:
@@ -151,20 +140,14 @@ def _swallow(run_id: int, seen: list[tuple[int, str]]) -> str:
                     reason="SQLite has no aborted transaction to commit")
 def test_a_unit_that_swallows_a_database_error_does_not_take_the_group_with_it() -> None:
     a, b, c = _runs(3)
-    pool = DbPool("test-group-spoiled", 1)
     seen: list[tuple[int, str]] = []
-    try:
-        go, blocker = _held(pool)
+    with _queued("test-group-spoiled") as pool:
         ok_a = pool.submit_grouped(a, _rename, a, "a1", seen)
         ok_b = pool.submit_grouped(b, _rename, b, "b1", seen)
         odd = pool.submit_grouped(c, _swallow, c, seen)  # the group's last unit
-        go.set()
-        blocker.result(10)
-        assert odd.result(10) == "went on"
-        ok_a.result(10)
-        ok_b.result(10)
-    finally:
-        pool.stop()
+    assert odd.result(10) == "went on"
+    ok_a.result(10)
+    ok_b.result(10)
     # The group saw c's transaction aborted and ran each alone: a's and b's work committed
     # (a COMMIT of the aborted transaction would have rolled it back without a word).
     assert _types([a, b, c]) == ["a1", "b1", WORKFLOW]
