@@ -39,7 +39,8 @@ from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 M = TypeVar("M", bound=models.Model)
 
@@ -97,9 +98,16 @@ def _run(cursor: Any, statement: str, params: Sequence[Any]) -> None:
         cursor.execute(statement, params)
 
 
-def _bound_on_server() -> bool:
+def _db() -> BaseDatabaseWrapper:
+    """This thread's connection. Each attribute read through ``django.db.connection`` looks
+    the connection up again (a context-local read): the hot helpers read it once."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _bound_on_server(db: BaseDatabaseWrapper | None = None) -> bool:
     """Whether ``_cursor`` is a cursor of the helpers' own (see the module's docstring)."""
-    return connection.vendor == "postgresql" and not connection.queries_logged
+    db = db or _db()
+    return db.vendor == "postgresql" and not db.queries_logged
 
 
 @contextmanager
@@ -108,17 +116,20 @@ def _cursor() -> Iterator[Any]:
     statements) a psycopg cursor over Django's connection that binds on the server, its
     errors turned into Django's; else Django's cursor. Writes held by ``deferring`` are sent
     first, as Django's cursors do through the block's wrapper."""
-    if not _bound_on_server():
-        with connection.cursor() as cursor:
+    db = _db()
+    if not _bound_on_server(db):
+        with db.cursor() as cursor:
             yield cursor
         return
     held = getattr(_local, "held", None)
     if held:
         _send(held)
-    connection.validate_no_broken_transaction()
-    if connection.connection is None or connection.connection.closed:
-        connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    db.validate_no_broken_transaction()
+    raw = db.connection
+    if raw is None or raw.closed:
+        db.ensure_connection()
+        raw = db.connection
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         yield cursor
 
 
@@ -142,10 +153,11 @@ def for_no_key_update(*, skip_locked: bool = False) -> str:
     """`` FOR NO KEY UPDATE`` (and `` SKIP LOCKED``) where the database has it: the lock of a
     row whose key never changes. Unlike ``FOR UPDATE`` it lets another transaction insert a
     row referring to it (a foreign key check takes ``FOR KEY SHARE``) without waiting."""
-    if not connection.features.has_select_for_update:
+    features = _db().features
+    if not features.has_select_for_update:
         return ""
-    if not connection.features.has_select_for_no_key_update:
-        return for_update() + (" SKIP LOCKED" if skip_locked else "")
+    if not features.has_select_for_no_key_update:
+        return " FOR UPDATE" + (" SKIP LOCKED" if skip_locked else "")
     return " FOR NO KEY UPDATE" + (" SKIP LOCKED" if skip_locked else "")
 
 
@@ -191,12 +203,12 @@ def _plain_type(field: models.Field[Any, Any]) -> type | None:
     return _PLAIN.get(type(field))
 
 
-def _prep(field: models.Field[Any, Any], value: Any) -> Any:
+def _prep(field: models.Field[Any, Any], value: Any, db: BaseDatabaseWrapper) -> Any:
     plain = _plain_type(field)
     if plain is not None and (value is None or type(value) is plain
                               or (plain is str and isinstance(value, str))):  # StrEnum too
         return value
-    return field.get_db_prep_save(value, connection)
+    return field.get_db_prep_save(value, db)
 
 
 @cache
@@ -210,7 +222,8 @@ def _update_statement(model: type[models.Model], fields: tuple[str, ...]) -> tup
 def update(obj: models.Model, fields: Sequence[str]) -> None:
     """``obj.save(update_fields=fields)`` without the ORM's query building."""
     statement, concrete = _update_statement(type(obj), tuple(fields))
-    params = [_prep(f, getattr(obj, f.attname)) for f in concrete]
+    db = _db()
+    params = [_prep(f, getattr(obj, f.attname), db) for f in concrete]
     params.append(obj.pk)
     write(statement, params)
 
@@ -235,7 +248,8 @@ def insert(objs: Sequence[models.Model]) -> None:
         return
     model = type(objs[0])
     fields = _insert_fields(model)
-    params = [_prep(f, getattr(obj, f.attname)) for obj in objs for f in fields]
+    db = _db()
+    params = [_prep(f, getattr(obj, f.attname), db) for obj in objs for f in fields]
     write(_insert_statement(model, len(objs)), params)
 
 
@@ -246,17 +260,18 @@ def insert_one(obj: models.Model) -> None:
     no signal receivers (the caller says so)."""
     model = type(obj)
     fields = _insert_fields(model)
-    params = [_prep(f, getattr(obj, f.attname)) for f in fields]
+    db = _db()
+    params = [_prep(f, getattr(obj, f.attname), db) for f in fields]
     statement = _insert_statement(model, 1)
     with _cursor() as cursor:
-        if connection.features.can_return_columns_from_insert:
+        if db.features.can_return_columns_from_insert:
             _run(cursor, statement + " RETURNING id", params)
             obj.pk = cursor.fetchone()[0]
         else:
             cursor.execute(statement, params)
             obj.pk = cursor.lastrowid
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
 
 
 @cache
@@ -274,13 +289,14 @@ def width(model: type[models.Model]) -> int:
 def instance(model: type[M], values: Sequence[Any]) -> M:
     """The instance of a row read as ``columns(model)`` (e.g. one side of a join), with each
     column converted from the database as the ORM's own reads convert it."""
+    db = _db()
     converted = list(values)
-    for i, field, converters in _converters(model, connection.vendor):
+    for i, field, converters in _converters(model, db.vendor):
         value = converted[i]
         for convert in converters:
-            value = convert(value, field, connection)
+            value = convert(value, field, db)
         converted[i] = value
-    return model.from_db(connection.alias, _attnames(model), converted)
+    return model.from_db(db.alias, _attnames(model), converted)
 
 
 @cache

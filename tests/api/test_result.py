@@ -131,3 +131,26 @@ def test_a_wait_is_clamped_to_the_configured_cap(api_client: APIClient, settings
     r = api_client.get("/api/workflows/w/result", {"wait": 60})
     assert r.status_code == 200 and r.json()["status"] == "running"
     assert time.monotonic() - began < 30  # the cap's 0.3 s, not the 60 asked for
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ending", ["running", "completed", "failed"])
+def test_answer_bodies_are_the_serializers(api_client: APIClient, engine: Engine,
+                                           ending: str) -> None:
+    """The start's and the result's bodies, built without a serializer instance, are what
+    their schema's serializers render (``run_ref``, ``result_body``)."""
+    from workflows.api.views import RunRefSerializer, WorkflowResultApi, result_body, run_ref
+    from workflows.models import Execution
+
+    start(api_client)
+    if ending == "completed":
+        engine.complete_workflow("w", {"n": [1, "two", None]})
+    elif ending == "failed":
+        engine.complete_task("w", [{"kind": "fail_workflow",
+                                    "failure": {"type": "E", "message": "no"}}])
+    run = Execution.objects.get(workflow_id="w")
+    assert result_body(run) == dict(WorkflowResultApi.ResultOutputSerializer(run).data)
+    assert run_ref(run) == dict(RunRefSerializer(run).data)
+    body = api_client.get("/api/workflows/w/result").json()
+    assert body == dict(WorkflowResultApi.ResultOutputSerializer(run).data)
+    assert (body["closed_at"] is None) == (ending == "running")

@@ -74,6 +74,7 @@ from .views import (
     WorkflowResultApi,
     WorkflowsApi,
     query_wait_seconds,
+    result_body,
     run_location,
     start_answer,
     start_status,
@@ -197,7 +198,7 @@ def reread_unit(run: Execution) -> Execution:
 
 
 def result_answer(run: Execution) -> Answer:
-    return Answer(200, dict(WorkflowResultApi.ResultOutputSerializer(run).data),
+    return Answer(200, result_body(run),
                   ((b"allow", b"GET, HEAD, OPTIONS"),))
 
 
