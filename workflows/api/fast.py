@@ -123,10 +123,29 @@ def _authenticate(headers: dict[bytes, bytes]) -> None:
         raise Fallback from exc
 
 
-def _valid(serializer: Any) -> dict[str, Any]:
-    if not serializer.is_valid():
-        raise Fallback
-    return dict(serializer.validated_data)
+_serializers = threading.local()  # one instance of each input serializer per API thread
+
+
+def _valid(serializer_class: type[Any], data: Any) -> dict[str, Any]:
+    """``data`` validated by ``serializer_class``; ``Fallback`` if it does not validate.
+
+    Each API thread keeps one instance of the class and gives it each body in turn: a new
+    instance deep-copies its declared fields, which was the larger part of a start's
+    validation. Validating leaves nothing of one body on the instance but the attributes
+    cleared here (``is_valid`` keeps its answer in ``_validated_data``, ``_errors``)."""
+    cache: dict[type[Any], Any] = _serializers.__dict__.setdefault("by_class", {})
+    serializer = cache.get(serializer_class)
+    if serializer is None:
+        serializer = cache[serializer_class] = serializer_class()
+    for attribute in ("_validated_data", "_errors", "_data"):
+        serializer.__dict__.pop(attribute, None)
+    serializer.initial_data = data
+    try:
+        if not serializer.is_valid():
+            raise Fallback
+        return dict(serializer.validated_data)
+    finally:
+        del serializer.initial_data
 
 
 # ---- the units of work, on the API's database threads ----------------------------------------
@@ -139,7 +158,7 @@ def start_unit(headers: dict[bytes, bytes], body: bytes) -> Answer:
     except (ValueError, RecursionError) as exc:
         raise Fallback from exc
     try:
-        outcome = start_workflow(_valid(WorkflowsApi.StartInputSerializer(data=data)))
+        outcome = start_workflow(_valid(WorkflowsApi.StartInputSerializer, data))
     except SchedError as exc:  # refused (409 and the like): rolled back, Django answers it
         raise Fallback from exc
     return Answer(start_status(outcome), start_answer(outcome),
@@ -157,12 +176,12 @@ class ResultQuery:
 def result_unit(headers: dict[bytes, bytes], workflow_id: str,
                 query_string: bytes) -> tuple[ResultQuery, Execution]:
     _authenticate(headers)
-    _valid(PathSerializer(data={"workflow_id": workflow_id}))
+    _valid(PathSerializer, {"workflow_id": workflow_id})
     try:
         query_dict = QueryDict(query_string.decode("latin-1"))
     except UnicodeError as exc:
         raise Fallback from exc
-    query = _valid(WorkflowResultApi.ResultQuerySerializer(data=query_dict))
+    query = _valid(WorkflowResultApi.ResultQuerySerializer, query_dict)
     try:
         run = selectors.execution_result(workflow_id=workflow_id,
                                          run_id=query.get("run_id"))
@@ -178,13 +197,13 @@ def query_unit(headers: dict[bytes, bytes], workflow_id: str, name: str,
     """The run a plain query asks, and its arguments; ``Fallback`` for anything else (Django
     answers it: nothing was asked of a worker yet)."""
     _authenticate(headers)
-    _valid(PathSerializer(data={"workflow_id": workflow_id}))
-    _valid(WorkflowQueryApi.QueryNameSerializer(data={"name": name}))
+    _valid(PathSerializer, {"workflow_id": workflow_id})
+    _valid(WorkflowQueryApi.QueryNameSerializer, {"name": name})
     try:
         data = decode_json(body)
     except (ValueError, RecursionError) as exc:
         raise Fallback from exc
-    query = _valid(WorkflowQueryApi.QueryInputSerializer(data=data))
+    query = _valid(WorkflowQueryApi.QueryInputSerializer, data)
     try:
         target = queries.query_target(workflow_id=workflow_id, run_id=query.get("run_id"))
     except SchedError as exc:  # not found
