@@ -420,7 +420,8 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                       frozenset(self.hello.workflow_types), frozenset(self.hello.activity_types),
                       self.max_workflow - workflows,
                       self.max_activity - (len(self.held) - workflows) - self.lent,
-                      cfg.lease_timeout_seconds, cfg.workflow_task_timeout_seconds)
+                      cfg.lease_timeout_seconds, cfg.workflow_task_timeout_seconds,
+                      takes_events=self.hello.eager_workflow_tasks)
 
     def is_full(self) -> bool:
         """Whether the worker holds all it can of some kind: then the dispatcher may be holding
@@ -433,12 +434,15 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                                *, was_full: bool) -> None:
         self.release(token)
         self.progress_at = time.monotonic()
+        events = None if outcome is None else outcome.ack_events
         if (request_id is not None and outcome is not None and outcome.deliveries
                 and self.hello is not None and self.hello.acks_on_tasks):
             # The run's next task carries the ack: one frame instead of two.
             outcome.deliveries[0]["ack"] = request_id
+            if events is not None:
+                outcome.deliveries[0]["ack_events"] = events
             request_id = None
-        await self.ack(request_id)
+        await self.ack(request_id, events=events)
         if outcome is not None:
             if outcome.deliveries:
                 await self.send_tasks(outcome.deliveries)
@@ -486,7 +490,7 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         notify.serve_locally(self.channel_name, self)
         await self.send_message(protocol.Welcome(
             worker_id=self.worker_id, heartbeat_interval=config.get().worker_heartbeat_seconds,
-            max_payload_bytes=config.get().max_payload_bytes))
+            max_payload_bytes=config.get().max_payload_bytes, eager_workflow_tasks=True))
         wakeup.wake(wakeup.DISPATCH)
 
     async def handle_credit(self, message: protocol.Credit) -> None:
@@ -528,8 +532,10 @@ class WorkerConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                             failure=message.failure)
 
     async def handle_activity_task_completed(self, message: protocol.ActivityTaskCompleted) -> None:
+        eager = (message.workflow_task if self.hello is not None
+                 and self.hello.eager_workflow_tasks else None)
         await self.complete(message.token, message.id, activity_task_complete, lend=True,
-                            result=message.result)
+                            result=message.result, workflow_task=eager)
 
     async def handle_activity_task_failed(self, message: protocol.ActivityTaskFailedMsg) -> None:
         await self.complete(message.token, message.id, activity_task_fail, lend=True,

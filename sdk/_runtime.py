@@ -445,6 +445,10 @@ class WorkflowInstance:
         self.workflow_type = workflow_type
         self.task_queue = task_queue
         self.next_event_id = 1
+        # Whether this copy has seen the run's whole history, through the last events the
+        # engine appended (the worker sets it: a completion's ack carried them; ``sdk._worker``
+        # may then run the run's next workflow task eagerly on an activity's result).
+        self.eager_ready = False
         # The history's figures the engine sent with the current task (the worker sets them).
         self.history_length = 0
         self.history_size_bytes = 0

@@ -16,6 +16,19 @@ Design notes (what was weighed and why it is this way):
   ``WorkflowInstance`` only if it expects exactly that event id; otherwise the worker asks
   for the whole history (``history_request``) and replays from scratch. The cache is an LRU
   of ``max_cached_workflows`` runs.
+* Eager workflow tasks (on unless ``eager_workflow_tasks=False``, with an engine that takes
+  them): the ack of a workflow task's completion carries the events it appended, and the
+  cached copy of the run takes them (``_take_events``), so it knows the run's whole
+  history. When an activity of such a run succeeds here, the worker runs the run's next
+  workflow task at once on the result, on the events the engine would append (the
+  activity's start and completion, the task's schedule and start, stamped now: the
+  workflow's time during the task), and sends its commands with the completion
+  (``_eager_task``). The engine records both in one transaction when nothing else happened
+  to the run meanwhile; otherwise it records the completion alone and sends the task as
+  usual, and the ack without events drops the copy, so that task replays the history. A
+  step of a workflow costs one round trip and one transaction instead of two. A task that
+  pauses on local activities or fails is not sent eagerly (the copy is dropped; the task,
+  sent as usual, meets it again).
 * Every failed workflow task is logged at WARNING (workflow id, run id, cause and the first
   lines of the error): a run that stays open on a failing task is found in the log. What is
   normal (a stale task the engine refused, a task dropped at shutdown) is logged at DEBUG.
@@ -74,6 +87,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -128,6 +142,7 @@ from sdk.protocol import (
     ActivityTaskFailedMsg,
     Credit,
     Error,
+    EventType,
     Hello,
     History,
     HistoryRequest,
@@ -191,6 +206,21 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class _Eager:
+    """A workflow task run eagerly on an activity's result: the run's copy, and the frame's
+    ``workflow_task`` (``sdk.protocol.ActivityTaskCompleted``)."""
+
+    run_id: str
+    inst: WorkflowInstance
+    proposal: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS
+                   for c in self.proposal["commands"])
+
+
+@dataclass(slots=True)
 class _RunningActivity:
     ctx: ActivityContext
     task: asyncio.Task[None] | None = None
@@ -225,6 +255,7 @@ class Worker:
         deadlock_timeout: float | None = DEFAULT_DEADLOCK_TIMEOUT,
         workflow_failure_exception_types: Iterable[type[BaseException]] = (),
         payload_codec: PayloadCodec | None = None,
+        eager_workflow_tasks: bool = True,
     ) -> None:
         if max_concurrent_activities < 1 or max_concurrent_workflow_tasks < 1:
             raise ValueError("the concurrency limits must be at least 1")
@@ -246,6 +277,11 @@ class Worker:
         self._max_activities = max_concurrent_activities
         self._max_workflow_tasks = max_concurrent_workflow_tasks
         self._max_cached = max(0, max_cached_workflows)
+        # Eager workflow tasks (the module's docstring): asked for in hello (they need the
+        # cache), on when the engine's welcome says it takes them too.
+        self._eager_wanted = eager_workflow_tasks and self._max_cached > 0
+        self._eager = False
+        self._event_runs: set[asyncio.Task[None]] = set()  # acks' events being taken
         self._workflows: dict[str, WorkflowDefinition] = workflow_registry(workflows)
         self._activities: dict[str, ActivityDefinition] = {}
         for obj in activities:
@@ -432,6 +468,7 @@ class Worker:
             resume_worker_id=self.worker_id or "",
             resume_tokens=self._held_tokens() if self.worker_id else [],
             acks_on_tasks=True,
+            eager_workflow_tasks=self._eager_wanted,
         )
         await ws.send(hello.encode())
         async with asyncio.timeout(WELCOME_TIMEOUT):
@@ -446,6 +483,7 @@ class Worker:
             raise ProtocolError("unexpected_message", f"expected welcome, got {welcome.type}")
         conn.welcomed = True
         self._max_frame_bytes = welcome.max_payload_bytes
+        self._eager = self._eager_wanted and welcome.eager_workflow_tasks
         if welcome.protocol_version != PROTOCOL_VERSION:
             logger.warning("the engine speaks protocol version %s, this worker %s",
                            welcome.protocol_version, PROTOCOL_VERSION)
@@ -490,6 +528,8 @@ class Worker:
 
     def _on_disconnect(self) -> None:
         self._conn = None
+        for inst in self._cache.values():  # the next session is not the runs' sticky worker
+            inst.eager_ready = False
         for msg_id in [k for k, p in self._unacked.items() if not p.resend]:
             del self._unacked[msg_id]
         if self._awaiting_history:
@@ -546,7 +586,7 @@ class Worker:
         acked = getattr(msg, "ack", None)
         if acked is not None:  # a task frame that also acknowledges a completion
             try:
-                self._handle_ack(Ack(id=acked))
+                self._handle_ack(Ack(id=acked, events=getattr(msg, "ack_events", None)))
             except Exception:
                 logger.exception("error handling the ack a %r message carried", msg.type)
         try:
@@ -856,6 +896,7 @@ class Worker:
             self._evict(msg.run_id)
             self._fail_workflow_task(msg, PAYLOAD_TOO_LARGE, too_large)
             return
+        inst.eager_ready = False
         if any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands):
             self._evict(msg.run_id)
         else:
@@ -866,6 +907,8 @@ class Worker:
                 _log_refusal("the completion of a workflow task", msg, reply)
                 if self._cache.get(msg.run_id) is inst:
                     self._evict(msg.run_id)
+            else:
+                self._take_events(msg.run_id, inst, reply.events)
 
         self._send_tracked(frame, msg_id, on_reply, resend=True, token=msg.token)
 
@@ -886,6 +929,33 @@ class Worker:
                 _log_refusal("the failure of a workflow task", msg, reply)
 
         self._send_tracked(frame, msg_id, on_reply, resend=True, token=msg.token)
+
+    def _take_events(self, run_id: str, inst: WorkflowInstance,
+                     events: list[WireEvent] | None) -> None:
+        """The ack of a completion of ``inst``'s workflow task, with the events the completion
+        appended (None: the next task of the run brings them): the cached copy takes them
+        (the commands' events are matched as a sticky task's first events are) and then knows
+        the whole history."""
+        if events and self._cache.get(run_id) is inst:
+            task = asyncio.create_task(self._apply_events(run_id, inst, events))
+            self._event_runs.add(task)
+            task.add_done_callback(self._event_runs.discard)
+
+    async def _apply_events(self, run_id: str, inst: WorkflowInstance,
+                            events: list[WireEvent]) -> None:
+        try:
+            decoded = await self._converter.decode_events(events)
+        except Exception:
+            logger.debug("could not decode the events of an ack", exc_info=True)
+            decoded = None
+        if self._cache.get(run_id) is not inst:
+            return  # a task of the run took the copy meanwhile, or it was dropped
+        # No WorkflowTaskStarted among them: no workflow code runs, nothing blocks.
+        if (decoded is None or inst.next_event_id != decoded[0].get("event_id")
+                or inst.activate(decoded).failure is not None):
+            self._evict(run_id)  # out of step: the next task replays the history
+            return
+        inst.eager_ready = True
 
     def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
         if self._max_cached == 0:
@@ -1201,9 +1271,53 @@ class Worker:
             failure = failure_from_exception(ApplicationError(
                 f"the activity's {'failure' if failure else 'result'} cannot be encoded: {exc}",
                 type="SerializationError", non_retryable=True))
+        eager = None if failure is not None else await self._eager_task(running.ctx.info, result)
         self._finish_activity(token, running.ctx, result=result, failure=failure,
-                              canceled=canceled)
+                              canceled=canceled, eager=eager)
         return failure
+
+    async def _eager_task(self, info: ActivityInfo, result: JSONValue) -> _Eager | None:
+        """The run's next workflow task, run here on the activity's ``result`` (the module's
+        docstring), or None when it cannot be: the run is not cached here with its whole
+        history, or the task needs anything but its commands (a local activity, a failure).
+        The copy of the run is out of the cache meanwhile, and dropped if the task is not
+        run to its commands (the engine then sends the task as usual)."""
+        inst = self._cache.get(info.run_id)
+        if not self._eager or inst is None or not inst.eager_ready:
+            return None
+        try:
+            seq = int(info.activity_id)
+        except ValueError:
+            return None
+        self._evict(info.run_id)
+        inst.eager_ready = False
+        first = inst.next_event_id
+        started_at = datetime.now(UTC).isoformat()
+        # The events the engine will append, as far as the workflow code sees them: the
+        # activity's outcome (by seq) and the task's start (its time).
+        events: list[WireEvent] = [
+            {"event_id": first + i, "event_type": kind.value, "timestamp": started_at,
+             "attributes": attributes}
+            for i, (kind, attributes) in enumerate((
+                (EventType.ACTIVITY_TASK_STARTED, {"seq": seq, "attempt": info.attempt}),
+                (EventType.ACTIVITY_TASK_COMPLETED, {"seq": seq, "result": result}),
+                (EventType.WORKFLOW_TASK_SCHEDULED, {"task_queue": inst.task_queue,
+                                                     "attempt": 1}),
+                (EventType.WORKFLOW_TASK_STARTED, {"attempt": 1})))]
+        try:
+            decoded = await self._converter.decode_events(events)
+            outcome = await run_activation(lambda: inst.activate(decoded), inst,
+                                           deadlock_timeout=self._deadlock_timeout)
+            if (isinstance(outcome, Deadlock) or outcome.failure is not None
+                    or outcome.commands is None or outcome.local_activities):
+                return None  # the task, sent as usual, replays and meets it again
+            commands = await self._converter.encode_commands(outcome.commands)
+        except Exception:
+            logger.debug("the eager workflow task of %s was not run", info.workflow_id,
+                         exc_info=True)
+            return None
+        return _Eager(info.run_id, inst, {"first_event_id": first, "started_at": started_at,
+                                          "commands": commands})
 
     async def _run_async_activity(
         self, definition: ActivityDefinition, running: _RunningActivity, input: Any
@@ -1229,11 +1343,24 @@ class Worker:
         result: JSONValue = None,
         failure: WireFailure | None = None,
         canceled: bool = False,
+        eager: _Eager | None = None,
     ) -> None:
         ctx._flush()  # the last heartbeat's details go out before the completion
         msg_id = self._next_id()
         frame: str | None = None
-        if failure is None:
+        if eager is not None:
+            try:
+                frame = ActivityTaskCompleted(token=token, result=result, id=msg_id,
+                                              workflow_task=eager.proposal).encode()
+            except Exception:  # its commands do not serialize: the task fails as usual
+                frame = None
+            if frame is not None and self._too_large(frame, "") is not None:
+                frame = None
+            if frame is None:
+                eager = None
+            elif not eager.terminal:  # (a run it closes has nothing to keep)
+                self._remember(eager.run_id, eager.inst)
+        if failure is None and frame is None:
             try:
                 frame = ActivityTaskCompleted(token=token, result=result, id=msg_id).encode()
             except Exception as exc:
@@ -1262,6 +1389,12 @@ class Worker:
                            "engine rejected an activity completion (%s): %s: %s",
                            ctx.info.activity_id, reply.code, reply.message,
                            extra=_run_fields(ctx.info))
+            if eager is None:
+                return
+            if isinstance(reply, Ack) and reply.events:  # the engine took the task
+                self._take_events(eager.run_id, eager.inst, reply.events)
+            elif self._cache.get(eager.run_id) is eager.inst:
+                self._evict(eager.run_id)  # it did not: the task comes as usual
 
         self._send_tracked(frame, msg_id, on_reply, resend=True, token=token)
 

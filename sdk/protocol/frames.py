@@ -51,6 +51,10 @@ class ProtocolError(ValueError):
         self.request_id = request_id
 
 
+# Optional fields left out of a frame when they hold nothing (the others are sent as null).
+_OMITTED_WHEN_NONE = ("ack", "ack_events", "events", "workflow_task")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """A frame; ``type`` is its JSON ``type``."""
@@ -63,8 +67,9 @@ class Message:
         out["type"] = self.type
         if out.get("id") is None:
             out.pop("id", None)
-        if "ack" in out and out["ack"] is None:
-            out.pop("ack")
+        for name in _OMITTED_WHEN_NONE:
+            if name in out and out[name] is None:
+                del out[name]
         return out
 
     def encode(self) -> str:
@@ -95,6 +100,11 @@ class Hello(Message):
     # The worker takes the ``ack`` of a completion on the task frame sent with it (the
     # run's next task), instead of a frame of its own.
     acks_on_tasks: bool = False
+    # The worker runs a run's next workflow task on an activity's result when it caches the
+    # run (``activity_task_completed``'s ``workflow_task``), and takes the events a
+    # completion appended on its ``ack`` (``ack``'s ``events``, ``activity_task``'s
+    # ``ack_events``).
+    eager_workflow_tasks: bool = False
     id: str | None = None
 
 
@@ -132,11 +142,21 @@ class WorkflowTaskFailedMsg(Message):
 
 @dataclass(frozen=True, slots=True)
 class ActivityTaskCompleted(Message):
-    """The activity attempt succeeded with ``result``."""
+    """The activity attempt succeeded with ``result``.
+
+    ``workflow_task`` (a worker and an engine that both said ``eager_workflow_tasks``): the
+    run's next workflow task, which the worker ran on this result because it caches the run
+    and had seen all of its history: ``first_event_id`` (the id it expects the activity's
+    ``ActivityTaskStarted`` to get), ``started_at`` (the task's start, the workflow's time
+    during it, an ISO 8601 timestamp) and ``commands``. The engine records the completion and
+    that task (started and completed) in one transaction when the run is as the worker saw
+    it; otherwise it records the completion alone and schedules the task as usual, and the
+    ``ack`` carries no ``events`` (the worker drops what it ran)."""
 
     type: ClassVar[str] = "activity_task_completed"
     token: str
     result: JSONValue = None
+    workflow_task: JSONObject | None = None
     id: str | None = None
 
 
@@ -222,6 +242,8 @@ class Welcome(Message):
     # The largest frame the engine takes (``SCHED_MAX_PAYLOAD_BYTES``, UTF-8 bytes); a worker
     # fails an item whose frame would be larger with ``payload_too_large`` instead of sending it.
     max_payload_bytes: int | None = None
+    # The engine takes ``activity_task_completed``'s ``workflow_task`` (see ``hello``).
+    eager_workflow_tasks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +294,8 @@ class ActivityTask(Message):
     traceparent: str | None = None
     # As ``workflow_task``'s ``ack``.
     ack: str | None = None
+    # The events the acknowledged completion appended (as ``ack``'s ``events``).
+    ack_events: list[WireEvent] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +350,17 @@ class ActivityCancel(Message):
 
 @dataclass(frozen=True, slots=True)
 class Ack(Message):
-    """The frame ``id`` was applied."""
+    """The frame ``id`` was applied.
+
+    ``events`` (a worker that said ``eager_workflow_tasks``): the acknowledged frame completed
+    a workflow task of a run this worker stays sticky for, and these are the events it
+    appended after the task's ``WorkflowTaskStarted``; the run's next workflow task sent to
+    this worker starts after them."""
 
     type: ClassVar[str] = "ack"
     id: str
     cancel_requested: bool | None = None
+    events: list[WireEvent] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +493,8 @@ def payload_problem_of(message: Message) -> str | None:
     """Why a payload a decoded frame carries (a result, commands, a failure, details) cannot
     be stored, or None: the check of ``sdk.protocol.payloads.payload_problem``."""
     for f in fields(message):
+        if f.name == "workflow_task":
+            continue  # a proposal: the engine checks it, and ignores it if it is unfit
         if str(f.type).removesuffix(" | None") in _PAYLOAD_TYPES:
             problem = payload_problem(getattr(message, f.name))
             if problem:

@@ -184,3 +184,25 @@ async def local_refused(ctx: sdk.WorkflowContext, _: Any) -> Any:
         return {"type": err.type, "message": err.message, "attempt": err.attempt}
     return None
 
+
+
+@sdk.workflow
+async def eager_steps(ctx: sdk.WorkflowContext, n: int) -> list[str]:
+    """``n`` activities in turn, noting the workflow's time after each: the tasks after the
+    activities run eagerly on their results (``sdk._worker``)."""
+    times = [ctx.now().isoformat()]
+    for i in range(n):
+        await ctx.execute_activity(add, [i, 1], start_to_close_timeout=10)
+        times.append(ctx.now().isoformat())
+    return times
+
+
+@sdk.workflow
+async def eager_signal(ctx: sdk.WorkflowContext, _: Any) -> dict[str, Any]:
+    """A signal that arrives while an activity runs: the task after the activity cannot run
+    eagerly (the run has news), and goes the usual way."""
+    got: list[Any] = []
+    ctx.set_signal_handler("note", got.append)
+    first = await ctx.execute_activity(slow, 1.0, start_to_close_timeout=10)
+    second = await ctx.execute_activity(add, [1, 2], start_to_close_timeout=10)
+    return {"got": got, "first": first, "second": second}

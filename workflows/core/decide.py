@@ -296,6 +296,22 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
     back-off before its first workflow task (``retry_delay``).
     """
     t = _open(state, now)
+    _complete_workflow_task(t, scheduled_event_id=scheduled_event_id, commands=commands,
+                            worker=worker, leased_activities=leased_activities,
+                            successor_run_id=successor_run_id,
+                            execution_timeout_ms=execution_timeout_ms,
+                            child_run_ids=child_run_ids, started=started)
+    return t
+
+
+def _complete_workflow_task(t: Transition, *, scheduled_event_id: int,
+                            commands: Sequence[c.Command], worker: str,
+                            leased_activities: Collection[int] | None,
+                            successor_run_id: str | None, execution_timeout_ms: int | None,
+                            child_run_ids: Mapping[int, str | None] | None,
+                            started: Mapping[str, Any] | None) -> None:
+    """``complete_workflow_task`` on ``t``, whose state has the task started."""
+    state = t.state
     _current_task(state, scheduled_event_id, started=True)
     wt = state.workflow_task
     assert wt is not None
@@ -314,7 +330,7 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
               failure=c.normalize_failure({"type": "UnhandledEvents", "message":
                   "new events arrived while the workflow task ran; it runs again"}))
         t.add(E.WORKFLOW_TASK_SCHEDULED, task_queue=state.task_queue, attempt=1)
-        return t
+        return
     t.add(E.WORKFLOW_TASK_COMPLETED, scheduled_event_id=scheduled_event_id,
           started_event_id=wt.started_event_id, worker=worker)
     answers = _Answers()
@@ -331,6 +347,38 @@ def complete_workflow_task(state: ExecutionState, *, scheduled_event_id: int,
     if continues and successor is not None and successor_run_id is not None:
         _continue_as_new(t, successor, successor_run_id, execution_timeout_ms)
     _answer(t, answers, closing=closing)
+
+
+# The commands a workflow task run eagerly on an activity's result may carry: those whose
+# outcome needs nothing but the run's own state (no child's run id, no leased activity, no
+# retry policy of the run). A task with any other goes the usual way.
+EAGER_COMMANDS = (c.ScheduleActivity, c.StartTimer, c.CancelTimer, c.RecordMarker,
+                  c.CompleteWorkflow)
+
+
+def complete_activity_and_workflow_task(state: ExecutionState, *, seq: int, attempt: int,
+                                        worker: str, result: Any, now: datetime,
+                                        commands: Sequence[c.Command]) -> Transition:
+    """An activity's completion and the workflow task its worker ran on it at once (an eager
+    workflow task): ``close_activity`` (which schedules the task), the task started on
+    ``worker`` and completed with ``commands``, all stamped ``now``, the task's start. The
+    history is the one the two steps would have written apart, with nothing between them.
+
+    Rejected (``eager_refused``) unless the completion is what schedules the task (no task
+    was scheduled or running) and every command is one of ``EAGER_COMMANDS``."""
+    if not all(isinstance(cmd, EAGER_COMMANDS) for cmd in commands):
+        raise Rejected("eager_refused", "a command the eager path does not take")
+    t = close_activity(state, seq=seq, outcome=E.ACTIVITY_TASK_COMPLETED, now=now,
+                       attempt=attempt, worker=worker, result=result)
+    wt = t.state.workflow_task
+    if (wt is None or wt.started_event_id is not None
+            or wt.scheduled_event_id != t.events[-1].event_id):
+        raise Rejected("eager_refused", "a workflow task was already scheduled")
+    t.add(E.WORKFLOW_TASK_STARTED, scheduled_event_id=wt.scheduled_event_id,
+          attempt=wt.attempt, worker=worker)
+    _complete_workflow_task(t, scheduled_event_id=wt.scheduled_event_id, commands=commands,
+                            worker=worker, leased_activities=None, successor_run_id=None,
+                            execution_timeout_ms=None, child_run_ids=None, started=None)
     return t
 
 

@@ -58,6 +58,9 @@ class Lessee:
     activity_slots: int
     lease_seconds: float
     workflow_task_timeout_seconds: float
+    # It takes the events its workflow task's completion appended on the completion's ack
+    # (``sdk.protocol.Hello.eager_workflow_tasks``; see ``_ack_events``).
+    takes_events: bool = False
 
 
 @dataclass
@@ -75,6 +78,9 @@ class Outcome:
     # A start's: whether it started the run (False: the run was already open, and a start
     # under ``id_conflict_policy="use_existing"`` or a signal-with-start answered with it).
     started: bool = True
+    # For the completion's ack: the events it appended after its workflow task started, when
+    # the lessee takes them (``_ack_events``).
+    ack_events: list[dict[str, Any]] | None = None
 
 
 def write_transition(execution: Execution, t: decide.Transition, *,
@@ -144,6 +150,8 @@ def _write_transition(execution: Execution, t: decide.Transition, *,
             _lease_new_activities(execution, new_tasks, lessee, outcome, now)
         tasks.insert(new_tasks)
     timers.insert(new_timers)
+    if lessee is not None and lessee.takes_events and not closed:
+        _ack_events(execution, t, lessee, outcome)
     if t.events or not t.effects:  # a retry or a back-off alone leaves the run as it is
         _save_snapshot(execution, t, closed=closed)
         changes.on_commit(execution, t.events)
@@ -329,6 +337,24 @@ def _mark_workflow_task_started(execution: Execution, candidates: list[Task],
     outcome.deliveries.append(
         workflow_task_message(execution, task, first_event_id=first, recent=outcome.events)
     )
+
+
+def _ack_events(execution: Execution, t: decide.Transition, lessee: Lessee,
+                outcome: Outcome) -> None:
+    """A workflow task the lessee ran completed in ``t`` and the run stays sticky to it, with
+    no new workflow task for it: its ack carries the events ``t`` appended from the task's
+    ``WorkflowTaskCompleted`` on, and the run's next task for it starts after them. Its
+    cached copy then knows the whole history (it can run the next task eagerly on an
+    activity's result), and that task's frame needs no history read."""
+    if (execution.sticky_worker != lessee.worker_id or not t.state.is_open
+            or any(d["type"] == "workflow_task" for d in outcome.deliveries)):
+        return
+    for i, event in enumerate(t.events):
+        if (event.event_type is E.WORKFLOW_TASK_COMPLETED
+                and event.attributes.get("worker") == lessee.worker_id):
+            outcome.ack_events = [e.to_wire() for e in t.events[i:]]
+            execution.sticky_next_event_id = t.state.next_event_id
+            return
 
 
 def _lease_new_activities(execution: Execution, new_tasks: list[Task], lessee: Lessee,

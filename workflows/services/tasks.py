@@ -10,13 +10,14 @@ nothing. Each service locks the execution row first, then the task row
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
 
 from dispatch.store import Task, TaskKind, tasks
 from schedproject.transactions import atomic
+from sdk.protocol.payloads import payload_problem
 from timers import store as timers
 from workflows import store as executions
 from workflows.core import commands as c
@@ -144,11 +145,67 @@ def workflow_task_time_out(execution: Execution, task: Task, now: datetime) -> O
 
 
 def activity_task_complete(*, token: str, result: Any, worker_id: str | None = None,
-                           lessee: Lessee | None = None) -> Outcome:
+                           lessee: Lessee | None = None,
+                           workflow_task: Any = None) -> Outcome:
+    """``workflow_task``: the run's next workflow task, run by the completing worker on this
+    result (``sdk.protocol.ActivityTaskCompleted``): recorded with the completion when the
+    run is as the worker saw it (``eager_workflow_task``), else the completion alone."""
     with atomic():
         execution, task = check_lease(token, kind=TaskKind.ACTIVITY, worker_id=worker_id)
+        if workflow_task is not None and lessee is not None:
+            outcome = eager_workflow_task(execution, task, result, workflow_task, lessee)
+            if outcome is not None:
+                return outcome
         return activity_close(execution, task, E.ACTIVITY_TASK_COMPLETED, lessee=lessee,
                               worker=task.lease_owner, result=result)
+
+
+# How far ahead of the engine's clock a worker's ``started_at`` may be (clocks of different
+# machines); a task that starts later than that goes the usual way.
+EAGER_CLOCK_SKEW = timedelta(seconds=1)
+
+
+def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal: Any,
+                        lessee: Lessee) -> Outcome | None:
+    """Record an activity's completion and the workflow task its worker ran on the result in
+    one transition, or None (nothing written) when the run is not as the worker saw it.
+
+    The worker ran the task on its cached copy of the run, expecting the activity's
+    ``ActivityTaskStarted`` to be event ``first_event_id``: it had then seen every event of
+    the run, and its copy is the history's. So the task's commands are the ones a task
+    dispatched now would have produced, provided that nothing else happened to the run in
+    between (the next event id is the one expected and no workflow task is scheduled),
+    the run is still sticky to this worker, its commands need nothing but the run
+    (``decide.EAGER_COMMANDS``), and the task's start, the workflow's time during it, lies
+    between the activity's lease and now (plus ``EAGER_CLOCK_SKEW``). The caller holds the
+    execution and task locks."""
+    if payload_problem(proposal) is not None:
+        return None
+    try:
+        first = proposal["first_event_id"]
+        started_at = datetime.fromisoformat(proposal["started_at"])
+        commands = c.parse_commands(proposal["commands"])
+    except (KeyError, TypeError, ValueError):  # InvalidCommand is a ValueError
+        return None
+    state = execution.core_state()
+    if (type(first) is not int or started_at.tzinfo is None or task.seq is None
+            or task.leased_at is None or task.lease_owner != lessee.worker_id
+            or execution.sticky_worker != lessee.worker_id
+            or execution.workflow_type not in lessee.workflow_types
+            or not state.is_open or state.workflow_task is not None
+            or state.next_event_id != first
+            or not task.leased_at <= started_at <= timezone.now() + EAGER_CLOCK_SKEW):
+        return None
+    try:
+        t = decide.complete_activity_and_workflow_task(
+            state, seq=task.seq, attempt=task.attempt, worker=lessee.worker_id, result=result,
+            now=started_at, commands=commands)
+    except decide.Rejected:
+        return None
+    started = next(e for e in t.events if e.event_type is E.WORKFLOW_TASK_STARTED)
+    execution.last_task_failure = None
+    execution.sticky_next_event_id = started.event_id + 1
+    return write_transition(execution, t, lessee=lessee, task=task)
 
 
 def activity_close(execution: Execution, task: Task, outcome: EventType, *,
