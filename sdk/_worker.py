@@ -1356,6 +1356,8 @@ class Worker:
                 frame = None
             if frame is not None and self._too_large(frame, "") is not None:
                 frame = None
+            if self._cache.get(eager.run_id) is not None:
+                frame = None  # a task of the run ran meanwhile: the run moved on
             if frame is None:
                 eager = None
             elif not eager.terminal:  # (a run it closes has nothing to keep)

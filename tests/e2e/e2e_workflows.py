@@ -199,8 +199,8 @@ async def eager_steps(ctx: sdk.WorkflowContext, n: int) -> list[str]:
 
 @sdk.workflow
 async def eager_signal(ctx: sdk.WorkflowContext, _: Any) -> dict[str, Any]:
-    """A signal that arrives while an activity runs: the task after the activity cannot run
-    eagerly (the run has news), and goes the usual way."""
+    """A signal that arrives while an activity runs: its task runs between the activity's
+    start and its result, and the workflow sees it."""
     got: list[Any] = []
     ctx.set_signal_handler("note", got.append)
     first = await ctx.execute_activity(slow, 1.0, start_to_close_timeout=10)

@@ -1,6 +1,8 @@
 """Eager workflow tasks on a real engine and worker: the workflow task after an activity runs
 in the worker on the activity's result and is recorded with the activity's completion, in a
-history that replays like any other; a run with news goes the usual way."""
+history that replays like any other, news (a signal) during an activity included. (The
+engine's refusals are the service tests' and the SDK's fallback the worker unit tests': a
+real engine cannot be made to refuse at a chosen moment.)"""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def test_the_tasks_after_activities_run_eagerly_and_replay(client: sdk.Client) -
     Replayer([eager_steps]).replay({"events": history})  # no NonDeterminismError
 
 
-def test_a_run_with_news_takes_its_task_the_usual_way(client: sdk.Client) -> None:
+def test_a_signal_during_an_activity_is_seen_and_the_history_replays(client: sdk.Client) -> None:
     handle = client.start_workflow(eager_signal, workflow_id=f"eager-{uuid.uuid4().hex}")
     deadline = time.monotonic() + 30
     while not any(e["event_type"] == "ActivityTaskScheduled" for e in handle.history()):

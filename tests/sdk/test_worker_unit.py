@@ -929,3 +929,116 @@ def test_the_activation_threads_replace_a_stuck_one_and_end_when_idle() -> None:
         assert time.monotonic() < deadline, "idle threads did not end"
         time.sleep(0.05)
     stuck.set()
+
+
+# ---- eager workflow tasks ----------------------------------------------------------------
+
+
+@sdk.workflow
+async def twice(ctx: sdk.WorkflowContext, name: str) -> list[Any]:
+    first = await ctx.execute_activity(echo, name)
+    second = await ctx.execute_activity(echo, first["echo"] + "!")
+    return [first["echo"], second["echo"]]
+
+
+def twice_activity(seq: int, input: Any, *, token: str, ack: str,
+                   ack_events: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Activity ``seq`` of ``twice`` on run1, acknowledging the completion ``ack``."""
+    frame = {**activity_task("echo", input, token=token), "workflow_id": "wf1",
+             "run_id": "run1", "workflow_type": "twice", "activity_id": str(seq), "ack": ack}
+    if ack_events is not None:
+        frame["ack_events"] = ack_events
+    return frame
+
+
+def scheduled(event_id: int, seq: int, input: Any) -> dict[str, Any]:
+    return event(event_id, "ActivityTaskScheduled", seq=seq, activity_type="echo",
+                 task_queue="q", input=input, retry_policy=None, schedule_to_close_ms=None,
+                 schedule_to_start_ms=None, start_to_close_ms=None, heartbeat_ms=None)
+
+
+def first_ack_events() -> list[dict[str, Any]]:
+    """What the completion of ``twice``'s first task appended: its ack's events."""
+    return [event(4, "WorkflowTaskCompleted", scheduled_event_id=2, started_event_id=3,
+                  worker="wk1"), scheduled(5, 1, "Ada")]
+
+
+@needs_runtime
+def test_the_task_after_an_activity_runs_eagerly_once_the_ack_brought_the_events() -> None:
+    """The ack of the first task's completion carries the events it appended; the worker then
+    runs the next task on the activity's result and sends its commands with the result."""
+    async def scenario() -> None:
+        async with running_worker(workflows=[twice],
+                                  welcome={"eager_workflow_tasks": True}) as (engine, worker, _):
+            assert engine.hellos[0]["eager_workflow_tasks"] is True
+            engine.auto_ack = False
+            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
+            done = await engine.expect("workflow_task_completed")
+            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
+                                             ack_events=first_ack_events()))
+            completed = await engine.expect("activity_task_completed")
+            assert completed["result"]["echo"] == "Ada"
+            proposal = completed["workflow_task"]
+            assert proposal["first_event_id"] == 6
+            [command] = proposal["commands"]
+            assert (command["kind"], command["seq"], command["input"]) == (
+                "schedule_activity", 2, "Ada!")
+            # The task's start is the workflow's time: it is stamped by the worker, now.
+            assert proposal["started_at"] > NOW
+            assert worker._cache["run1"].next_event_id == 10  # 6..9, then its commands
+
+    run(scenario)
+
+
+@needs_runtime
+def test_a_refused_eager_task_drops_the_copy_and_the_task_replays() -> None:
+    """The engine took the result alone (an ack without events): the worker's copy ran a task
+    that did not count, so the task sent as usual replays the history."""
+    async def scenario() -> None:
+        async with running_worker(workflows=[twice],
+                                  welcome={"eager_workflow_tasks": True}) as (engine, worker, _):
+            engine.auto_ack = False
+            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
+            done = await engine.expect("workflow_task_completed")
+            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
+                                             ack_events=first_ack_events()))
+            completed = await engine.expect("activity_task_completed")
+            assert "workflow_task" in completed
+            # News came first (a signal, event 6): the result is events 7.., the task 9..10.
+            usual = [
+                event(6, "WorkflowExecutionSignaled", signal_name="noise", input=None),
+                event(7, "ActivityTaskStarted", scheduled_event_id=5, seq=1, attempt=1,
+                      worker="wk1"),
+                event(8, "ActivityTaskCompleted", scheduled_event_id=5, seq=1,
+                      result=completed["result"]),
+                event(9, "WorkflowTaskScheduled", task_queue="q", attempt=1),
+                event(10, "WorkflowTaskStarted", scheduled_event_id=9, attempt=1, worker="wk1"),
+            ]
+            await engine.send({**workflow_task("twice", usual, token="wt2"),
+                               "ack": completed["id"]})
+            request = await engine.expect("history_request")
+            assert request["token"] == "wt2"
+            assert "run1" not in worker._cache
+            history = [*first_events("twice", "Ada"), *first_ack_events(), *usual]
+            await engine.send({"type": "history", "token": "wt2", "events": history,
+                               "id": request.get("id")})
+            again = await engine.expect("workflow_task_completed")
+            [command] = again["commands"]
+            assert (command["kind"], command["seq"]) == ("schedule_activity", 2)
+
+    run(scenario)
+
+
+@needs_runtime
+def test_without_the_engine_s_word_no_task_runs_eagerly() -> None:
+    async def scenario() -> None:
+        async with running_worker(workflows=[twice]) as (engine, _, _):
+            engine.auto_ack = False
+            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
+            done = await engine.expect("workflow_task_completed")
+            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
+                                             ack_events=first_ack_events()))
+            completed = await engine.expect("activity_task_completed")
+            assert "workflow_task" not in completed
+
+    run(scenario)
