@@ -113,6 +113,7 @@ def test_an_eager_task_is_recorded_with_the_completion(worker: Worker) -> None:
     assert run.status == "completed" and run.result == "done"
     assert event_types(run)[-2:] == [E.WORKFLOW_TASK_COMPLETED, E.WORKFLOW_EXECUTION_COMPLETED]
     assert closing.ack_events is None and closing.deliveries == []
+    assert closing.cancels == []  # its own activity is not told to stop
     assert_consistent(run)
 
 

@@ -134,7 +134,7 @@ def _write_transition(execution: Execution, t: decide.Transition, *,
                 outcome.cancels.append(notice)
         elif isinstance(effect, fx.CloseRun):
             closed = True
-            _close(execution, effect, outcome)
+            _close(execution, effect, outcome, task)
             new_tasks.clear()
             new_timers.clear()
         elif isinstance(effect, fx.StartSuccessor):
@@ -269,13 +269,17 @@ def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) 
     executions.save(execution, fields)
 
 
-def _close(execution: Execution, effect: fx.CloseRun, outcome: Outcome) -> None:
+def _close(execution: Execution, effect: fx.CloseRun, outcome: Outcome,
+           task: Task | None) -> None:
+    """Close the run. The activities its workers hold are told to stop, but for the one whose
+    completion this is (``task``: an eager workflow task closing the run)."""
     execution.closed_at = effect.closed_at
     if effect.result is not None:
         execution.result = effect.result
     if effect.failure is not None:
         execution.failure = dict(effect.failure)
-    outcome.cancels.extend(tasks.leased_activity_tokens(execution.pk))
+    outcome.cancels.extend(notice for notice in tasks.leased_activity_tokens(execution.pk)
+                           if task is None or notice[1] != task.token)
     tasks.delete_run(execution.pk)
     timers.delete_run(execution.pk)
 
