@@ -963,6 +963,17 @@ def first_ack_events() -> list[dict[str, Any]]:
                   worker="wk1"), scheduled(5, 1, "Ada")]
 
 
+async def first_activity_done(engine: FakeEngine) -> dict[str, Any]:
+    """Run ``twice``'s first task, then its first activity, the completion's ack (with its
+    events) riding on the activity's frame; the activity's completion frame."""
+    engine.auto_ack = False
+    await engine.send(workflow_task("twice", first_events("twice", "Ada")))
+    done = await engine.expect("workflow_task_completed")
+    await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
+                                     ack_events=first_ack_events()))
+    return await engine.expect("activity_task_completed")
+
+
 @needs_runtime
 def test_the_task_after_an_activity_runs_eagerly_once_the_ack_brought_the_events() -> None:
     """The ack of the first task's completion carries the events it appended; the worker then
@@ -971,12 +982,7 @@ def test_the_task_after_an_activity_runs_eagerly_once_the_ack_brought_the_events
         async with running_worker(workflows=[twice],
                                   welcome={"eager_workflow_tasks": True}) as (engine, worker, _):
             assert engine.hellos[0]["eager_workflow_tasks"] is True
-            engine.auto_ack = False
-            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
-            done = await engine.expect("workflow_task_completed")
-            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
-                                             ack_events=first_ack_events()))
-            completed = await engine.expect("activity_task_completed")
+            completed = await first_activity_done(engine)
             assert completed["result"]["echo"] == "Ada"
             proposal = completed["workflow_task"]
             assert proposal["first_event_id"] == 6
@@ -997,12 +1003,7 @@ def test_a_refused_eager_task_drops_the_copy_and_the_task_replays() -> None:
     async def scenario() -> None:
         async with running_worker(workflows=[twice],
                                   welcome={"eager_workflow_tasks": True}) as (engine, worker, _):
-            engine.auto_ack = False
-            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
-            done = await engine.expect("workflow_task_completed")
-            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
-                                             ack_events=first_ack_events()))
-            completed = await engine.expect("activity_task_completed")
+            completed = await first_activity_done(engine)
             assert "workflow_task" in completed
             # News came first (a signal, event 6): the result is events 7.., the task 9..10.
             usual = [
@@ -1033,12 +1034,7 @@ def test_a_refused_eager_task_drops_the_copy_and_the_task_replays() -> None:
 def test_without_the_engine_s_word_no_task_runs_eagerly() -> None:
     async def scenario() -> None:
         async with running_worker(workflows=[twice]) as (engine, _, _):
-            engine.auto_ack = False
-            await engine.send(workflow_task("twice", first_events("twice", "Ada")))
-            done = await engine.expect("workflow_task_completed")
-            await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
-                                             ack_events=first_ack_events()))
-            completed = await engine.expect("activity_task_completed")
+            completed = await first_activity_done(engine)
             assert "workflow_task" not in completed
 
     run(scenario)
