@@ -937,12 +937,12 @@ class Worker:
         (the commands' events are matched as a sticky task's first events are) and then knows
         the whole history."""
         if events and self._cache.get(run_id) is inst:
-            task = asyncio.create_task(self._apply_events(run_id, inst, events))
+            task = asyncio.create_task(self._apply_events(run_id, inst, events, self._conn))
             self._event_runs.add(task)
             task.add_done_callback(self._event_runs.discard)
 
     async def _apply_events(self, run_id: str, inst: WorkflowInstance,
-                            events: list[WireEvent]) -> None:
+                            events: list[WireEvent], conn: _Connection | None) -> None:
         try:
             decoded = await self._converter.decode_events(events)
         except Exception:
@@ -955,7 +955,9 @@ class Worker:
                 or inst.activate(decoded).failure is not None):
             self._evict(run_id)  # out of step: the next task replays the history
             return
-        inst.eager_ready = True
+        inst.history_size_bytes += _history_bytes(events)
+        # The events came over ``conn``: a later session is not the run's sticky worker.
+        inst.eager_ready = conn is not None and self._conn is conn
 
     def _remember(self, run_id: str, inst: WorkflowInstance) -> None:
         if self._max_cached == 0:
@@ -1271,7 +1273,13 @@ class Worker:
             failure = failure_from_exception(ApplicationError(
                 f"the activity's {'failure' if failure else 'result'} cannot be encoded: {exc}",
                 type="SerializationError", non_retryable=True))
-        eager = None if failure is not None else await self._eager_task(running.ctx.info, result)
+        eager = None
+        if failure is None:
+            try:
+                eager = await self._eager_task(running.ctx.info, result)
+            except asyncio.CancelledError:  # stopping: the result still goes out
+                self._finish_activity(token, running.ctx, result=result)
+                raise
         self._finish_activity(token, running.ctx, result=result, failure=failure,
                               canceled=canceled, eager=eager)
         return failure
@@ -1289,6 +1297,10 @@ class Worker:
             seq = int(info.activity_id)
         except ValueError:
             return None
+        try:  # as the history will hold it: JSON (string keys), and not the object sent
+            stored = json.loads(json.dumps(result))
+        except (TypeError, ValueError):
+            return None  # the completion fails to encode anyway
         self._evict(info.run_id)
         inst.eager_ready = False
         first = inst.next_event_id
@@ -1300,10 +1312,11 @@ class Worker:
              "attributes": attributes}
             for i, (kind, attributes) in enumerate((
                 (EventType.ACTIVITY_TASK_STARTED, {"seq": seq, "attempt": info.attempt}),
-                (EventType.ACTIVITY_TASK_COMPLETED, {"seq": seq, "result": result}),
+                (EventType.ACTIVITY_TASK_COMPLETED, {"seq": seq, "result": stored}),
                 (EventType.WORKFLOW_TASK_SCHEDULED, {"task_queue": inst.task_queue,
                                                      "attempt": 1}),
                 (EventType.WORKFLOW_TASK_STARTED, {"attempt": 1})))]
+        inst.history_size_bytes += _history_bytes(events)
         try:
             decoded = await self._converter.decode_events(events)
             outcome = await run_activation(lambda: inst.activate(decoded), inst,
@@ -1417,6 +1430,13 @@ class Worker:
             self._cancel_activity(running)
             if running.task is not None:
                 running.task.cancel()
+
+
+def _history_bytes(events: list[WireEvent]) -> int:
+    """About the bytes ``events`` add to the run's history, as the engine counts them (its
+    limit, ``MAX_HISTORY_BYTES``, and ``is_continue_as_new_suggested``)."""
+    return sum(len(json.dumps(e.get("attributes"), separators=(",", ":"))) + 64
+               for e in events)
 
 
 def _retry_delay(policy: RetryPolicy, attempt: int, failure: WireFailure) -> float | None:

@@ -202,6 +202,13 @@ def history(execution: Execution, first: int, before: int) -> list[dict[str, Any
             for event_id, event_type, ts, attributes in rows]
 
 
+def event_time(execution: Execution, event_id: int) -> datetime | None:
+    """When event ``event_id`` of the run was appended (None: no such event); from the
+    events this process appended lately when it has them, else read."""
+    events = history(execution, event_id, event_id + 1)
+    return _timestamp(events[0]["timestamp"]) if events else None
+
+
 def _timestamp(value: datetime | str) -> datetime:
     """A stored timestamp as an aware UTC datetime (SQLite hands back naive UTC text)."""
     if isinstance(value, str):

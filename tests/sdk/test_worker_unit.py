@@ -963,15 +963,42 @@ def first_ack_events() -> list[dict[str, Any]]:
                   worker="wk1"), scheduled(5, 1, "Ada")]
 
 
-async def first_activity_done(engine: FakeEngine) -> dict[str, Any]:
-    """Run ``twice``'s first task, then its first activity, the completion's ack (with its
-    events) riding on the activity's frame; the activity's completion frame."""
+async def first_activity_done(engine: FakeEngine, workflow: str = "twice") -> dict[str, Any]:
+    """Run ``twice``'s (or ``workflow``'s) first task, then its first activity, the
+    completion's ack (with its events) riding on the activity's frame; the activity's
+    completion frame."""
     engine.auto_ack = False
-    await engine.send(workflow_task("twice", first_events("twice", "Ada")))
+    await engine.send(workflow_task(workflow, first_events(workflow, "Ada")))
     done = await engine.expect("workflow_task_completed")
-    await engine.send(twice_activity(1, "Ada", token="at1", ack=done["id"],
-                                     ack_events=first_ack_events()))
+    await engine.send({**twice_activity(1, "Ada", token="at1", ack=done["id"],
+                                        ack_events=first_ack_events()),
+                       "workflow_type": workflow})
     return await engine.expect("activity_task_completed")
+
+
+@sdk.workflow
+async def mutates(ctx: sdk.WorkflowContext, name: str) -> Any:
+    first = await ctx.execute_activity(echo, name)
+    first["echo"] = "changed by the workflow"
+    first[1] = "a key that is not a string"
+    return await ctx.execute_activity(echo, [first["echo"], sorted(map(str, first))])
+
+
+@needs_runtime
+def test_what_the_eager_task_does_to_the_result_is_not_what_is_recorded() -> None:
+    """The workflow code gets the result as the history holds it (JSON: string keys), and a
+    copy: changing it changes neither the result sent nor a later replay."""
+    async def scenario() -> None:
+        async with running_worker(workflows=[mutates],
+                                  welcome={"eager_workflow_tasks": True}) as (engine, _, _):
+            completed = await first_activity_done(engine, "mutates")
+            assert completed["result"]["echo"] == "Ada"
+            assert set(completed["result"]) == {"echo", "attempt", "thread"}
+            [command] = completed["workflow_task"]["commands"]
+            assert command["input"] == ["changed by the workflow",
+                                        ["1", "attempt", "echo", "thread"]]
+
+    run(scenario)
 
 
 @needs_runtime

@@ -174,3 +174,31 @@ def test_another_worker_cannot_complete_the_task_eagerly(worker: Worker) -> None
     assert event_types(run)[5:] == [E.ACTIVITY_TASK_STARTED, E.ACTIVITY_TASK_COMPLETED,
                                     E.WORKFLOW_TASK_SCHEDULED]  # not sticky to w2: dispatched
     assert_consistent(run)
+
+
+def test_the_workflow_s_time_never_goes_back(worker: Worker) -> None:
+    """Two activities leased together; the first's result goes the usual way and its task
+    runs; the second's eager task, stamped before that task started (a worker clock behind
+    the engine's), is refused: the workflow's time would go back."""
+    run = workflow_start(workflow_type=WORKFLOW, task_queue=QUEUE, input=1, workflow_id="wf")
+    msg = workflow_task(run)
+    lessee = eager_lessee(worker)
+    outcome = workflow_task_complete(token=msg["token"], commands=[activity(1), activity(2)],
+                                     worker_id=worker.worker_id, lessee=lessee)
+    first, second = (d["token"] for d in outcome.deliveries)
+    stamped = timezone.now()  # the second's worker stamps its task now...
+    plain = activity_task_complete(token=first, result=1, worker_id=worker.worker_id,
+                                   lessee=eager_lessee(worker))
+    [task] = [d for d in plain.deliveries if d["type"] == "workflow_task"]
+    done = workflow_task_complete(token=task["token"], commands=[],
+                                  worker_id=worker.worker_id, lessee=eager_lessee(worker))
+    assert done.ack_events is not None  # ...and its copy is current, but its clock is behind
+    before = len(history(run))
+    activity_task_complete(token=second, result=2, worker_id=worker.worker_id,
+                           lessee=eager_lessee(worker),
+                           workflow_task=proposal(before + 1, [], started_at=stamped))
+    started = [e.timestamp for e in history(run) if e.event_type is E.WORKFLOW_TASK_STARTED]
+    assert started == sorted(started)
+    assert event_types(run)[before:] == [E.ACTIVITY_TASK_STARTED, E.ACTIVITY_TASK_COMPLETED,
+                                         E.WORKFLOW_TASK_SCHEDULED, E.WORKFLOW_TASK_STARTED]
+    assert_consistent(run)

@@ -134,7 +134,7 @@ def _write_transition(execution: Execution, t: decide.Transition, *,
                 outcome.cancels.append(notice)
         elif isinstance(effect, fx.CloseRun):
             closed = True
-            _close(execution, effect, outcome, task)
+            _close(execution, effect, outcome, _reported(t, task))
             new_tasks.clear()
             new_timers.clear()
         elif isinstance(effect, fx.StartSuccessor):
@@ -269,17 +269,28 @@ def _save_snapshot(execution: Execution, t: decide.Transition, *, closed: bool) 
     executions.save(execution, fields)
 
 
+def _reported(t: decide.Transition, task: Task | None) -> str | None:
+    """The token of the activity task ``t`` closes because its worker reported its end (an
+    eager workflow task closing the run on its result): that worker is done with it."""
+    if task is None or task.kind != TaskKind.ACTIVITY:
+        return None
+    ended = (E.ACTIVITY_TASK_COMPLETED, E.ACTIVITY_TASK_FAILED, E.ACTIVITY_TASK_CANCELED)
+    if any(e.event_type in ended and e.attributes.get("seq") == task.seq for e in t.events):
+        return str(task.token)
+    return None
+
+
 def _close(execution: Execution, effect: fx.CloseRun, outcome: Outcome,
-           task: Task | None) -> None:
+           reported: str | None) -> None:
     """Close the run. The activities its workers hold are told to stop, but for the one whose
-    completion this is (``task``: an eager workflow task closing the run)."""
+    worker reported its end in this transition (``reported``, its token)."""
     execution.closed_at = effect.closed_at
     if effect.result is not None:
         execution.result = effect.result
     if effect.failure is not None:
         execution.failure = dict(effect.failure)
     outcome.cancels.extend(notice for notice in tasks.leased_activity_tokens(execution.pk)
-                           if task is None or notice[1] != task.token)
+                           if notice[1] != reported)
     tasks.delete_run(execution.pk)
     timers.delete_run(execution.pk)
 

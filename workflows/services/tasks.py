@@ -160,9 +160,11 @@ def activity_task_complete(*, token: str, result: Any, worker_id: str | None = N
                               worker=task.lease_owner, result=result)
 
 
-# How far ahead of the engine's clock a worker's ``started_at`` may be (clocks of different
-# machines); a task that starts later than that goes the usual way.
+# How far a worker's ``started_at`` may be from the engine's clock (clocks of different
+# machines, and the frame's way to the engine): ahead of it by ``EAGER_CLOCK_SKEW`` at most,
+# behind it by ``EAGER_MAX_LAG``. Leases and timers of the transition count from it.
 EAGER_CLOCK_SKEW = timedelta(seconds=1)
+EAGER_MAX_LAG = timedelta(seconds=2)
 
 
 def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal: Any,
@@ -176,9 +178,10 @@ def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal:
     dispatched now would have produced, provided that nothing else happened to the run in
     between (the next event id is the one expected and no workflow task is scheduled),
     the run is still sticky to this worker, its commands need nothing but the run
-    (``decide.EAGER_COMMANDS``), and the task's start, the workflow's time during it, lies
-    between the activity's lease and now (plus ``EAGER_CLOCK_SKEW``). The caller holds the
-    execution and task locks."""
+    (``decide.EAGER_COMMANDS``), and the task's start, the workflow's time during it, is
+    within ``EAGER_MAX_LAG`` behind and ``EAGER_CLOCK_SKEW`` ahead of the engine's clock and
+    not before the run's last event (the workflow's time never goes back). The caller holds
+    the execution and task locks."""
     if payload_problem(proposal) is not None:
         return None
     try:
@@ -193,8 +196,12 @@ def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal:
             or execution.sticky_worker != lessee.worker_id
             or execution.workflow_type not in lessee.workflow_types
             or not state.is_open or state.workflow_task is not None
-            or state.next_event_id != first
-            or not task.leased_at <= started_at <= timezone.now() + EAGER_CLOCK_SKEW):
+            or state.next_event_id != first):
+        return None
+    now = timezone.now()
+    last = executions.event_time(execution, first - 1)
+    if (not now - EAGER_MAX_LAG <= started_at <= now + EAGER_CLOCK_SKEW
+            or last is None or started_at < last or started_at < task.leased_at):
         return None
     try:
         t = decide.complete_activity_and_workflow_task(
