@@ -163,7 +163,12 @@ from sdk.protocol import (
     decode_engine_message,
     frame_size,
 )
-from sdk.protocol.limits import HISTORY_WARN_BYTES, HISTORY_WARN_EVENTS, MAX_ERROR_MESSAGE_LENGTH
+from sdk.protocol.limits import (
+    HISTORY_WARN_BYTES,
+    HISTORY_WARN_EVENTS,
+    MAX_ERROR_MESSAGE_LENGTH,
+    event_bytes,
+)
 
 __all__ = ["Worker", "WorkerAuthenticationError", "websocket_url"]
 
@@ -216,8 +221,7 @@ class _Eager:
 
     @property
     def terminal(self) -> bool:
-        return any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS
-                   for c in self.proposal["commands"])
+        return _closes_run(self.proposal["commands"])
 
 
 @dataclass(slots=True)
@@ -897,7 +901,7 @@ class Worker:
             self._fail_workflow_task(msg, PAYLOAD_TOO_LARGE, too_large)
             return
         inst.eager_ready = False
-        if any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands):
+        if _closes_run(commands):
             self._evict(msg.run_id)
         else:
             self._remember(msg.run_id, inst)
@@ -1433,10 +1437,13 @@ class Worker:
 
 
 def _history_bytes(events: list[WireEvent]) -> int:
-    """About the bytes ``events`` add to the run's history, as the engine counts them (its
-    limit, ``MAX_HISTORY_BYTES``, and ``is_continue_as_new_suggested``)."""
-    return sum(len(json.dumps(e.get("attributes"), separators=(",", ":"))) + 64
-               for e in events)
+    """The bytes ``events`` add to the run's history, counted as the engine counts them."""
+    return sum(event_bytes(e.get("attributes")) for e in events)
+
+
+def _closes_run(commands: list[Any]) -> bool:
+    """Whether a workflow task's ``commands`` close the run (its copy has nothing to keep)."""
+    return any(isinstance(c, dict) and c.get("kind") in TERMINAL_KINDS for c in commands)
 
 
 def _retry_delay(policy: RetryPolicy, attempt: int, failure: WireFailure) -> float | None:

@@ -8,7 +8,8 @@ the generated table in docs/protocol.md.
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from typing import Any, Final
 
 MAX_NAME_LENGTH: Final = 255
 """Workflow, activity, signal and marker names, task queues, identities, and the string
@@ -66,6 +67,13 @@ HISTORY_WARN_BYTES: Final = 10 * 1024 * 1024
 MAX_HISTORY_EVENTS: Final = 50_000
 MAX_HISTORY_BYTES: Final = 50 * 1024 * 1024
 """A run whose history passes either fails with the cause ``history_too_large``."""
+
+
+def event_bytes(attributes: Any) -> int:
+    """What one event counts towards a history's bytes: its attributes as compact JSON, and
+    64 for the rest (the engine's ``history_size_bytes``, which ``MAX_HISTORY_BYTES`` bounds;
+    the worker's count between the tasks that bring the engine's)."""
+    return len(json.dumps(attributes, separators=(",", ":"))) + 64
 
 # (constant, value, what it bounds), in the order docs/protocol.md lists them.
 LIMITS: Final[tuple[tuple[str, int | float, str], ...]] = (

@@ -202,3 +202,14 @@ def test_the_workflow_s_time_never_goes_back(worker: Worker) -> None:
     assert event_types(run)[before:] == [E.ACTIVITY_TASK_STARTED, E.ACTIVITY_TASK_COMPLETED,
                                          E.WORKFLOW_TASK_SCHEDULED, E.WORKFLOW_TASK_STARTED]
     assert_consistent(run)
+
+
+def test_a_worker_that_takes_no_events_gets_no_eager_task(worker: Worker) -> None:
+    """Without the events on its acks a worker cannot know the run's history: its proposal is
+    left alone."""
+    run, token, _ = first_activity(worker)
+    activity_task_complete(token=token, result=1, worker_id=worker.worker_id,
+                           lessee=worker.lessee(), workflow_task=proposal(6, [activity(2)]))
+    assert event_types(run)[5:] == [E.ACTIVITY_TASK_STARTED, E.ACTIVITY_TASK_COMPLETED,
+                                    E.WORKFLOW_TASK_SCHEDULED, E.WORKFLOW_TASK_STARTED]
+    assert_consistent(run)

@@ -16,7 +16,6 @@ of a workflow's latency would go.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +24,7 @@ from typing import Any
 from dispatch.deliveries import activity_task_message, workflow_task_message
 from dispatch.store import Task, TaskKind, tasks
 from schedproject import sql
-from sdk.protocol.limits import MAX_HISTORY_BYTES, MAX_HISTORY_EVENTS
+from sdk.protocol.limits import MAX_HISTORY_BYTES, MAX_HISTORY_EVENTS, event_bytes
 from timers import store as timers
 from workflows import changes
 from workflows import store as executions
@@ -247,8 +246,7 @@ def _fail_if_too_large(execution: Execution, t: decide.Transition) -> None:
     """Count ``t``'s events into the run's history size; if the history passes
     ``MAX_EVENTS`` events or ``MAX_BYTES`` bytes and the run is still open, ``t`` closes it
     too (``history_too_large``)."""
-    execution.history_size_bytes += sum(
-        len(json.dumps(e.attributes, separators=(",", ":"))) + 64 for e in t.events)
+    execution.history_size_bytes += sum(event_bytes(e.attributes) for e in t.events)
     length = t.state.next_event_id - 1
     if not t.state.is_open or (length <= MAX_EVENTS and execution.history_size_bytes <= MAX_BYTES):
         return

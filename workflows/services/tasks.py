@@ -191,7 +191,8 @@ def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal:
     except (KeyError, TypeError, ValueError):  # InvalidCommand is a ValueError
         return None
     state = execution.core_state()
-    if (type(first) is not int or started_at.tzinfo is None or task.seq is None
+    if (not lessee.takes_events  # the worker learns the task's events from the ack
+            or type(first) is not int or started_at.tzinfo is None or task.seq is None
             or task.leased_at is None or task.lease_owner != lessee.worker_id
             or execution.sticky_worker != lessee.worker_id
             or execution.workflow_type not in lessee.workflow_types
@@ -209,9 +210,8 @@ def eager_workflow_task(execution: Execution, task: Task, result: Any, proposal:
             now=started_at, commands=commands)
     except decide.Rejected:
         return None
-    started = next(e for e in t.events if e.event_type is E.WORKFLOW_TASK_STARTED)
     execution.last_task_failure = None
-    execution.sticky_next_event_id = started.event_id + 1
+    # The run's next task for this worker starts after what the ack carries (``_ack_events``).
     return write_transition(execution, t, lessee=lessee, task=task)
 
 
