@@ -985,8 +985,13 @@ class Worker:
                 message=f"workflow type {msg.workflow_type!r} is not registered on this worker"))
             return
         cached = self._cache.get(msg.run_id)
+        # Current: it ran the run's last task, or took the events an ack brought and so knows
+        # the history through the query's (a query read before that commit may be behind it;
+        # its replay would answer from before the task, an older state than one answered).
         if (cached is not None and msg.sticky_next_event_id
-                and cached.next_event_id == msg.sticky_next_event_id):
+                and (cached.next_event_id == msg.sticky_next_event_id
+                     or (cached.eager_ready
+                         and cached.next_event_id >= msg.sticky_next_event_id))):
             # In the cache, an instance is between activations: nothing else runs it now.
             answer = _ask(cached, msg)
             if answer.changed:
@@ -1377,8 +1382,6 @@ class Worker:
                 frame = None  # a task of the run ran meanwhile: the run moved on
             if frame is None:
                 eager = None
-            elif not eager.terminal:  # (a run it closes has nothing to keep)
-                self._remember(eager.run_id, eager.inst)
         if failure is None and frame is None:
             try:
                 frame = ActivityTaskCompleted(token=token, result=result, id=msg_id).encode()
@@ -1410,10 +1413,13 @@ class Worker:
                            extra=_run_fields(ctx.info))
             if eager is None:
                 return
-            if isinstance(reply, Ack) and reply.events:  # the engine took the task
+            # The copy is cached once the engine took its task (the ack's events), not before:
+            # until then no query or task may see what may not become history. If the engine
+            # did not take it, the task comes as usual and replays.
+            if (isinstance(reply, Ack) and reply.events and not eager.terminal
+                    and self._cache.get(eager.run_id) is None):
+                self._remember(eager.run_id, eager.inst)
                 self._take_events(eager.run_id, eager.inst, reply.events)
-            elif self._cache.get(eager.run_id) is eager.inst:
-                self._evict(eager.run_id)  # it did not: the task comes as usual
 
         self._send_tracked(frame, msg_id, on_reply, resend=True, token=token)
 

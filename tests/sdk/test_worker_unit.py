@@ -1018,7 +1018,14 @@ def test_the_task_after_an_activity_runs_eagerly_once_the_ack_brought_the_events
                 "schedule_activity", 2, "Ada!")
             # The task's start is the workflow's time: it is stamped by the worker, now.
             assert proposal["started_at"] > NOW
-            assert worker._cache["run1"].next_event_id == 10  # 6..9, then its commands
+            # The copy is cached once the engine took the task: its ack brings the events.
+            assert "run1" not in worker._cache
+            await engine.send({"type": "ack", "id": completed["id"], "events": [
+                event(10, "WorkflowTaskCompleted", scheduled_event_id=8, started_event_id=9,
+                      worker="wk1"), scheduled(11, 2, "Ada!")]})
+            await eventually(lambda: "run1" in worker._cache
+                             and worker._cache["run1"].next_event_id == 12)
+            assert worker._cache["run1"].eager_ready
 
     run(scenario)
 
